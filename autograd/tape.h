@@ -1,0 +1,70 @@
+/* The eager reverse-mode tape (DESIGN §3).
+ *
+ * A bl_ctx owns an arena for per-step tensors and the tape. An op computes its output at
+ * once; when gradients are enabled in the ctx and some input requires a gradient, the op
+ * pushes a node {backward, inputs, output, saved values}. bl_backward(ctx, loss) seeds
+ * dloss = 1 and walks the nodes in reverse.
+ *
+ * THE RULE: backward functions ACCUMULATE into input gradients (grad += ...), never assign.
+ * A tensor used twice thus receives both contributions, and parameter gradients accumulate
+ * over several backward passes until bl_params_zero_grad.
+ *
+ * Passing a ctx with gradients disabled (bl_set_grad_enabled(ctx, 0), the no-grad scope)
+ * records nothing: inference costs no tape memory. */
+#ifndef BL_TAPE_H
+#define BL_TAPE_H
+
+#include "lib/arena.h"
+#include "lib/tensor.h"
+
+typedef struct bl_ctx bl_ctx;
+typedef struct bl_node bl_node;
+
+typedef void bl_backward_fn(bl_ctx *ctx, bl_node *node);
+
+struct bl_node {
+    const char *op;          /* op name, for messages */
+    bl_backward_fn *backward;
+    bl_tensor *out;
+    bl_tensor **in;          /* n_in inputs (arena array) */
+    int n_in;
+    void *saved;             /* op-specific saved values (arena memory) */
+    bl_node *prev;
+};
+
+bl_ctx *bl_ctx_alloc(size_t arena_bytes);
+void bl_ctx_free(bl_ctx *ctx);
+/* Drop the tape and every per-step tensor (call after each optimiser step). */
+void bl_ctx_reset(bl_ctx *ctx);
+bl_arena *bl_ctx_arena(bl_ctx *ctx);
+/* Enable/disable recording; returns the previous state. No-grad scope:
+ *   int g = bl_set_grad_enabled(ctx, 0); ...; bl_set_grad_enabled(ctx, g); */
+int bl_set_grad_enabled(bl_ctx *ctx, int enabled);
+int bl_grad_enabled(const bl_ctx *ctx);
+int bl_tape_length(const bl_ctx *ctx);
+
+/* Per-step tensors (arena memory, gone at bl_ctx_reset). bl_new is uninitialised. */
+bl_tensor *bl_new(bl_ctx *ctx, int ndim, const int64_t *shape);
+bl_tensor *bl_zeros(bl_ctx *ctx, int ndim, const int64_t *shape);
+bl_tensor *bl_full(bl_ctx *ctx, int ndim, const int64_t *shape, bl_real value);
+bl_tensor *bl_new_like(bl_ctx *ctx, const bl_tensor *t);
+/* Per-step copy of arbitrary data (e.g. a batch read from disk). */
+bl_tensor *bl_from_data(bl_ctx *ctx, int ndim, const int64_t *shape, const bl_real *data);
+/* A view sharing t's data that requires no gradient: gradients stop here. */
+bl_tensor *bl_detach(bl_ctx *ctx, bl_tensor *t);
+/* Scratch memory in the ctx arena. */
+void *bl_scratch(bl_ctx *ctx, size_t bytes);
+
+/* d loss / d t, allocated zeroed in the arena on first use (persistent tensors own theirs). */
+bl_real *bl_grad(bl_ctx *ctx, bl_tensor *t);
+/* Seed d loss = 1 (loss must have one element) and run every node's backward in reverse. */
+void bl_backward(bl_ctx *ctx, bl_tensor *loss);
+
+/* For op implementers: 1 if an op on these inputs must be recorded. */
+int bl_tape_needs(const bl_ctx *ctx, int n_in, bl_tensor *const *in);
+/* Record a node for `out` (marks out->requires_grad) when bl_tape_needs; returns the node
+ * (saved = zeroed arena block of saved_bytes) or NULL when nothing is recorded. */
+bl_node *bl_tape_push(bl_ctx *ctx, const char *op, bl_backward_fn *backward, bl_tensor *out,
+                      int n_in, bl_tensor *const *in, size_t saved_bytes);
+
+#endif

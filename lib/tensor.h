@@ -1,0 +1,72 @@
+/* Tensors: contiguous, row-major, up to 5 dims, PyTorch's layout (NCHW, NCDHW).
+ *
+ * The element type bl_real is float, or double when the library is built with the meson
+ * option `real=double` (-DBL_REAL_DOUBLE): the gradient checks run on that build.
+ *
+ * Two lifetimes (DESIGN §2): persistent tensors (parameters, gradients, optimiser state,
+ * running statistics) are made with bl_tensor_alloc and freed with bl_tensor_free; per-step
+ * tensors live in an arena (see autograd/tape.h: bl_new) and die at bl_ctx_reset. */
+#ifndef BL_TENSOR_H
+#define BL_TENSOR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lib/error.h"
+
+#ifdef BL_REAL_DOUBLE
+typedef double bl_real;
+#define BL_REAL_NAME "double"
+#else
+typedef float bl_real;
+#define BL_REAL_NAME "float"
+#endif
+
+#define BL_MAX_DIMS 5
+
+typedef struct bl_tensor {
+    bl_real *data;               /* numel elements, row-major */
+    bl_real *grad;               /* d loss / d data, same shape; NULL until a gradient flows */
+    int64_t shape[BL_MAX_DIMS];  /* unused trailing entries are 1 */
+    int ndim;                    /* 0 (scalar) .. 5 */
+    int64_t numel;
+    int requires_grad;           /* gradients are accumulated into `grad` by bl_backward */
+    int persistent;              /* data/grad are malloc'ed and owned (bl_tensor_free) */
+    const char *name;            /* PyTorch state_dict name for parameters and buffers, else NULL */
+} bl_tensor;
+
+/* Shapes are passed as (ndim, const int64_t *shape); BL_SHAPE(2, 3) makes the array inline. */
+#define BL_SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+int64_t bl_shape_numel(int ndim, const int64_t *shape);
+/* Fill t's shape fields (ndim, shape, numel); asserts 0 <= ndim <= 5 and non-negative sizes. */
+void bl_tensor_set_shape(bl_tensor *t, int ndim, const int64_t *shape);
+int bl_tensor_same_shape(const bl_tensor *a, const bl_tensor *b);
+/* "(4, 64, 80, 80)" into buf (>= 96 bytes); returns buf. */
+char *bl_shape_str(const bl_tensor *t, char *buf, size_t n);
+
+/* Persistent tensor, zero-filled; `name` is copied (may be NULL). grad is allocated
+ * (zeroed) when requires_grad. */
+bl_tensor *bl_tensor_alloc(const char *name, int ndim, const int64_t *shape, int requires_grad);
+void bl_tensor_free(bl_tensor *t);
+
+void bl_tensor_fill(bl_tensor *t, bl_real value);
+void bl_tensor_copy(bl_tensor *dst, const bl_tensor *src);  /* same numel */
+void bl_tensor_zero_grad(bl_tensor *t);
+/* Row-major index of (i0, i1, ...) for the first `n` dims (remaining indices 0). */
+int64_t bl_tensor_offset(const bl_tensor *t, int n, const int64_t *idx);
+void bl_tensor_print(FILE *f, const char *label, const bl_tensor *t);
+/* 1 if every element is finite */
+int bl_tensor_all_finite(const bl_tensor *t);
+
+/* Programmer-error assertion for ops: aborts naming the op, both shapes and file:line. */
+#define BL_ASSERT_SAME_SHAPE(op, a, b)                                                         \
+    do {                                                                                       \
+        if (!bl_tensor_same_shape((a), (b))) {                                                 \
+            char bl_sa_[96], bl_sb_[96];                                                       \
+            bl_abort(__FILE__, __LINE__, "%s: shape mismatch %s vs %s", (op),                  \
+                     bl_shape_str((a), bl_sa_, 96), bl_shape_str((b), bl_sb_, 96));           \
+        }                                                                                      \
+    } while (0)
+
+#endif
