@@ -93,5 +93,13 @@ void bl_arena_reset(bl_arena *arena)
     arena->used_before_head = 0;
 }
 
+void bl_arena_release(bl_arena *arena, size_t mark)
+{
+    BL_ASSERT(mark <= bl_arena_used(arena), "bl_arena_release: mark %zu is past the %zu bytes in use",
+              mark, bl_arena_used(arena));
+    /* every allocation in the head block is newer than a mark that lies in an older block */
+    arena->head->used = mark >= arena->used_before_head ? mark - arena->used_before_head : 0;
+}
+
 size_t bl_arena_used(const bl_arena *arena) { return arena->used_before_head + arena->head->used; }
 size_t bl_arena_peak(const bl_arena *arena) { return arena->peak; }

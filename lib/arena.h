@@ -17,6 +17,11 @@ void *bl_arena_push(bl_arena *arena, size_t bytes);
 void *bl_arena_push_zero(bl_arena *arena, size_t bytes);
 /* Forget every allocation. */
 void bl_arena_reset(bl_arena *arena);
+/* Forget the allocations made since `mark`, a value of bl_arena_used taken earlier: scratch
+ * memory used in stack order (an op's im2col buffers) is reused by the next op instead of
+ * growing the arena until the step ends. Blocks chained since the mark stay allocated until
+ * bl_arena_reset merges them. */
+void bl_arena_release(bl_arena *arena, size_t mark);
 size_t bl_arena_used(const bl_arena *arena);
 /* Largest `used` seen since the arena was made. */
 size_t bl_arena_peak(const bl_arena *arena);

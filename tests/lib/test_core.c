@@ -1,0 +1,260 @@
+/* lib core: tensors, arena, RNG streams, errors, config. */
+#include <check.h>
+#include <gsl/gsl_errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/arena.h"
+#include "lib/config.h"
+#include "lib/rng.h"
+#include "lib/tensor.h"
+
+START_TEST(test_tensor_shape_and_offset)
+{
+    bl_tensor *t = bl_tensor_alloc("w", 4, BL_SHAPE(2, 3, 4, 5), 1);
+    ck_assert_int_eq(t->numel, 120);
+    ck_assert_int_eq(t->ndim, 4);
+    ck_assert_int_eq(t->shape[4], 1);
+    ck_assert_str_eq(t->name, "w");
+    ck_assert_ptr_nonnull(t->grad);
+    /* row-major: ((1*3 + 2)*4 + 3)*5 + 4 = 119 */
+    ck_assert_int_eq(bl_tensor_offset(t, 4, BL_SHAPE(1, 2, 3, 4)), 119);
+    ck_assert_int_eq(bl_tensor_offset(t, 2, BL_SHAPE(1, 1)), (1 * 3 + 1) * 20);
+    for (int64_t i = 0; i < t->numel; i++) ck_assert(t->data[i] == 0 && t->grad[i] == 0);
+    char s[96];
+    ck_assert_str_eq(bl_shape_str(t, s, sizeof s), "(2, 3, 4, 5)");
+    bl_tensor_fill(t, 2.5f);
+    ck_assert(t->data[77] == 2.5f);
+    ck_assert(bl_tensor_all_finite(t));
+    t->data[3] = NAN;
+    ck_assert(!bl_tensor_all_finite(t));
+    bl_tensor *u = bl_tensor_alloc(NULL, 2, BL_SHAPE(12, 10), 0);
+    ck_assert(!bl_tensor_same_shape(t, u));
+    bl_tensor_copy(u, t);
+    ck_assert(u->data[77] == 2.5f && isnan(u->data[3]));
+    ck_assert_ptr_null(u->grad);
+    bl_tensor_free(t);
+    bl_tensor_free(u);
+}
+END_TEST
+
+START_TEST(test_arena_alignment_growth_reset)
+{
+    bl_arena *a = bl_arena_alloc(4096);
+    char *p = bl_arena_push(a, 10), *q = bl_arena_push(a, 100);
+    ck_assert_int_eq((uintptr_t)p % 64, 0);
+    ck_assert_int_eq((uintptr_t)q % 64, 0);
+    ck_assert(q >= p + 10);
+    ck_assert_int_eq(bl_arena_used(a), 64 + 128);
+    /* overflow the first block: a second block is chained, earlier memory stays valid */
+    memset(p, 7, 10);
+    double *big = bl_arena_push_zero(a, 100000 * sizeof(double));
+    ck_assert(big[99999] == 0 && p[9] == 7);
+    size_t peak = bl_arena_peak(a);
+    ck_assert(peak >= 64 + 128 + 800000);
+    bl_arena_reset(a);
+    ck_assert_int_eq(bl_arena_used(a), 0);
+    /* after reset the merged block holds the whole previous peak without chaining */
+    char *r = bl_arena_push(a, 800000);
+    ck_assert_int_eq((uintptr_t)r % 64, 0);
+    ck_assert_int_eq(bl_arena_used(a), 800000);
+    ck_assert_int_eq(bl_arena_peak(a), peak);
+    bl_arena_free(a);
+}
+END_TEST
+
+START_TEST(test_rng_streams_are_reproducible_and_independent)
+{
+    enum { N = 64, K = 32 };
+    static double serial[N][K], parallel[N][K];
+    for (int s = 0; s < N; s++) {
+        bl_rng *r = bl_rng_alloc(42, (uint64_t)s);
+        for (int k = 0; k < K; k++) serial[s][k] = bl_rng_normal(r);
+        bl_rng_free(r);
+    }
+    /* the same streams drawn by two threads in an arbitrary order give the same numbers */
+    int old = omp_get_max_threads();
+    omp_set_num_threads(2);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int s = N - 1; s >= 0; s--) {
+        bl_rng *r = bl_rng_alloc(42, (uint64_t)s);
+        for (int k = 0; k < K; k++) parallel[s][k] = bl_rng_normal(r);
+        bl_rng_free(r);
+    }
+    omp_set_num_threads(old);
+    ck_assert(memcmp(serial, parallel, sizeof serial) == 0);
+    /* different streams and different seeds differ */
+    ck_assert(serial[0][0] != serial[1][0]);
+    bl_rng *r = bl_rng_alloc(43, 0);
+    ck_assert(bl_rng_normal(r) != serial[0][0]);
+    /* reseed restarts the stream */
+    bl_rng_reseed(r, 42, 5);
+    ck_assert(bl_rng_normal(r) == serial[5][0]);
+    bl_rng_free(r);
+}
+END_TEST
+
+START_TEST(test_rng_moments)
+{
+    /* 200000 draws: mean within 5 standard errors of the closed form */
+    bl_rng *r = bl_rng_alloc(7, 3);
+    const int n = 200000;
+    double su = 0, sn = 0, sn2 = 0, sp = 0, sg = 0;
+    for (int i = 0; i < n; i++) {
+        su += bl_rng_uniform(r);
+        double z = bl_rng_normal(r);
+        sn += z;
+        sn2 += z * z;
+        sp += bl_rng_poisson(r, 0.2);
+        sg += bl_rng_gamma(r, 2.5, 0.4); /* mean 1.0, var 0.4 */
+    }
+    ck_assert_double_eq_tol(su / n, 0.5, 5 * sqrt(1.0 / 12 / n));
+    ck_assert_double_eq_tol(sn / n, 0.0, 5 * sqrt(1.0 / n));
+    ck_assert_double_eq_tol(sn2 / n, 1.0, 5 * sqrt(2.0 / n));
+    ck_assert_double_eq_tol(sp / n, 0.2, 5 * sqrt(0.2 / n));
+    ck_assert_double_eq_tol(sg / n, 1.0, 5 * sqrt(0.4 / n));
+    bl_rng_free(r);
+}
+END_TEST
+
+static bl_status last_status;
+static char last_message[1024];
+static void record(bl_status st, const char *msg)
+{
+    last_status = st;
+    snprintf(last_message, sizeof last_message, "%s", msg);
+}
+
+START_TEST(test_error_channel_and_handler)
+{
+    bl_error_handler *old = bl_set_error_handler(record);
+    bl_status st = bl_error(BL_ERR_IO, "%s: cannot open", "x.safetensors");
+    ck_assert_int_eq(st, BL_ERR_IO);
+    ck_assert_int_eq(last_status, BL_ERR_IO);
+    ck_assert_str_eq(last_message, "x.safetensors: cannot open");
+    ck_assert_str_eq(bl_error_message(), "x.safetensors: cannot open");
+    ck_assert_str_eq(bl_status_name(BL_ERR_CONFIG), "config error");
+    /* GSL errors no longer abort: they arrive as bl errors */
+    bl_gsl_install_handler();
+    gsl_error("domain error in test", "test_core.c", 1, 1 /* GSL_EDOM */);
+    ck_assert_ptr_nonnull(strstr(last_message, "domain error in test"));
+    bl_set_error_handler(old);
+}
+END_TEST
+
+static const char *cfg_text =
+    "train = { lr = 0.001; steps = 300; use_checkerboard = false; name = \"seed\";\n"
+    "          milestones = [32, 64]; };\n"
+    "factors = ( { name = \"redshift\"; kind = \"normal\"; } );\n"
+    "extra = { typo_key = 3; };\n";
+
+START_TEST(test_config_lookups_and_unknown_keys)
+{
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, cfg_text, "test.cfg"), BL_OK);
+    double lr, ms[4];
+    int64_t steps;
+    int cb, n;
+    const char *name, *fname;
+    ck_assert_int_eq(bl_config_double(cfg, "train.lr", 0, 1, &lr), BL_OK);
+    ck_assert_double_eq(lr, 0.001);
+    ck_assert_int_eq(bl_config_int(cfg, "train.steps", 0, 1, &steps), BL_OK);
+    ck_assert_int_eq(steps, 300);
+    ck_assert_int_eq(bl_config_bool(cfg, "train.use_checkerboard", 1, 1, &cb), BL_OK);
+    ck_assert_int_eq(cb, 0);
+    ck_assert_int_eq(bl_config_string(cfg, "train.name", NULL, 1, &name), BL_OK);
+    ck_assert_str_eq(name, "seed");
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 1, 4, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_double_eq(ms[1], 64);
+    /* defaults for missing optional keys; error for missing required ones */
+    ck_assert_int_eq(bl_config_double(cfg, "train.gamma", 0.1, 0, &lr), BL_OK);
+    ck_assert_double_eq(lr, 0.1);
+    ck_assert_int_eq(bl_config_double(cfg, "train.gamma", 0.1, 1, &lr), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "train.gamma"));
+    /* wrong type names file, line and key */
+    ck_assert_int_eq(bl_config_int(cfg, "train.lr", 0, 1, &steps), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "test.cfg:1"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'train.lr'"));
+    ck_assert_int_eq(bl_config_check_range(cfg, "train.steps", 300, 1, 100), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "out of range"));
+    /* list elements by path */
+    ck_assert_int_eq(bl_config_length(cfg, "factors"), 1);
+    ck_assert_int_eq(bl_config_string(cfg, "factors.[0].name", NULL, 1, &fname), BL_OK);
+    ck_assert_str_eq(fname, "redshift");
+    /* factors.[0].kind and extra.typo_key were never read: the first is reported */
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_str_eq(bl_error_message(), "test.cfg:3: unknown key 'factors.[0].kind'");
+    ck_assert_int_eq(bl_config_string(cfg, "factors.[0].kind", NULL, 1, &fname), BL_OK);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_str_eq(bl_error_message(), "test.cfg:4: unknown key 'extra.typo_key'");
+    ck_assert_int_eq(bl_config_int(cfg, "extra.typo_key", 0, 1, &steps), BL_OK);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+    bl_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_config_overrides)
+{
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, cfg_text, "test.cfg"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.lr=0.01"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.steps=12"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.name=\"quick\""), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.use_checkerboard=true"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.seed=7"), BL_OK); /* new key in an existing group */
+    double lr;
+    int64_t steps, seed;
+    int cb;
+    const char *name;
+    bl_config_double(cfg, "train.lr", 0, 1, &lr);
+    bl_config_int(cfg, "train.steps", 0, 1, &steps);
+    bl_config_int(cfg, "train.seed", 0, 1, &seed);
+    bl_config_bool(cfg, "train.use_checkerboard", 0, 1, &cb);
+    bl_config_string(cfg, "train.name", NULL, 1, &name);
+    ck_assert_double_eq(lr, 0.01);
+    ck_assert_int_eq(steps, 12);
+    ck_assert_int_eq(seed, 7);
+    ck_assert_int_eq(cb, 1);
+    ck_assert_str_eq(name, "quick");
+    ck_assert_int_eq(bl_config_set(cfg, "train.steps=abc"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "train.steps"));
+    ck_assert_int_eq(bl_config_set(cfg, "nosuch.group.key=1"), BL_ERR_CONFIG);
+    ck_assert_int_eq(bl_config_set(cfg, "novalue"), BL_ERR_ARG);
+    bl_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_config_syntax_error_and_missing_file)
+{
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "a = 1;\nb = ;\n", "bad.cfg"), BL_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad.cfg:2"));
+    ck_assert_int_eq(bl_config_load(&cfg, "/nonexistent/dir/x.cfg"), BL_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "/nonexistent/dir/x.cfg"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("lib_core");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_tensor_shape_and_offset);
+    tcase_add_test(tc, test_arena_alignment_growth_reset);
+    tcase_add_test(tc, test_rng_streams_are_reproducible_and_independent);
+    tcase_add_test(tc, test_rng_moments);
+    tcase_add_test(tc, test_error_channel_and_handler);
+    tcase_add_test(tc, test_config_lookups_and_unknown_keys);
+    tcase_add_test(tc, test_config_overrides);
+    tcase_add_test(tc, test_config_syntax_error_and_missing_file);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
