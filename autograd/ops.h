@@ -72,6 +72,11 @@ bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *b
 bl_tensor *bl_batchnorm(bl_ctx *ctx, bl_tensor *x, bl_tensor *weight, bl_tensor *bias,
                         bl_tensor *running_mean, bl_tensor *running_var, double momentum,
                         double eps, int training);
+/* silu(bl_batchnorm(...)) in one op (the ConvBlock's BatchNorm -> SiLU): same arguments and
+ * running-statistics update; the BatchNorm output is not stored (backward recomputes it) */
+bl_tensor *bl_batchnorm_silu(bl_ctx *ctx, bl_tensor *x, bl_tensor *weight, bl_tensor *bias,
+                             bl_tensor *running_mean, bl_tensor *running_var, double momentum,
+                             double eps, int training);
 /* nearest upsampling x2 of the last two dims: out[i][j] = in[i/2][j/2] */
 bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x);
 

@@ -1,1 +1,460 @@
+/* Convolutions and nearest upsampling: bl_conv2d, bl_conv3d_depth, bl_upsample2x.
+ *
+ * A convolution is lowered to OpenBLAS GEMMs on column matrices (im2col). With
+ * K = C kh kw and N output pixels of a chunk:
+ *   forward   Y (M, N)   = W (M, K) Col (K, N)
+ *   dW        dW (M, K) += dY (M, N) Col^T (N, K)
+ *   dX        stride 1: dX = conv(dY, W~) with W~ (C, M, kh, kw) the kernel transposed and flipped
+ *             and padding kh - 1 - pad: the forward path again, a well-shaped GEMM with no
+ *             scatter; stride > 1: dCol (K, N) = W^T dY, then col2im adds dCol into dX.
+ *   db        sums of dY over batch and pixels.
+ * A 1x1 stride-1 unpadded convolution needs no im2col: within one image the input (C, H W)
+ * is the column matrix.
+ *
+ * Chunks. The output pixels of the whole batch, B Ho Wo, are cut into chunks of whole output
+ * rows. A chunk's column matrix is at most BL_CONV_COL_BYTES, so the GEMM reads it from
+ * cache right after im2col wrote it, and the scratch memory does not grow with the batch.
+ * At small spatial sizes (20x20, 10x10) a chunk spans several images so that the GEMMs stay
+ * large; their output then goes through a small scratch matrix and a permute into NCHW.
+ * Within one image, GEMMs read and write the NCHW tensors in place (leading dimension Ho Wo).
+ *
+ * Threads: OpenBLAS (the OpenMP build) threads each GEMM itself; im2col, col2im, permutes and
+ * bias sums are OpenMP loops between GEMMs, never around them, so there is one OpenMP runtime
+ * and no oversubscription. Every reduction has a fixed order, so results do not depend on
+ * timing (GEMM results may depend on the thread count through OpenBLAS's partitioning).
+ *
+ * Scratch memory comes from the ctx arena and is released when the op returns
+ * (bl_arena_release), so a step's arena holds activations, not im2col buffers. */
 #include "autograd/ops.h"
+#include "autograd/conv_kernels.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#ifdef BL_REAL_DOUBLE
+#define BL_GEMM cblas_dgemm
+#else
+#define BL_GEMM cblas_sgemm
+#endif
+
+/* Column-matrix budget per chunk: a fraction of the 32 MB L3, several times the L2. Chunks
+ * narrower than min_cols output pixels make GEMMs inefficient: take more rows instead. */
+static bl_conv_tuning conv_tuning = {.col_bytes = (int64_t)6 << 20, .min_cols = 1024};
+
+bl_conv_tuning bl_conv_get_tuning(void) { return conv_tuning; }
+void bl_conv_set_tuning(bl_conv_tuning tuning) { conv_tuning = tuning; }
+/* Below this many elements a loop runs on one thread. */
+#define BL_CONV_OMP_MIN 32768
+
+/* A 2-D convolution as the kernels see it (conv3d_depth maps onto it). */
+typedef struct bl_conv_geom {
+    int64_t B, C, H, W;      /* input (B, C, H, W) */
+    int64_t M;               /* output channels */
+    int64_t kh, kw, stride, pad_h, pad_w;
+    int64_t Ho, Wo;          /* output (B, M, Ho, Wo) */
+} bl_conv_geom;
+
+/* Chunks of output rows r = b Ho + oh: either `per` whole images each, or (when one image is
+ * too large) each image split into `parts` bands of nearly equal height. */
+typedef struct bl_conv_plan {
+    int64_t n;        /* number of chunks */
+    int64_t per;      /* images per chunk, or 0 when images are split */
+    int64_t parts;    /* bands per image when split */
+    int64_t max_cols; /* widest chunk, in output pixels */
+} bl_conv_plan;
+
+static bl_conv_plan conv_plan(const bl_conv_geom *g, int64_t K)
+{
+    bl_conv_plan p = {0};
+    int64_t rows = conv_tuning.col_bytes / ((int64_t)sizeof(bl_real) * K * g->Wo);
+    int64_t min_rows = (conv_tuning.min_cols + g->Wo - 1) / g->Wo;
+    if (rows < min_rows) rows = min_rows;
+    if (rows < 1) rows = 1;
+    if (rows >= g->Ho) {
+        int64_t per = rows / g->Ho;
+        if (per > g->B) per = g->B;
+        int64_t n = (g->B + per - 1) / per;
+        p.per = (g->B + n - 1) / n; /* balance the images over the chunks */
+        p.n = (g->B + p.per - 1) / p.per;
+        p.max_cols = p.per * g->Ho * g->Wo;
+    } else {
+        p.parts = (g->Ho + rows - 1) / rows;
+        p.n = g->B * p.parts;
+        p.max_cols = ((g->Ho + p.parts - 1) / p.parts) * g->Wo;
+    }
+    return p;
+}
+
+/* Output rows [r0, r1) of chunk k. */
+static void conv_chunk(const bl_conv_geom *g, const bl_conv_plan *p, int64_t k, int64_t *r0,
+                       int64_t *r1)
+{
+    if (p->per) {
+        int64_t b0 = k * p->per, b1 = b0 + p->per < g->B ? b0 + p->per : g->B;
+        *r0 = b0 * g->Ho;
+        *r1 = b1 * g->Ho;
+    } else {
+        int64_t b = k / p->parts, q = k % p->parts;
+        *r0 = b * g->Ho + q * g->Ho / p->parts;
+        *r1 = b * g->Ho + (q + 1) * g->Ho / p->parts;
+    }
+}
+
+/* Output columns ow whose input column ow s - pad_w + j lies inside [0, W): [*lo, *hi). */
+static void conv_valid_cols(const bl_conv_geom *g, int64_t j, int64_t *lo, int64_t *hi)
+{
+    const int64_t s = g->stride, off = g->pad_w - j; /* iw = ow s - off */
+    int64_t l = off > 0 ? (off + s - 1) / s : 0;      /* ceil(off / s) */
+    int64_t h = g->W - 1 + off >= 0 ? (g->W - 1 + off) / s + 1 : 0;
+    if (h > g->Wo) h = g->Wo;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* col (K, (r1 - r0) Wo) <- patches of x (B, C, H, W) for output rows [r0, r1). */
+static void conv_im2col(const bl_conv_geom *g, const bl_real *x, int64_t r0, int64_t r1,
+                        bl_real *col)
+{
+    const int64_t K = g->C * g->kh * g->kw, n_cols = (r1 - r0) * g->Wo;
+    const int64_t Wo = g->Wo, W = g->W, H = g->H, s = g->stride;
+#pragma omp parallel for schedule(static) if (K * n_cols > BL_CONV_OMP_MIN)
+    for (int64_t row = 0; row < K; row++) {
+        const int64_t c = row / (g->kh * g->kw), i = (row / g->kw) % g->kh, j = row % g->kw;
+        int64_t lo, hi;
+        conv_valid_cols(g, j, &lo, &hi);
+        bl_real *dst = col + row * n_cols;
+        for (int64_t r = r0; r < r1; r++, dst += Wo) {
+            const int64_t b = r / g->Ho, oh = r % g->Ho, ih = oh * s - g->pad_h + i;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, (size_t)Wo * sizeof *dst);
+                continue;
+            }
+            /* output column ow reads input column ow s + off */
+            const bl_real *src = x + ((b * g->C + c) * H + ih) * W;
+            const int64_t off = j - g->pad_w;
+            for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+            if (s == 1)
+                memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+            else if (s == 2) /* a constant stride vectorizes (even/odd shuffles) */
+                for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow + off];
+            else
+                for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * s + off];
+            for (int64_t ow = hi; ow < Wo; ow++) dst[ow] = 0;
+        }
+    }
+}
+
+/* dx (B, C, H, W) += col2im(dcol (K, (r1 - r0) Wo)); one thread per input channel, so no two
+ * threads add into the same element. */
+static void conv_col2im_add(const bl_conv_geom *g, const bl_real *dcol, int64_t r0, int64_t r1,
+                            bl_real *dx)
+{
+    const int64_t n_cols = (r1 - r0) * g->Wo, Wo = g->Wo, W = g->W, H = g->H, s = g->stride;
+#pragma omp parallel for schedule(static) if (g->C * g->kh * g->kw * n_cols > BL_CONV_OMP_MIN)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t lo, hi;
+                conv_valid_cols(g, j, &lo, &hi);
+                const bl_real *src = dcol + ((c * g->kh + i) * g->kw + j) * n_cols;
+                for (int64_t r = r0; r < r1; r++, src += Wo) {
+                    const int64_t b = r / g->Ho, oh = r % g->Ho, ih = oh * s - g->pad_h + i;
+                    if (ih < 0 || ih >= H) continue;
+                    bl_real *dst = dx + ((b * g->C + c) * H + ih) * W;
+                    const int64_t off = j - g->pad_w;
+                    if (s == 2)
+                        for (int64_t ow = lo; ow < hi; ow++) dst[2 * ow + off] += src[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow * s + off] += src[ow];
+                }
+            }
+}
+
+/* (M, n_img HW) <-> (n_img, M, HW) for chunks of whole images. */
+static void conv_scatter(const bl_real *buf, int64_t M, int64_t n_img, int64_t hw, bl_real *t,
+                         int accumulate)
+{
+#pragma omp parallel for schedule(static) if (M * n_img * hw > BL_CONV_OMP_MIN)
+    for (int64_t mb = 0; mb < M * n_img; mb++) {
+        const int64_t m = mb / n_img, b = mb % n_img;
+        const bl_real *src = buf + (m * n_img + b) * hw;
+        bl_real *dst = t + (b * M + m) * hw;
+        if (accumulate)
+            for (int64_t k = 0; k < hw; k++) dst[k] += src[k];
+        else
+            memcpy(dst, src, (size_t)hw * sizeof *dst);
+    }
+}
+
+static void conv_gather(const bl_real *t, int64_t M, int64_t n_img, int64_t hw, bl_real *buf)
+{
+#pragma omp parallel for schedule(static) if (M * n_img * hw > BL_CONV_OMP_MIN)
+    for (int64_t mb = 0; mb < M * n_img; mb++) {
+        const int64_t m = mb / n_img, b = mb % n_img;
+        memcpy(buf + (m * n_img + b) * hw, t + (b * M + m) * hw, (size_t)hw * sizeof *buf);
+    }
+}
+
+static int conv_is_pointwise(const bl_conv_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_h == 0 && g->pad_w == 0;
+}
+
+/* The (K, n_cols) column matrix of chunk [r0, r1): in place for a pointwise convolution within
+ * one image, else im2col into `col`. */
+static const bl_real *conv_columns(const bl_conv_geom *g, const bl_real *x, int64_t r0, int64_t r1,
+                                   bl_real *col, int64_t *ld)
+{
+    const int64_t b = r0 / g->Ho;
+    if (conv_is_pointwise(g) && (r1 - 1) / g->Ho == b) {
+        *ld = g->H * g->W;
+        return x + b * g->C * g->H * g->W + (r0 % g->Ho) * g->W;
+    }
+    conv_im2col(g, x, r0, r1, col);
+    *ld = (r1 - r0) * g->Wo;
+    return col;
+}
+
+/* The (M, n_cols) block of t (B, M, Ho, Wo) for chunk [r0, r1): in place within one image,
+ * else gathered into `buf`. */
+static const bl_real *conv_out_block(const bl_conv_geom *g, const bl_real *t, int64_t r0,
+                                     int64_t r1, bl_real *buf, int64_t *ld)
+{
+    const int64_t b = r0 / g->Ho, hw = g->Ho * g->Wo;
+    if ((r1 - 1) / g->Ho == b) {
+        *ld = hw;
+        return t + b * g->M * hw + (r0 % g->Ho) * g->Wo;
+    }
+    conv_gather(t + b * g->M * hw, g->M, (r1 - r0) / g->Ho, hw, buf);
+    *ld = (r1 - r0) * g->Wo;
+    return buf;
+}
+
+/* y (B, M, Ho, Wo) (+)= conv(x, w), w (M, C kh kw) row-major; accumulate selects += or =. */
+static void conv_forward_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                              const bl_real *w, bl_real *y, int accumulate)
+{
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo;
+    const bl_conv_plan p = conv_plan(g, K);
+    bl_real *col = bl_scratch(ctx, (size_t)(K * p.max_cols) * sizeof(bl_real));
+    bl_real *ybuf = p.per > 1 ? bl_scratch(ctx, (size_t)(g->M * p.max_cols) * sizeof(bl_real)) : NULL;
+    for (int64_t k = 0; k < p.n; k++) {
+        int64_t r0, r1, ldb;
+        conv_chunk(g, &p, k, &r0, &r1);
+        const int64_t n_cols = (r1 - r0) * g->Wo, b = r0 / g->Ho;
+        const bl_real *bm = conv_columns(g, x, r0, r1, col, &ldb);
+        if ((r1 - 1) / g->Ho == b) {
+            BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->M, (int)n_cols, (int)K, 1, w,
+                    (int)K, bm, (int)ldb, accumulate ? 1 : 0, y + b * g->M * hw + (r0 % g->Ho) * g->Wo,
+                    (int)hw);
+        } else {
+            BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->M, (int)n_cols, (int)K, 1, w,
+                    (int)K, bm, (int)ldb, 0, ybuf, (int)n_cols);
+            conv_scatter(ybuf, g->M, (r1 - r0) / g->Ho, hw, y + b * g->M * hw, accumulate);
+        }
+    }
+    bl_arena_release(arena, mark);
+}
+
+/* dw (M, K) += dY Col^T summed over the batch. */
+static void conv_dweight_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                              const bl_real *dy, bl_real *dw)
+{
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t K = g->C * g->kh * g->kw;
+    const bl_conv_plan p = conv_plan(g, K);
+    bl_real *col = bl_scratch(ctx, (size_t)(K * p.max_cols) * sizeof(bl_real));
+    bl_real *dybuf = p.per > 1 ? bl_scratch(ctx, (size_t)(g->M * p.max_cols) * sizeof(bl_real)) : NULL;
+    for (int64_t k = 0; k < p.n; k++) {
+        int64_t r0, r1, ldb, ldd;
+        conv_chunk(g, &p, k, &r0, &r1);
+        const int64_t n_cols = (r1 - r0) * g->Wo;
+        const bl_real *bm = conv_columns(g, x, r0, r1, col, &ldb);
+        const bl_real *dm = conv_out_block(g, dy, r0, r1, dybuf, &ldd);
+        BL_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->M, (int)K, (int)n_cols, 1, dm,
+                (int)ldd, bm, (int)ldb, 1, dw, (int)K);
+    }
+    bl_arena_release(arena, mark);
+}
+
+/* dx (B, C, H, W) += d conv / dx applied to dy. */
+static void conv_dinput(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *w, const bl_real *dy,
+                        bl_real *dx)
+{
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t K = g->C * g->kh * g->kw, khw = g->kh * g->kw;
+    if (g->stride == 1) {
+        /* dx[c][h][v] = sum_{m,i,j} dy[m][h + pad_h - i][v + pad_w - j] w[m][c][i][j]: a
+         * convolution of dy with w~[c][m][kh-1-i][kw-1-j] = w[m][c][i][j], padding k - 1 - pad */
+        bl_real *wt = bl_scratch(ctx, (size_t)(g->M * K) * sizeof(bl_real)); /* (C, M, kh, kw) */
+        for (int64_t m = 0; m < g->M; m++)
+            for (int64_t c = 0; c < g->C; c++)
+                for (int64_t ij = 0; ij < khw; ij++)
+                    wt[(c * g->M + m) * khw + khw - 1 - ij] = w[(m * g->C + c) * khw + ij];
+        const bl_conv_geom gt = {.B = g->B, .C = g->M, .H = g->Ho, .W = g->Wo, .M = g->C,
+                                 .kh = g->kh, .kw = g->kw, .stride = 1,
+                                 .pad_h = g->kh - 1 - g->pad_h, .pad_w = g->kw - 1 - g->pad_w,
+                                 .Ho = g->H, .Wo = g->W};
+        conv_forward_gemm(ctx, &gt, dy, wt, dx, 1);
+    } else {
+        const bl_conv_plan p = conv_plan(g, K);
+        bl_real *dcol = bl_scratch(ctx, (size_t)(K * p.max_cols) * sizeof(bl_real));
+        bl_real *dybuf = p.per > 1 ? bl_scratch(ctx, (size_t)(g->M * p.max_cols) * sizeof(bl_real)) : NULL;
+        for (int64_t k = 0; k < p.n; k++) {
+            int64_t r0, r1, ldd;
+            conv_chunk(g, &p, k, &r0, &r1);
+            const int64_t n_cols = (r1 - r0) * g->Wo;
+            const bl_real *dm = conv_out_block(g, dy, r0, r1, dybuf, &ldd);
+            BL_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)n_cols, (int)g->M, 1, w,
+                    (int)K, dm, (int)ldd, 0, dcol, (int)n_cols);
+            conv_col2im_add(g, dcol, r0, r1, dx);
+        }
+    }
+    bl_arena_release(arena, mark);
+}
+
+static void conv_bias_forward(const bl_conv_geom *g, const bl_real *bias, bl_real *y)
+{
+    const int64_t hw = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (g->B * g->M * hw > BL_CONV_OMP_MIN)
+    for (int64_t bm = 0; bm < g->B * g->M; bm++) {
+        const bl_real v = bias[bm % g->M];
+        bl_real *p = y + bm * hw;
+        for (int64_t k = 0; k < hw; k++) p[k] += v;
+    }
+}
+
+static void conv_bias_backward(const bl_conv_geom *g, const bl_real *dy, bl_real *db)
+{
+    const int64_t hw = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (g->B * g->M * hw > BL_CONV_OMP_MIN)
+    for (int64_t m = 0; m < g->M; m++) {
+        double s = 0;
+        for (int64_t b = 0; b < g->B; b++) {
+            const bl_real *p = dy + (b * g->M + m) * hw;
+            for (int64_t k = 0; k < hw; k++) s += p[k];
+        }
+        db[m] += (bl_real)s;
+    }
+}
+
+static void conv_backward(bl_ctx *ctx, bl_node *node)
+{
+    const bl_conv_geom *g = node->saved;
+    bl_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2];
+    const bl_real *dy = node->out->grad;
+    if (bias && bias->requires_grad) conv_bias_backward(g, dy, bl_grad(ctx, bias));
+    if (w->requires_grad) conv_dweight_gemm(ctx, g, x->data, dy, bl_grad(ctx, w));
+    if (x->requires_grad) conv_dinput(ctx, g, w->data, dy, bl_grad(ctx, x));
+}
+
+static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g, bl_tensor *x,
+                             bl_tensor *w, bl_tensor *bias, int ndim, const int64_t *shape)
+{
+    bl_tensor *y = bl_new(ctx, ndim, shape);
+    conv_forward_gemm(ctx, g, x->data, w->data, y->data, 0);
+    if (bias) conv_bias_forward(g, bias->data, y->data);
+    bl_tensor *in[3] = {x, w, bias};
+    bl_node *node = bl_tape_push(ctx, op, conv_backward, y, 3, in, sizeof *g);
+    if (node) memcpy(node->saved, g, sizeof *g);
+    return y;
+}
+
+static void conv_check(const char *op, const bl_tensor *x, const bl_tensor *w, const bl_tensor *bias,
+                       int ndim, int64_t cin, int stride, int pad)
+{
+    char sx[96], sw[96];
+    BL_ASSERT(x->ndim == ndim && w->ndim == ndim,
+              "%s: expected %d-D input and weight, got x %s and w %s", op, ndim,
+              bl_shape_str(x, sx, 96), bl_shape_str(w, sw, 96));
+    BL_ASSERT(w->shape[1] == cin, "%s: weight %s expects %lld input channels, x %s has %lld", op,
+              bl_shape_str(w, sw, 96), (long long)w->shape[1], bl_shape_str(x, sx, 96),
+              (long long)cin);
+    BL_ASSERT(!bias || (bias->ndim == 1 && bias->shape[0] == w->shape[0]),
+              "%s: bias %s must be (%lld), one value per output channel", op,
+              bias ? bl_shape_str(bias, sx, 96) : "", (long long)w->shape[0]);
+    BL_ASSERT(stride >= 1 && pad >= 0, "%s: stride %d must be >= 1 and pad %d >= 0", op, stride, pad);
+}
+
+bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int stride, int pad)
+{
+    conv_check("bl_conv2d", x, w, bias, 4, x->ndim == 4 ? x->shape[1] : -1, stride, pad);
+    bl_conv_geom g = {.B = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
+                      .M = w->shape[0], .kh = w->shape[2], .kw = w->shape[3], .stride = stride,
+                      .pad_h = pad, .pad_w = pad};
+    g.Ho = (g.H + 2 * pad - g.kh) / stride + 1;
+    g.Wo = (g.W + 2 * pad - g.kw) / stride + 1;
+    char sx[96], sw[96];
+    BL_ASSERT(g.H + 2 * pad >= g.kh && g.W + 2 * pad >= g.kw,
+              "bl_conv2d: kernel %s larger than the padded input %s (pad %d)",
+              bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96), pad);
+    return conv_apply(ctx, "bl_conv2d", &g, x, w, bias, 4, BL_SHAPE(g.B, g.M, g.Ho, g.Wo));
+}
+
+bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int pad)
+{
+    conv_check("bl_conv3d_depth", x, w, bias, 5, x->ndim == 5 ? x->shape[1] : -1, 1, pad);
+    char sx[96], sw[96];
+    BL_ASSERT(w->shape[2] == x->shape[2],
+              "bl_conv3d_depth: kernel depth of w %s must equal the depth of x %s",
+              bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96));
+    /* x (B, Cin, D, H, W) is the 2-D input (B, Cin D, H, W), w (M, Cin, D, kh, kw) the 2-D
+     * kernel (M, Cin D, kh, kw): same memory, no copy */
+    bl_conv_geom g = {.B = x->shape[0], .C = x->shape[1] * x->shape[2], .H = x->shape[3],
+                      .W = x->shape[4], .M = w->shape[0], .kh = w->shape[3], .kw = w->shape[4],
+                      .stride = 1, .pad_h = pad, .pad_w = pad};
+    g.Ho = g.H + 2 * pad - g.kh + 1;
+    g.Wo = g.W + 2 * pad - g.kw + 1;
+    BL_ASSERT(g.Ho >= 1 && g.Wo >= 1,
+              "bl_conv3d_depth: kernel %s larger than the padded input %s (pad %d)",
+              bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96), pad);
+    return conv_apply(ctx, "bl_conv3d_depth", &g, x, w, bias, 5,
+                      BL_SHAPE(g.B, g.M, 1, g.Ho, g.Wo));
+}
+
+/* ---- nearest upsampling x2 ---- */
+
+static void upsample2x_backward(bl_ctx *ctx, bl_node *node)
+{
+    bl_tensor *x = node->in[0];
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], rows = x->numel / W;
+    const bl_real *dy = node->out->grad;
+    bl_real *dx = bl_grad(ctx, x);
+    /* each input pixel receives the sum of its 4 children */
+#pragma omp parallel for schedule(static) if (x->numel > BL_CONV_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t plane = r / H, i = r % H;
+        const bl_real *d0 = dy + (plane * 2 * H + 2 * i) * 2 * W, *d1 = d0 + 2 * W;
+        bl_real *d = dx + r * W;
+        for (int64_t j = 0; j < W; j++) d[j] += d0[2 * j] + d0[2 * j + 1] + d1[2 * j] + d1[2 * j + 1];
+    }
+}
+
+bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x)
+{
+    char sx[96];
+    BL_ASSERT(x->ndim >= 2, "bl_upsample2x: x %s needs at least 2 dims (..., H, W)",
+              bl_shape_str(x, sx, 96));
+    int64_t shape[BL_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    const int64_t H = shape[x->ndim - 2], W = shape[x->ndim - 1], rows = x->numel / (W ? W : 1);
+    shape[x->ndim - 2] = 2 * H;
+    shape[x->ndim - 1] = 2 * W;
+    bl_tensor *y = bl_new(ctx, x->ndim, shape);
+#pragma omp parallel for schedule(static) if (x->numel > BL_CONV_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t plane = r / H, i = r % H;
+        const bl_real *s = x->data + r * W;
+        bl_real *y0 = y->data + (plane * 2 * H + 2 * i) * 2 * W, *y1 = y0 + 2 * W;
+        for (int64_t j = 0; j < W; j++) y0[2 * j] = y0[2 * j + 1] = s[j];
+        memcpy(y1, y0, (size_t)(2 * W) * sizeof *y1);
+    }
+    bl_tensor *in[1] = {x};
+    bl_tape_push(ctx, "bl_upsample2x", upsample2x_backward, y, 1, in, 0);
+    return y;
+}

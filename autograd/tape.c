@@ -132,4 +132,8 @@ void bl_backward(bl_ctx *ctx, bl_tensor *loss)
     for (bl_node *n = ctx->last; n; n = n->prev)
         if (n->out->grad) n->backward(ctx, n);
     bl_set_grad_enabled(ctx, old);
+    /* the tape is consumed (as torch without retain_graph): a second bl_backward on a later
+     * loss must not replay these nodes and count their contributions twice */
+    ctx->last = NULL;
+    ctx->n_nodes = 0;
 }

@@ -57,7 +57,8 @@ void *bl_scratch(bl_ctx *ctx, size_t bytes);
 
 /* d loss / d t, allocated zeroed in the arena on first use (persistent tensors own theirs). */
 bl_real *bl_grad(bl_ctx *ctx, bl_tensor *t);
-/* Seed d loss = 1 (loss must have one element) and run every node's backward in reverse. */
+/* Seed d loss = 1 (loss must have one element) and run every node's backward in reverse.
+ * The tape is consumed: nodes recorded before this call are not replayed by a later one. */
 void bl_backward(bl_ctx *ctx, bl_tensor *loss);
 
 /* For op implementers: 1 if an op on these inputs must be recorded. */

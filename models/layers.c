@@ -78,8 +78,11 @@ void bl_conv_block_init(bl_conv_block *cb, bl_builder *b, const char *prefix, in
 bl_tensor *bl_conv_block_forward(bl_ctx *ctx, const bl_conv_block *cb, bl_tensor *x, int training)
 {
     bl_tensor *y = bl_conv2d(ctx, x, cb->weight, NULL, cb->stride, cb->pad); /* (B, cout, H', W') */
-    y = bl_bn_forward(ctx, &cb->bn, y, training);
-    return bl_silu(ctx, y);
+    const bl_bn *bn = &cb->bn;
+    if (training) bn->num_batches_tracked->data[0] += 1;
+    /* fused: the BatchNorm output is recomputed in backward instead of stored */
+    return bl_batchnorm_silu(ctx, y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                             bn->momentum, bn->eps, training);
 }
 
 /* ---- Bottleneck ---- */

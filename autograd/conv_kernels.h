@@ -1,0 +1,18 @@
+/* Internal to the convolution ops (not installed): chunking parameters of the im2col GEMMs.
+ * Tests shrink them to exercise every chunk layout (bands of one image, several images per
+ * chunk) on small inputs; bench/bench_conv.c may tune them. Not thread-safe: set them before
+ * running ops, never while ops run. */
+#ifndef BL_CONV_KERNELS_H
+#define BL_CONV_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct bl_conv_tuning {
+    int64_t col_bytes; /* budget of a chunk's column matrix: it should stay in cache */
+    int64_t min_cols;  /* a chunk spans at least this many output pixels (GEMM efficiency) */
+} bl_conv_tuning;
+
+bl_conv_tuning bl_conv_get_tuning(void);
+void bl_conv_set_tuning(bl_conv_tuning tuning);
+
+#endif

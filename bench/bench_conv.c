@@ -1,0 +1,212 @@
+/* Convolution throughput against the machine's sgemm (DESIGN §8).
+ *
+ *   bench_conv [--quick] [--reps N] [--shape I] [--batch B] [--col-kb KB] [--min-cols N]
+ *
+ * Measures, in one run, the GFLOP/s of a large square GEMM (cblas_sgemm, or dgemm in a double
+ * build; all OpenBLAS threads, best of several runs) and of forward + backward of the encoder's
+ * convolution shapes through the tape ops (bl_conv2d / bl_conv3d_depth, then bl_backward).
+ * FLOPs are 2 x multiply-adds of the forward, dX and dW products (3 equal products); the first
+ * layer's input is data and needs no gradient, so it counts forward + dW only. Bias and the
+ * loss seed (dy += g) run inside the timed region but are not counted: they are < 1% of the
+ * work. Each configuration reports the best of its repetitions (default 5), and the sgemm
+ * reference is the best rate seen in the run (measured again before each configuration): on a
+ * shared machine the best observed rates are the comparable ones.
+ * --quick runs one small shape once (a smoke test); --shape/--batch pick one configuration;
+ * --col-kb/--min-cols override the im2col chunking (autograd/conv_kernels.h) for tuning. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "autograd/conv_kernels.h"
+#include "autograd/ops.h"
+
+#ifdef BL_REAL_DOUBLE
+#define BL_GEMM cblas_dgemm
+#else
+#define BL_GEMM cblas_sgemm
+#endif
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fill(bl_real *p, int64_t n, uint64_t seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        p[i] = (bl_real)((double)(seed >> 11) / 9007199254740992.0 - 0.5);
+    }
+}
+
+/* L = sum(y * g): seeds dL/dy = g for the backward pass */
+static void dot_loss_backward(bl_ctx *ctx, bl_node *node)
+{
+    bl_tensor *y = node->in[0];
+    const bl_real *g = *(const bl_real **)node->saved;
+    bl_real *dy = bl_grad(ctx, y);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < y->numel; i++) dy[i] += g[i];
+}
+
+static bl_tensor *dot_loss(bl_ctx *ctx, bl_tensor *y, const bl_real *g)
+{
+    bl_tensor *l = bl_full(ctx, 0, NULL, 0);
+    bl_tensor *in[1] = {y};
+    bl_node *node = bl_tape_push(ctx, "dot_loss", dot_loss_backward, l, 1, in, sizeof g);
+    if (node) *(const bl_real **)node->saved = g;
+    return l;
+}
+
+static double gemm_gflops(int n, int reps)
+{
+    bl_real *a = bl_malloc((size_t)n * n * sizeof *a), *b = bl_malloc((size_t)n * n * sizeof *b);
+    bl_real *c = bl_malloc((size_t)n * n * sizeof *c);
+    fill(a, (int64_t)n * n, 1);
+    fill(b, (int64_t)n * n, 2);
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) { /* the first run warms up threads and pages */
+        double t = now();
+        BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = now() - t;
+        if (r > 0 && t < best) best = t;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+typedef struct shape {
+    const char *name;
+    int cin, cout, k, stride, pad, hw;
+    int depth; /* > 0: the 3-D first layer, x (B, cin, depth, hw, hw), kernel depth = depth */
+} shape;
+
+typedef struct timing {
+    double fwd, bwd, gflop;
+} timing;
+
+static timing run_shape(const shape *s, int batch, int reps)
+{
+    const int is3d = s->depth > 0;
+    bl_tensor *x = is3d ? bl_tensor_alloc("x", 5, BL_SHAPE(batch, s->cin, s->depth, s->hw, s->hw), 0)
+                        : bl_tensor_alloc("x", 4, BL_SHAPE(batch, s->cin, s->hw, s->hw), 1);
+    bl_tensor *w = is3d ? bl_tensor_alloc("w", 5, BL_SHAPE(s->cout, s->cin, s->depth, s->k, s->k), 1)
+                        : bl_tensor_alloc("w", 4, BL_SHAPE(s->cout, s->cin, s->k, s->k), 1);
+    bl_tensor *bias = is3d ? bl_tensor_alloc("b", 1, BL_SHAPE(s->cout), 1) : NULL;
+    fill(x->data, x->numel, 3);
+    fill(w->data, w->numel, 4);
+    const int ho = (s->hw + 2 * s->pad - s->k) / s->stride + 1;
+    const int64_t ny = (int64_t)batch * s->cout * ho * ho;
+    bl_real *g = bl_malloc((size_t)ny * sizeof *g);
+    fill(g, ny, 5);
+    bl_ctx *ctx = bl_ctx_alloc((size_t)3 * ny * sizeof(bl_real) + ((size_t)64 << 20));
+    timing best = {1e30, 1e30, 0};
+    for (int r = 0; r < reps + 1; r++) { /* run 0 warms up (arena growth, page faults) */
+        bl_ctx_reset(ctx);
+        bl_tensor_zero_grad(x);
+        bl_tensor_zero_grad(w);
+        double t0 = now();
+        bl_tensor *y = is3d ? bl_conv3d_depth(ctx, x, w, bias, s->pad)
+                            : bl_conv2d(ctx, x, w, NULL, s->stride, s->pad);
+        double t1 = now();
+        bl_backward(ctx, dot_loss(ctx, y, g));
+        double t2 = now();
+        if (r > 0 && t2 - t0 < best.fwd + best.bwd) {
+            best.fwd = t1 - t0;
+            best.bwd = t2 - t1;
+        }
+    }
+    const double macs = (double)ny * s->cin * (is3d ? s->depth : 1) * s->k * s->k;
+    best.gflop = 2 * macs * (is3d ? 2 : 3) / 1e9;
+    bl_ctx_free(ctx);
+    free(g);
+    bl_tensor_free(x);
+    bl_tensor_free(w);
+    bl_tensor_free(bias);
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, reps = 5, only_shape = -1, only_batch = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            quick = 1;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+            if (reps < 1) reps = 1;
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            only_shape = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            only_batch = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--col-kb") && i + 1 < argc) {
+            bl_conv_tuning t = bl_conv_get_tuning();
+            t.col_bytes = (int64_t)atoi(argv[++i]) << 10;
+            bl_conv_set_tuning(t);
+        } else if (!strcmp(argv[i], "--min-cols") && i + 1 < argc) {
+            bl_conv_tuning t = bl_conv_get_tuning();
+            t.min_cols = atoi(argv[++i]);
+            bl_conv_set_tuning(t);
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--reps N] [--shape I (0-6)] [--batch B] "
+                            "[--col-kb KB] [--min-cols N]\n", argv[0]);
+            return 2;
+        }
+    }
+    static const shape shapes[] = {
+        {"64->64 5x5 p2 @80", 64, 64, 5, 1, 2, 80, 0},
+        {"64->128 3x3 s2 p1 @80", 64, 128, 3, 2, 1, 80, 0},
+        {"128->128 3x3 p1 @40", 128, 128, 3, 1, 1, 40, 0},
+        {"256->256 3x3 p1 @20", 256, 256, 3, 1, 1, 20, 0},
+        {"256->256 3x3 p1 @10", 256, 256, 3, 1, 1, 10, 0},
+        {"768->128 1x1 @20", 768, 128, 1, 1, 0, 20, 0},
+        {"3d 5x6x5x5->64 p2 @80 (*)", 5, 64, 5, 1, 2, 80, 6},
+    };
+    static const shape quick_shape = {"64->64 3x3 p1 @20", 64, 64, 3, 1, 1, 20, 0};
+    static const int batches[] = {4, 16};
+
+    /* The sgemm rate is measured before every configuration too and the best of all is the
+     * reference: on a shared machine the best observed rates of both are the comparable ones. */
+    const int gemm_n = quick ? 512 : 2048;
+    double peak = gemm_gflops(gemm_n, quick ? 1 : 5);
+    printf("bl_real = %s, OpenMP threads %d, OpenBLAS threads %d (%s)\n", BL_REAL_NAME,
+           omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename());
+    const bl_conv_tuning tu = bl_conv_get_tuning();
+    printf("im2col chunks: <= %lld KB of columns, >= %lld output pixels; best of %d repetitions\n",
+           (long long)(tu.col_bytes >> 10), (long long)tu.min_cols, quick ? 1 : reps);
+    enum { MAX_ROWS = 32 };
+    const shape *row_shape[MAX_ROWS];
+    int row_batch[MAX_ROWS], n_rows = 0;
+    timing row_t[MAX_ROWS];
+    const int n_shapes = quick ? 1 : (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < n_shapes; i++)
+        for (int b = 0; b < (quick ? 1 : 2) && n_rows < MAX_ROWS; b++) {
+            const shape *s = quick ? &quick_shape : &shapes[i];
+            const int batch = quick ? 2 : only_batch ? only_batch : batches[b];
+            if ((only_shape >= 0 && i != only_shape) || (only_batch && b > 0)) continue;
+            if (!quick) {
+                const double g = gemm_gflops(gemm_n, 2);
+                if (g > peak) peak = g;
+            }
+            row_shape[n_rows] = s;
+            row_batch[n_rows] = batch;
+            row_t[n_rows++] = run_shape(s, batch, quick ? 1 : reps);
+        }
+    printf("gemm %dx%d (best of the run): %.1f GFLOP/s\n\n", gemm_n, gemm_n, peak);
+    printf("%-28s %5s %9s %9s %9s %9s %8s\n", "shape", "batch", "fwd ms", "bwd ms", "total ms",
+           "GFLOP/s", "% gemm");
+    for (int r = 0; r < n_rows; r++) {
+        const timing t = row_t[r];
+        const double total = t.fwd + t.bwd, gf = t.gflop / total;
+        printf("%-28s %5d %9.2f %9.2f %9.2f %9.1f %7.0f%%\n", row_shape[r]->name, row_batch[r],
+               1e3 * t.fwd, 1e3 * t.bwd, 1e3 * total, gf, 100 * gf / peak);
+    }
+    if (!quick)
+        printf("\n(*) the first layer's input is data: forward + dW only (dX is skipped)\n");
+    return 0;
+}

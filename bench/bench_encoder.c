@@ -1,0 +1,280 @@
+/* Encoder training-step throughput against the machine's sgemm (issue 5, DESIGN §8).
+ *
+ *   bench_encoder [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]
+ *
+ * One training step = zero_grad + loss forward (spec §4.9) + backward + Adam step + ctx reset,
+ * on a random normalised batch (B, 5, 6, S, S) (default S = 80) with a random true catalog.
+ *  1. sgemm: GFLOP/s of a 2048^3 cblas_sgemm with all OpenBLAS threads, best of 3.
+ *  2. The redshift config (P = 40, checkerboard off: features net + marginal net) at each B:
+ *     ms per step (best of --reps after one warm-up step), GFLOP/s and the fraction of the
+ *     sgemm rate. FLOPs: the convolutions' forward, dX and dW products (2 x multiply-adds
+ *     each), the first layer without dX (its input is data): counted from the layer list,
+ *     printed per image (the issue quotes 36.17 GFLOP per image per step).
+ *  3. Peak resident memory (getrusage) after the largest-B redshift step, and the ctx arena's
+ *     peak.
+ *  4. The base config's step (P = 38, checkerboard on: the checkerboard net runs twice).
+ * --quick: S = 16, B = 1, one rep (a smoke test). Numbers on a shared machine are noisy. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "autograd/optim.h"
+#include "lib/rng.h"
+#include "models/encoder.h"
+
+#ifdef BL_REAL_DOUBLE
+#define BL_GEMM cblas_dgemm
+#else
+#define BL_GEMM cblas_sgemm
+#endif
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double sgemm_gflops(int n, int reps)
+{
+    bl_real *a = bl_malloc((size_t)n * n * sizeof *a), *b = bl_malloc((size_t)n * n * sizeof *b),
+            *c = bl_malloc((size_t)n * n * sizeof *c);
+    for (int64_t i = 0; i < (int64_t)n * n; i++) {
+        a[i] = (bl_real)((i * 7 % 13) - 6) / 13;
+        b[i] = (bl_real)((i * 5 % 11) - 5) / 11;
+    }
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+/* ---- FLOPs of one training step (convolutions only) ---- */
+
+static double conv_flops(const bl_conv_block *cb, int64_t *h, int64_t *w)
+{
+    *h = (*h + 2 * cb->pad - cb->k) / cb->stride + 1;
+    *w = (*w + 2 * cb->pad - cb->k) / cb->stride + 1;
+    return 2.0 * cb->cout * cb->cin * cb->k * cb->k * (double)(*h * *w);
+}
+
+static double c3_flops(const bl_c3 *c3, int64_t h, int64_t w)
+{
+    int64_t hh = h, ww = w;
+    double f = conv_flops(&c3->cv1, &hh, &ww) + conv_flops(&c3->cv2, &hh, &ww) +
+               conv_flops(&c3->cv3, &hh, &ww);
+    for (int i = 0; i < c3->n; i++)
+        f += conv_flops(&c3->m[i].cv1, &hh, &ww) + conv_flops(&c3->m[i].cv2, &hh, &ww);
+    return f;
+}
+
+static double catalog_flops(const bl_catalog_net *n, int64_t h, int64_t w, int P)
+{
+    double f = c3_flops(&n->c0, h, w);
+    int64_t hh = h, ww = w;
+    f += conv_flops(&n->c1, &hh, &ww);
+    f += c3_flops(&n->c2, hh, ww);
+    f += conv_flops(&n->c3, &hh, &ww);
+    f += c3_flops(&n->c5, h, w);
+    return f + 2.0 * P * n->c5.cv3.cout * (double)(h * w); /* Detect */
+}
+
+/* forward FLOPs of features + marginal per image; *first = the Conv3d's share */
+static double forward_flops(const bl_encoder *enc, int64_t H, int64_t W, double *first)
+{
+    const bl_net_arch *a = &enc->nets.arch;
+    const bl_features_net *fn = &enc->nets.features;
+    *first = 2.0 * a->features_width * a->n_bands * a->ch_per_band * 25 * (double)(H * W);
+    double f = *first;
+    int64_t h = H, w = W;
+    f += conv_flops(&fn->b0, &h, &w);
+    for (int i = 0; i < 4; i++) f += conv_flops(&fn->b1[i], &h, &w);
+    f += conv_flops(&fn->b2, &h, &w);
+    for (int i = 0; i < 5; i++) f += conv_flops(&fn->b3[i], &h, &w);
+    f += conv_flops(&fn->b4, &h, &w);
+    return f + catalog_flops(&enc->nets.marginal, h, w, a->n_out);
+}
+
+static double context_flops(const bl_encoder *enc, int64_t ht, int64_t wt)
+{
+    const bl_context_net *c = &enc->nets.context;
+    double f = 0;
+    int64_t h = ht, w = wt;
+    for (int i = 0; i < 3; i++) f += conv_flops(&c->enc[i], &h, &w);
+    f += conv_flops(&c->merge, &h, &w);
+    return f + catalog_flops(&c->catalog, ht, wt, enc->nets.arch.n_out);
+}
+
+/* ---- one configuration ---- */
+
+static bl_tile_catalog *random_truth(int64_t B, int64_t ht, int64_t wt, int with_z)
+{
+    bl_tile_catalog *c = bl_tile_catalog_alloc(B, ht, wt, 1, 4, 5);
+    bl_tensor *locs = bl_tile_catalog_add(c, "locs"), *type = bl_tile_catalog_add(c, "source_type");
+    bl_tensor *sf = bl_tile_catalog_add(c, "star_fluxes"), *gf = bl_tile_catalog_add(c, "galaxy_fluxes");
+    bl_tensor *gp = bl_tile_catalog_add(c, "galaxy_params");
+    bl_tensor *z = with_z ? bl_tile_catalog_add(c, "redshifts") : NULL;
+    bl_rng *r = bl_rng_alloc(5, 0);
+    for (int64_t t = 0; t < B * ht * wt; t++) {
+        c->n_sources[t] = bl_rng_uniform(r) < 0.2;
+        locs->data[2 * t] = (bl_real)bl_rng_uniform(r);
+        locs->data[2 * t + 1] = (bl_real)bl_rng_uniform(r);
+        type->data[t] = bl_rng_uniform(r) < 0.7;
+        for (int k = 0; k < 5; k++) {
+            sf->data[5 * t + k] = (bl_real)(1 + 10 * bl_rng_uniform(r));
+            gf->data[5 * t + k] = (bl_real)(1 + 10 * bl_rng_uniform(r));
+        }
+        for (int k = 0; k < 6; k++) gp->data[6 * t + k] = (bl_real)(0.1 + 0.8 * bl_rng_uniform(r));
+        if (z) z->data[t] = (bl_real)bl_rng_uniform(r);
+    }
+    bl_rng_free(r);
+    return c;
+}
+
+typedef struct step_result {
+    double ms, loss;
+    size_t arena_peak;
+} step_result;
+
+static step_result run_steps(bl_encoder *enc, int64_t B, int64_t S, int reps, int with_z)
+{
+    bl_adam_opts ao = bl_adam_defaults();
+    bl_adam *adam = bl_adam_alloc(enc->params, ao);
+    bl_ctx *ctx = bl_ctx_alloc((size_t)64 << 20);
+    bl_tile_catalog *truth = random_truth(B, S / 4, S / 4, with_z);
+    bl_rng *r = bl_rng_alloc(6, 0);
+    bl_real *xdata = bl_malloc((size_t)(B * 5 * 6 * S * S) * sizeof *xdata);
+    for (int64_t i = 0; i < B * 5 * 6 * S * S; i++) xdata[i] = (bl_real)bl_rng_normal(r);
+    step_result res = {1e30, 0, 0};
+    for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up (arena growth, page faults) */
+        double t0 = now();
+        bl_tensor *x = bl_from_data(ctx, 5, BL_SHAPE(B, 5, 6, S, S), xdata);
+        bl_tensor *loss;
+        bl_params_zero_grad(enc->params);
+        if (bl_encoder_loss(enc, ctx, x, truth, &loss, NULL) != BL_OK) {
+            fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
+            exit(1);
+        }
+        bl_backward(ctx, loss);
+        bl_adam_step(adam);
+        res.loss = loss->data[0];
+        bl_ctx_reset(ctx);
+        double ms = 1e3 * (now() - t0);
+        if (rep > 0 && ms < res.ms) res.ms = ms;
+    }
+    if (reps == 0) res.ms = 0;
+    res.arena_peak = bl_arena_peak(bl_ctx_arena(ctx));
+    free(xdata);
+    bl_rng_free(r);
+    bl_tile_catalog_free(truth);
+    bl_ctx_free(ctx);
+    bl_adam_free(adam);
+    return res;
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, reps = 3, base = 1;
+    int64_t S = 80;
+    int batches[8] = {1, 4, 16}, nb = 3;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--no-base")) base = 0;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc) S = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            nb = 0;
+            for (char *p = argv[++i]; *p && nb < 8;) {
+                batches[nb++] = (int)strtol(p, &p, 10);
+                if (*p == ',') p++;
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (quick) {
+        S = 16;
+        nb = 1;
+        batches[0] = 1;
+        reps = 1;
+    }
+    if (S % 16 || S < 16) {
+        fprintf(stderr, "bench_encoder: --size must be a multiple of 16\n");
+        return 2;
+    }
+    printf("bench_encoder: %d OpenMP threads, bl_real = %s, images %lld x %lld\n",
+           omp_get_max_threads(), BL_REAL_NAME, (long long)S, (long long)S);
+    const double peak = sgemm_gflops(quick ? 256 : 2048, quick ? 1 : 3);
+    printf("sgemm 2048^3: %.1f GFLOP/s\n", peak);
+
+    /* redshift config: P = 40, checkerboard off */
+    bl_vardist_spec *spec40 = bl_vardist_spec_alloc_sdss(5, 4);
+    bl_status st = bl_vardist_spec_add(spec40, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
+                                                            .field = "redshifts", .mask = BL_MASK_ON});
+    if (st) {
+        fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
+        return 1;
+    }
+    bl_encoder_opts o = bl_encoder_opts_default();
+    o.use_checkerboard = 0;
+    bl_encoder *enc = bl_encoder_alloc(spec40, NULL, &o, 1);
+    double first, fwd = forward_flops(enc, S, S, &first);
+    /* fwd + dX + dW; the first layer has no dX */
+    const double step_flops = 3 * fwd - first;
+    printf("redshift config (P = %d, checkerboard off): %.2f GFLOP per image per step "
+           "(forward %.2f; %lld trainable parameters)\n",
+           spec40->dim, step_flops / 1e9, fwd / 1e9, (long long)bl_params_count_trainable(enc->params));
+    printf("%4s %10s %10s %8s %10s\n", "B", "ms/step", "GFLOP/s", "%sgemm", "loss");
+    long rss = 0;
+    size_t arena = 0;
+    for (int i = 0; i < nb; i++) {
+        step_result r = run_steps(enc, batches[i], S, reps, 1);
+        const double gf = step_flops * batches[i] / (r.ms / 1e3) / 1e9;
+        printf("%4d %10.1f %10.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, 100 * gf / peak, r.loss);
+        fflush(stdout);
+        rss = peak_rss_kb();
+        arena = r.arena_peak;
+    }
+    printf("peak RSS after B = %d: %.0f MiB (ctx arena peak %.0f MiB)\n", batches[nb - 1],
+           rss / 1024.0, arena / 1048576.0);
+    bl_encoder_free(enc);
+
+    if (base) {
+        bl_vardist_spec *spec38 = bl_vardist_spec_alloc_sdss(5, 4);
+        bl_encoder *eb = bl_encoder_alloc(spec38, NULL, NULL, 1);
+        double f38 = forward_flops(eb, S, S, &first);
+        const double base_flops = 3 * f38 - first + 2 * 3 * context_flops(eb, S / 4, S / 4);
+        printf("base config (P = 38, checkerboard on): %.2f GFLOP per image per step\n",
+               base_flops / 1e9);
+        for (int i = 0; i < nb; i++) {
+            step_result r = run_steps(eb, batches[i], S, reps, 0);
+            const double gf = base_flops * batches[i] / (r.ms / 1e3) / 1e9;
+            printf("%4d %10.1f %10.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, 100 * gf / peak, r.loss);
+            fflush(stdout);
+        }
+        bl_encoder_free(eb);
+        bl_vardist_spec_free(spec38);
+    }
+    bl_vardist_spec_free(spec40);
+    return 0;
+}

@@ -1,0 +1,326 @@
+/* The variational-distribution spec (an ordered factor list), make_dist, nll and sample. */
+#include "dists/vardist.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/ops.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* The spec                                                                                  */
+
+bl_vardist_spec *bl_vardist_spec_alloc(int n_bands, int tile_slen)
+{
+    BL_ASSERT(n_bands > 0 && tile_slen > 0, "bl_vardist_spec_alloc: n_bands %d tile_slen %d",
+              n_bands, tile_slen);
+    bl_vardist_spec *s = bl_calloc(1, sizeof *s);
+    s->n_bands = n_bands;
+    s->tile_slen = tile_slen;
+    return s;
+}
+
+void bl_vardist_spec_free(bl_vardist_spec *spec)
+{
+    if (!spec) return;
+    for (int i = 0; i < spec->n_factors; i++) {
+        free((char *)spec->factors[i].name);
+        free((char *)spec->factors[i].field);
+    }
+    free(spec->factors);
+    free(spec->raw_offset);
+    free(spec);
+}
+
+const bl_factor *bl_vardist_spec_find(const bl_vardist_spec *spec, const char *name)
+{
+    int i = bl_vardist_spec_index(spec, name);
+    return i < 0 ? NULL : &spec->factors[i];
+}
+
+int bl_vardist_spec_index(const bl_vardist_spec *spec, const char *name)
+{
+    for (int i = 0; i < spec->n_factors; i++)
+        if (strcmp(spec->factors[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* k of the factor's field ("n_sources" is one column), -1 if unknown */
+static int bl_factor_field_width(const bl_vardist_spec *spec, const char *field)
+{
+    if (strcmp(field, BL_FIELD_N_SOURCES) == 0) return 1;
+    return bl_catalog_field_width(field, spec->n_bands);
+}
+
+bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *f)
+{
+    if (!f->name || !f->name[0]) return bl_error(BL_ERR_ARG, "factor: empty name");
+    const char *name = f->name;
+    if (bl_vardist_spec_find(spec, name))
+        return bl_error(BL_ERR_ARG, "factor '%s': a factor of that name is already in the spec", name);
+    if (!f->kind) return bl_error(BL_ERR_ARG, "factor '%s': no distribution kind", name);
+    if (bl_dist_kind_check(f->kind) != BL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", bl_error_message());
+        return bl_error(BL_ERR_ARG, "factor '%s': %s", name, msg);
+    }
+    if (bl_dist_kind_check_opts(f->kind, &f->opts) != BL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", bl_error_message());
+        return bl_error(BL_ERR_ARG, "factor '%s': %s", name, msg);
+    }
+    if (!f->field || !f->field[0]) return bl_error(BL_ERR_ARG, "factor '%s': no catalog field", name);
+    int width = bl_factor_field_width(spec, f->field);
+    if (width < 0)
+        return bl_error(BL_ERR_ARG,
+                        "factor '%s': unknown catalog field '%s' (register it with "
+                        "bl_catalog_field_register, or use \"%s\")",
+                        name, f->field, BL_FIELD_N_SOURCES);
+    if (f->column < 0 || f->column + f->kind->value_dim > width)
+        return bl_error(BL_ERR_ARG,
+                        "factor '%s': columns [%d, %d) of field '%s' do not fit its width %d "
+                        "(kind '%s' explains %d column%s)",
+                        name, f->column, f->column + f->kind->value_dim, f->field, width,
+                        f->kind->name, f->kind->value_dim, f->kind->value_dim > 1 ? "s" : "");
+    if ((unsigned)f->mask > BL_MASK_GALAXY || (unsigned)f->point > BL_POINT_MEDIAN)
+        return bl_error(BL_ERR_ARG, "factor '%s': mask %d / point %d out of range", name, (int)f->mask,
+                        (int)f->point);
+    if (!isfinite(f->offset)) return bl_error(BL_ERR_ARG, "factor '%s': offset %g", name, f->offset);
+    if (spec->n_factors == spec->cap_factors) {
+        spec->cap_factors = spec->cap_factors ? 2 * spec->cap_factors : 32;
+        spec->factors = bl_realloc(spec->factors, (size_t)spec->cap_factors * sizeof *spec->factors);
+        spec->raw_offset = bl_realloc(spec->raw_offset, (size_t)spec->cap_factors * sizeof(int));
+    }
+    bl_factor *g = &spec->factors[spec->n_factors];
+    *g = *f;
+    g->name = bl_strdup(f->name);
+    g->field = bl_strdup(f->field);
+    spec->raw_offset[spec->n_factors++] = spec->dim;
+    spec->dim += f->kind->dim;
+    return BL_OK;
+}
+
+/* spec §3.1: the 38-parameter order for u, g, r, i, z */
+bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen)
+{
+    static const char *const band_names = "ugriz";
+    static const struct {
+        const char *name;
+        double high;
+        int lognormal;
+    } galsim[6] = {
+        {"galsim_disk_frac", 1, 0}, {"galsim_beta_radians", M_PI, 0}, {"galsim_disk_q", 1, 0},
+        {"galsim_a_d", 0, 1},       {"galsim_bulge_q", 1, 0},         {"galsim_a_b", 0, 1},
+    };
+    bl_vardist_spec *s = bl_vardist_spec_alloc(n_bands, tile_slen);
+    int bad = 0;
+    bad |= bl_vardist_spec_add(s, &(bl_factor){.name = "on_prob", .kind = bl_dist_bernoulli,
+                                               .field = BL_FIELD_N_SOURCES, .mask = BL_MASK_ALWAYS});
+    bad |= bl_vardist_spec_add(s, &(bl_factor){.name = "loc", .kind = bl_dist_tdbn, .field = "locs",
+                                               .mask = BL_MASK_ON});
+    bad |= bl_vardist_spec_add(s, &(bl_factor){.name = "galaxy_prob", .kind = bl_dist_bernoulli,
+                                               .field = "source_type", .mask = BL_MASK_ON});
+    for (int k = 0; k < 6; k++) {
+        bl_factor f = {.name = galsim[k].name, .field = "galaxy_params", .column = k,
+                       .mask = BL_MASK_GALAXY, .point = BL_POINT_MEDIAN, .offset = 1e-9};
+        f.kind = galsim[k].lognormal ? bl_dist_lognormal : bl_dist_logitnormal;
+        if (!galsim[k].lognormal) f.opts = (bl_dist_opts){0, galsim[k].high};
+        bad |= bl_vardist_spec_add(s, &f);
+    }
+    char name[64];
+    for (int type = 0; type < 2; type++)
+        for (int b = 0; b < n_bands; b++) {
+            if (n_bands <= 5)
+                snprintf(name, sizeof name, "%s_flux_%c", type ? "galaxy" : "star", band_names[b]);
+            else
+                snprintf(name, sizeof name, "%s_flux_%d", type ? "galaxy" : "star", b);
+            /* star fluxes report the mode, galaxy fluxes the median (spec §3.4) */
+            bad |= bl_vardist_spec_add(
+                s, &(bl_factor){.name = name, .kind = bl_dist_lognormal,
+                                .field = type ? "galaxy_fluxes" : "star_fluxes", .column = b,
+                                .mask = type ? BL_MASK_GALAXY : BL_MASK_STAR,
+                                .point = type ? BL_POINT_MEDIAN : BL_POINT_MODE, .offset = 1e-9});
+        }
+    BL_ASSERT(!bad, "bl_vardist_spec_alloc_sdss: %s", bl_error_message());
+    return s;
+}
+
+const char *bl_factor_mask_name(bl_factor_mask mask)
+{
+    static const char *const names[] = {"always", "on", "star", "galaxy"};
+    return (unsigned)mask <= BL_MASK_GALAXY ? names[mask] : "?";
+}
+
+const char *bl_factor_point_name(bl_factor_point point)
+{
+    return point == BL_POINT_MEDIAN ? "median" : "mode";
+}
+
+void bl_vardist_spec_print(FILE *f, const bl_vardist_spec *spec)
+{
+    fprintf(f, "%3s  %-20s %-21s %3s  %-7s  %-18s %-7s %s\n", "#", "name", "kind", "dim", "raw",
+            "field[columns]", "mask", "point");
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        char raw[32], kind[48], field[96];
+        int r0 = spec->raw_offset[i], r1 = r0 + g->kind->dim - 1;
+        if (r1 > r0) snprintf(raw, sizeof raw, "%d-%d", r0, r1); else snprintf(raw, sizeof raw, "%d", r0);
+        if (g->kind->uses_range)
+            snprintf(kind, sizeof kind, "%s(%g,%.4g)", g->kind->name, g->opts.low, g->opts.high);
+        else
+            snprintf(kind, sizeof kind, "%s", g->kind->name);
+        if (strcmp(g->field, BL_FIELD_N_SOURCES) == 0)
+            snprintf(field, sizeof field, "%s", g->field);
+        else if (g->kind->value_dim == 1)
+            snprintf(field, sizeof field, "%s[%d]", g->field, g->column);
+        else
+            snprintf(field, sizeof field, "%s[%d:%d]", g->field, g->column, g->column + g->kind->value_dim);
+        fprintf(f, "%3d  %-20s %-21s %3d  %-7s  %-18s %-7s %s\n", i, g->name, kind, g->kind->dim, raw,
+                field, bl_factor_mask_name(g->mask), bl_factor_point_name(g->point));
+    }
+    fprintf(f, "total P = %d\n", spec->dim);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* make_dist, nll, sample                                                                    */
+
+bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, bl_tensor *x_cat)
+{
+    char sh[96];
+    BL_ASSERT(x_cat->ndim == 4 && x_cat->shape[3] == spec->dim,
+              "make_dist: x_cat %s, expected (B, ht, wt, P = %d); is the encoder's output width "
+              "taken from bl_vardist_spec_dim?",
+              bl_shape_str(x_cat, sh, sizeof sh), spec->dim);
+    BL_ASSERT(spec->n_factors > 0, "make_dist: the spec has no factors");
+    bl_vardist *d = bl_scratch(ctx, sizeof *d);
+    d->spec = spec;
+    d->B = x_cat->shape[0];
+    d->ht = x_cat->shape[1];
+    d->wt = x_cat->shape[2];
+    d->x_cat = x_cat;
+    d->raw = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *d->raw);
+    int64_t *sizes = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *sizes);
+    for (int i = 0; i < spec->n_factors; i++) sizes[i] = spec->factors[i].kind->dim;
+    bl_split(ctx, x_cat, 3, spec->n_factors, sizes, d->raw);
+    return d;
+}
+
+static int bl_is_count(const bl_factor *g) { return strcmp(g->field, BL_FIELD_N_SOURCES) == 0; }
+
+bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *cat,
+                         bl_tensor **out)
+{
+    const bl_vardist_spec *spec = dist->spec;
+    *out = NULL;
+    if (cat->S != 1)
+        return bl_error(BL_ERR_ARG,
+                        "nll: the true catalog has S = %lld sources per tile; keep the brightest "
+                        "with bl_tile_catalog_brightest_per_tile(cat, band, 0, 1) first",
+                        (long long)cat->S);
+    if (cat->B != dist->B || cat->ht != dist->ht || cat->wt != dist->wt || cat->n_bands != spec->n_bands)
+        return bl_error(BL_ERR_ARG,
+                        "nll: true catalog (%lld, %lld, %lld) with %d bands vs distribution "
+                        "(%lld, %lld, %lld) with %d bands",
+                        (long long)cat->B, (long long)cat->ht, (long long)cat->wt, cat->n_bands,
+                        (long long)dist->B, (long long)dist->ht, (long long)dist->wt, spec->n_bands);
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        if (!bl_is_count(g) && !bl_tile_catalog_has(cat, g->field))
+            return bl_error(BL_ERR_ARG, "nll: the true catalog has no field '%s' needed by factor '%s'",
+                            g->field, g->name);
+    }
+    int64_t n = dist->B * dist->ht * dist->wt;
+    const int64_t *tshape = BL_SHAPE(dist->B, dist->ht, dist->wt);
+    /* masks of slot 0 (S == 1) as 0/1 reals (B, ht, wt) */
+    uint8_t *m8 = bl_scratch(ctx, (size_t)n);
+    bl_tensor *masks[4] = {NULL};
+    void (*mask_fn[4])(const bl_tile_catalog *, uint8_t *) = {
+        NULL, bl_tile_catalog_on_mask, bl_tile_catalog_star_mask, bl_tile_catalog_galaxy_mask};
+    for (int m = BL_MASK_ON; m <= BL_MASK_GALAXY; m++) {
+        mask_fn[m](cat, m8);
+        masks[m] = bl_new(ctx, 3, tshape);
+        for (int64_t t = 0; t < n; t++) masks[m]->data[t] = m8[t];
+    }
+
+    bl_tensor *loss = NULL;
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        const bl_dist_kind *kind = g->kind;
+        int vd = kind->value_dim;
+        /* a value inside the support for masked-out tiles: the kind's median at raw = 0 */
+        bl_real *zero_raw = bl_scratch(ctx, (size_t)kind->dim * sizeof(bl_real));
+        bl_real *safe = bl_scratch(ctx, (size_t)vd * sizeof(bl_real));
+        memset(zero_raw, 0, (size_t)kind->dim * sizeof(bl_real));
+        (kind->median ? kind->median : kind->mode)(&g->opts, zero_raw, safe);
+
+        bl_tensor *value = bl_new(ctx, 4, BL_SHAPE(dist->B, dist->ht, dist->wt, vd));
+        const bl_tensor *field = bl_is_count(g) ? NULL : bl_tile_catalog_get(cat, g->field);
+        int k = field ? (int)field->shape[4] : 1;
+        bl_tensor *mask = g->mask == BL_MASK_ALWAYS ? NULL : masks[g->mask];
+        for (int64_t t = 0; t < n; t++)
+            for (int c = 0; c < vd; c++) {
+                bl_real v = field ? field->data[t * k + g->column + c] : (bl_real)cat->n_sources[t];
+                value->data[t * vd + c] =
+                    mask && mask->data[t] == 0 ? safe[c] : (bl_real)(v + g->offset);
+            }
+        bl_tensor *lp = kind->log_prob(ctx, &g->opts, dist->raw[i], value);
+        char sh[96];
+        BL_ASSERT(lp->ndim == 3 && lp->numel == n,
+                  "nll: log_prob of kind '%s' (factor '%s') returned %s, expected (B, ht, wt)",
+                  kind->name, g->name, bl_shape_str(lp, sh, sizeof sh));
+        if (mask) lp = bl_mul(ctx, lp, mask);
+        loss = loss ? bl_sub(ctx, loss, lp) : bl_neg(ctx, lp);
+    }
+    *out = loss;
+    return BL_OK;
+}
+
+bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64_t stream,
+                                   int use_mode)
+{
+    const bl_vardist_spec *spec = dist->spec;
+    bl_tile_catalog *cat = bl_tile_catalog_alloc(dist->B, dist->ht, dist->wt, 1, spec->tile_slen,
+                                                 spec->n_bands);
+    int nf = spec->n_factors, vmax = 1;
+    bl_tensor **fields = bl_malloc((size_t)nf * sizeof *fields);
+    for (int i = 0; i < nf; i++) {
+        const bl_factor *g = &spec->factors[i];
+        fields[i] = bl_is_count(g) ? NULL : bl_tile_catalog_add(cat, g->field);
+        if (g->kind->value_dim > vmax) vmax = g->kind->value_dim;
+    }
+    int64_t tiles = dist->ht * dist->wt, P = spec->dim;
+    const bl_real *x = dist->x_cat->data;
+#pragma omp parallel if (dist->B * tiles > 4096)
+    {
+        bl_rng *rng = use_mode ? NULL : bl_rng_alloc(seed, stream);
+        bl_real *v = bl_malloc((size_t)vmax * sizeof *v);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < dist->B; b++) {
+            if (rng) bl_rng_reseed(rng, seed, bl_rng_mix(stream, (uint64_t)b));
+            for (int64_t t = b * tiles; t < (b + 1) * tiles; t++)
+                for (int i = 0; i < nf; i++) {
+                    const bl_factor *g = &spec->factors[i];
+                    const bl_real *raw = x + t * P + spec->raw_offset[i];
+                    if (!use_mode)
+                        g->kind->sample(&g->opts, raw, rng, v);
+                    else if (g->point == BL_POINT_MEDIAN && g->kind->median)
+                        g->kind->median(&g->opts, raw, v);
+                    else
+                        g->kind->mode(&g->opts, raw, v);
+                    if (!fields[i]) {
+                        /* a count in a catalog of S = 1 slot */
+                        long c = lrint((double)v[0]);
+                        cat->n_sources[t] = (int32_t)(c < 0 ? 0 : (c > 1 ? 1 : c));
+                        continue;
+                    }
+                    int k = (int)fields[i]->shape[4];
+                    memcpy(fields[i]->data + t * k + g->column, v,
+                           (size_t)g->kind->value_dim * sizeof *v);
+                }
+        }
+        free(v);
+        bl_rng_free(rng);
+    }
+    free(fields);
+    return cat;
+}

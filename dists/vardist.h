@@ -1,0 +1,117 @@
+/* Factors, the variational-distribution spec, and the variational distribution (DESIGN §4,
+ * spec §3; the extension point of the framework).
+ *
+ * A factor explains value_dim columns of one catalog field with a distribution kind:
+ *   name    unique in its spec ("star_flux_r")
+ *   kind    a descriptor (dists/kind.h) + its options (low/high for logitnormal)
+ *   field   a catalog field of lib/catalog.h's table, or "n_sources" (the per-tile count)
+ *   column  first column of the field explained (the factor covers [column, column+value_dim))
+ *   mask    which tiles the nll term counts in: always, on (n_sources > 0), star, galaxy
+ *   point   what sample(use_mode) reports: the kind's mode or its median (spec §3.4)
+ *   offset  added to the true value in nll (1e-9 for fluxes and galaxy shapes, spec §3.5)
+ *
+ * The spec is an ordered list of factors; the network emits P = sum of the kinds' dims raw
+ * numbers per tile, (B, ht, wt, P), split in factor order. Adding a factor — redshift — is one
+ * call (bl_vardist_spec_add) or one config entry (bl_vardist_spec_add_config); nll, sample,
+ * the catalog field filled and P follow with no other change.
+ *
+ *   bl_vardist_spec_add(spec, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
+ *                                          .field = "redshifts", .mask = BL_MASK_ON});
+ *
+ * Factors are fixed once a distribution is made from the spec (add before make_dist). */
+#ifndef BL_VARDIST_H
+#define BL_VARDIST_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "autograd/tape.h"
+#include "dists/kind.h"
+#include "lib/catalog.h"
+#include "lib/config.h"
+
+typedef enum {
+    BL_MASK_ALWAYS = 0,
+    BL_MASK_ON,     /* n_sources > 0 */
+    BL_MASK_STAR,   /* on and source_type == 0 */
+    BL_MASK_GALAXY, /* on and source_type == 1 */
+} bl_factor_mask;
+
+typedef enum {
+    BL_POINT_MODE = 0,
+    BL_POINT_MEDIAN,
+} bl_factor_point;
+
+/* The pseudo-field of a factor that explains the per-tile source count. */
+#define BL_FIELD_N_SOURCES "n_sources"
+
+typedef struct bl_factor {
+    const char *name;
+    const bl_dist_kind *kind;
+    bl_dist_opts opts;
+    const char *field;
+    int column;
+    bl_factor_mask mask;
+    bl_factor_point point;
+    double offset;
+} bl_factor;
+
+typedef struct bl_vardist_spec {
+    int n_bands;      /* k of the per-band catalog fields */
+    int tile_slen;    /* of the catalogs sampled */
+    int n_factors, cap_factors;
+    bl_factor *factors;  /* strings owned by the spec */
+    int *raw_offset;     /* first raw index of each factor */
+    int dim;             /* P */
+} bl_vardist_spec;
+
+bl_vardist_spec *bl_vardist_spec_alloc(int n_bands, int tile_slen);
+void bl_vardist_spec_free(bl_vardist_spec *spec);
+/* The SDSS base spec of spec §3.1: 9 + 2 n_bands factors, P = 18 + 4 n_bands (19 factors and
+ * P = 38 for u, g, r, i, z). */
+bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen);
+/* Append a factor (copied). BL_ERR_ARG with a message naming the factor when: the name is
+ * empty or taken, the kind descriptor is invalid (dists/kind.h), its options are wrong, the
+ * field is unknown, or the columns do not fit the field's width. */
+bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *factor);
+/* Append one factor per group of the list at `path` (e.g. "factors"), in order:
+ *   factors = ( { name = "redshift"; kind = "normal"; field = "redshifts"; mask = "on"; } );
+ * Keys: name, kind, field (required); column (0), mask ("on"), point ("mode"), offset (0.0),
+ * low, high (logitnormal only, required there), dim (optional check against the kind).
+ * Any error (unknown key, kind or field, dim mismatch, wrong type, duplicate name) is
+ * BL_ERR_CONFIG naming file:line and the key. A missing list adds nothing. */
+bl_status bl_vardist_spec_add_config(bl_vardist_spec *spec, bl_config *cfg, const char *path);
+const bl_factor *bl_vardist_spec_find(const bl_vardist_spec *spec, const char *name);
+int bl_vardist_spec_index(const bl_vardist_spec *spec, const char *name); /* -1 if absent */
+static inline int bl_vardist_spec_dim(const bl_vardist_spec *spec) { return spec->dim; }
+const char *bl_factor_mask_name(bl_factor_mask mask);
+const char *bl_factor_point_name(bl_factor_point point);
+/* The factor table: index, name, kind, dim, raw columns, field[columns], mask, point, and
+ * the total P. */
+void bl_vardist_spec_print(FILE *f, const bl_vardist_spec *spec);
+
+/* The distribution for one batch of network outputs (spec's make_dist). Per-step memory. */
+typedef struct bl_vardist {
+    const bl_vardist_spec *spec;
+    int64_t B, ht, wt;
+    bl_tensor *x_cat;  /* (B, ht, wt, P) */
+    bl_tensor **raw;   /* per factor (B, ht, wt, dim_f): slices of x_cat on the tape */
+} bl_vardist;
+
+/* Split x_cat (B, ht, wt, P) by factor; aborts if x_cat is not 4-D with last dim P. */
+bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, bl_tensor *x_cat);
+/* Per-tile negative log-likelihood (B, ht, wt) of a true catalog with S == 1 (spec §3.5):
+ *   sum_f mask_f * -log q_f(true value_f + offset_f)
+ * Masked-out tiles contribute exactly 0 (their true values are replaced by a value inside the
+ * support before log_prob, so stale or zero values cannot produce NaN). BL_ERR_ARG naming the
+ * factor when the catalog lacks a field, or has S != 1 or another geometry. */
+bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *true_cat,
+                         bl_tensor **out);
+/* A tile catalog (B, ht, wt, S = 1) holding every factor's field for every tile (even where
+ * n_sources = 0), spec §3.4. use_mode: each factor's point estimate (mode or median);
+ * otherwise a draw. Image b draws from stream bl_rng_mix(stream, b) of `seed`, tiles in
+ * row-major order, factors in spec order: the result does not depend on the thread count. */
+bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64_t stream,
+                                   int use_mode);
+
+#endif

@@ -1,0 +1,280 @@
+#include "lib/curve.h"
+
+#include <errno.h>
+#include <math.h>
+#include <plplot.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/atomic_file.h"
+
+static const char bl_curve_header[] = "step,train_loss,val_loss,lr,seconds";
+
+bl_curve *bl_curve_alloc(void) { return bl_calloc(1, sizeof(bl_curve)); }
+
+void bl_curve_free(bl_curve *c)
+{
+    if (!c) return;
+    free(c->points);
+    free(c);
+}
+
+void bl_curve_append(bl_curve *c, bl_curve_point p)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 64;
+        c->points = bl_realloc(c->points, (size_t)c->cap * sizeof *c->points);
+    }
+    c->points[c->n++] = p;
+}
+
+void bl_curve_truncate(bl_curve *c, int64_t max_step)
+{
+    int64_t k = 0;
+    for (int64_t i = 0; i < c->n; i++)
+        if (c->points[i].step <= max_step) c->points[k++] = c->points[i];
+    c->n = k;
+}
+
+/* shortest %g form that strtod reads back as exactly v; NaN as the empty field */
+static void bl_fmt_exact(char *buf, size_t n, double v)
+{
+    if (isnan(v)) {
+        buf[0] = 0;
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+bl_status bl_curve_write_csv(const bl_curve *c, const char *path)
+{
+    bl_atomic_file af;
+    bl_status st = bl_atomic_open(&af, path, "w");
+    if (st) return st;
+    fprintf(af.f, "%s\n", bl_curve_header);
+    char v[4][40];
+    for (int64_t i = 0; i < c->n; i++) {
+        const bl_curve_point *p = &c->points[i];
+        bl_fmt_exact(v[0], sizeof v[0], p->train_loss);
+        bl_fmt_exact(v[1], sizeof v[1], p->val_loss);
+        bl_fmt_exact(v[2], sizeof v[2], p->lr);
+        bl_fmt_exact(v[3], sizeof v[3], p->seconds);
+        fprintf(af.f, "%lld,%s,%s,%s,%s\n", (long long)p->step, v[0], v[1], v[2], v[3]);
+    }
+    return bl_atomic_commit(&af);
+}
+
+/* one CSV number: empty -> NaN; anything but a whole number is an error */
+static int bl_parse_field(const char *s, double *v)
+{
+    if (!*s) {
+        *v = NAN;
+        return 1;
+    }
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end != s && *end == 0 && errno != ERANGE;
+}
+
+bl_status bl_curve_read_csv(bl_curve **out, const char *path)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) return bl_error(BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    bl_curve *c = bl_curve_alloc();
+    char line[1024];
+    bl_status st = BL_OK;
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            st = bl_error(BL_ERR_FORMAT, "%s:%d: line too long", path, lineno);
+            break;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (lineno == 1) {
+            if (strcmp(line, bl_curve_header) != 0) {
+                st = bl_error(BL_ERR_FORMAT, "%s:1: expected header '%s', found '%s'", path,
+                              bl_curve_header, line);
+                break;
+            }
+            continue;
+        }
+        if (len == 0) continue;
+        char *fields[5];
+        int nf = 0;
+        for (char *p = line; nf < 5;) {
+            fields[nf++] = p;
+            char *comma = strchr(p, ',');
+            if (!comma) break;
+            *comma = 0;
+            p = comma + 1;
+        }
+        double v[5];
+        int ok = nf == 5;
+        for (int k = 0; ok && k < 5; k++) ok = bl_parse_field(fields[k], &v[k]);
+        if (!ok || isnan(v[0]) || v[0] != floor(v[0])) {
+            st = bl_error(BL_ERR_FORMAT, "%s:%d: expected 5 comma-separated numbers (step,train_loss,val_loss,lr,seconds)",
+                          path, lineno);
+            break;
+        }
+        bl_curve_append(c, (bl_curve_point){(int64_t)v[0], v[1], v[2], v[3], v[4]});
+    }
+    if (st == BL_OK && lineno == 0) st = bl_error(BL_ERR_FORMAT, "%s: empty file (no header)", path);
+    if (st == BL_OK && ferror(f)) st = bl_error(BL_ERR_IO, "%s: read error", path);
+    fclose(f);
+    if (st != BL_OK) {
+        bl_curve_free(c);
+        return st;
+    }
+    *out = c;
+    return BL_OK;
+}
+
+static int bl_plplot_has_device(const char *name)
+{
+    const char **menu, **devs;
+    int n = 64;
+    menu = bl_malloc((size_t)n * sizeof *menu);
+    devs = bl_malloc((size_t)n * sizeof *devs);
+    plgDevs(&menu, &devs, &n);
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(devs[i], name)) found = 1;
+    free(menu);
+    free(devs);
+    return found;
+}
+
+/* [lo, hi] of the finite values of one series, widened when degenerate; 0 if none */
+static int bl_series_range(const double *x, int64_t n, double *lo, double *hi)
+{
+    int any = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) continue;
+        if (!any || x[i] < *lo) *lo = x[i];
+        if (!any || x[i] > *hi) *hi = x[i];
+        any = 1;
+    }
+    return any;
+}
+
+bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
+                             const char *title)
+{
+    if (width < 64 || height < 64 || width > 10000 || height > 10000)
+        return bl_error(BL_ERR_ARG, "%s: plot size %d x %d not in [64, 10000]", path, width, height);
+    /* PLplot ends the process on a device or file error, so both are checked first */
+    if (!bl_plplot_has_device("pngcairo"))
+        return bl_error(BL_ERR_IO, "%s: PLplot has no pngcairo device (install plplot-driver-cairo)", path);
+    int64_t n = c->n;
+    double *xs = bl_malloc(((size_t)n + 1) * sizeof(double));
+    double *tr = bl_malloc(((size_t)n + 1) * sizeof(double));
+    double *va = bl_malloc(((size_t)n + 1) * sizeof(double));
+    double *vx = bl_malloc(((size_t)n + 1) * sizeof(double));
+    int64_t nv = 0;
+    for (int64_t i = 0; i < n; i++) {
+        xs[i] = (double)c->points[i].step;
+        tr[i] = c->points[i].train_loss;
+        if (isfinite(c->points[i].val_loss)) {
+            vx[nv] = xs[i];
+            va[nv++] = c->points[i].val_loss;
+        }
+    }
+    double ylo = 0, yhi = 0, a = 0, b = 0;
+    int has_train = bl_series_range(tr, n, &ylo, &yhi);
+    int has_val = bl_series_range(va, nv, &a, &b);
+    if (!has_train && !has_val) {
+        free(xs), free(tr), free(va), free(vx);
+        return bl_error(BL_ERR_ARG, "%s: the curve has no finite loss to plot", path);
+    }
+    if (has_val) {
+        ylo = has_train ? fmin(ylo, a) : a;
+        yhi = has_train ? fmax(yhi, b) : b;
+    }
+    double pad = yhi > ylo ? 0.05 * (yhi - ylo) : fmax(0.1 * fabs(ylo), 1.0);
+    ylo -= pad;
+    yhi += pad;
+    double xlo = n ? xs[0] : 0, xhi = n ? xs[n - 1] : 1;
+    if (xhi <= xlo) xhi = xlo + 1;
+
+    char *tmp = bl_atomic_tmp_path(path);
+    FILE *probe = fopen(tmp, "wb");
+    if (!probe) {
+        bl_status st = bl_error(BL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        free(tmp), free(xs), free(tr), free(va), free(vx);
+        return st;
+    }
+    fclose(probe);
+
+    char geometry[32];
+    snprintf(geometry, sizeof geometry, "%dx%d", width, height);
+    plsdev("pngcairo");
+    plsfnam(tmp);
+    plsetopt("geometry", geometry);
+    plscolbg(255, 255, 255);
+    plscol0(1, 0, 0, 0);          /* axes, labels */
+    plscol0(2, 31, 119, 180);     /* train: blue */
+    plscol0(3, 255, 127, 14);     /* validation: orange */
+    plscol0(4, 200, 200, 200);    /* grid */
+    plinit();
+    pladv(0);
+    plvsta();
+    plwind(xlo, xhi, ylo, yhi);
+    plcol0(4);
+    plbox("g", 0, 0, "g", 0, 0);
+    plcol0(1);
+    plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+    pllab("optimizer step", "loss", title ? title : "training curve");
+    /* the train series may have NaN gaps: draw each finite run separately */
+    plcol0(2);
+    plwidth(1.5);
+    for (int64_t i = 0; i < n;) {
+        while (i < n && !isfinite(tr[i])) i++;
+        int64_t j = i;
+        while (j < n && isfinite(tr[j])) j++;
+        if (j - i == 1) plpoin(1, xs + i, tr + i, 1);
+        if (j - i > 1) plline((PLINT)(j - i), xs + i, tr + i);
+        i = j;
+    }
+    if (nv > 0) {
+        plcol0(3);
+        plwidth(2.0);
+        if (nv > 1) plline((PLINT)nv, vx, va);
+        plpoin((PLINT)nv, vx, va, 17);
+    }
+    plwidth(1.0);
+    PLINT opts[2] = {PL_LEGEND_LINE, PL_LEGEND_LINE | PL_LEGEND_SYMBOL};
+    PLINT text_colors[2] = {1, 1}, line_colors[2] = {2, 3}, line_styles[2] = {1, 1};
+    PLINT symbol_colors[2] = {2, 3}, symbol_numbers[2] = {0, 1};
+    PLFLT line_widths[2] = {1.5, 2.0}, symbol_scales[2] = {1.0, 1.0};
+    const char *texts[2] = {"train loss", "validation loss"};
+    const char *symbols[2] = {"", "#(728)"};
+    PLFLT lw, lh;
+    pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+             PL_POSITION_TOP | PL_POSITION_RIGHT | PL_POSITION_INSIDE, 0.02, 0.02, 0.1, 0, 1, 1, 0,
+             0, has_val ? 2 : 1, opts, 1.0, 1.0, 2.0, 0.0, text_colors, texts, NULL, NULL, NULL,
+             NULL, line_colors, line_styles, line_widths, symbol_colors, symbol_scales,
+             symbol_numbers, symbols);
+    plend();
+    free(xs), free(tr), free(va), free(vx);
+
+    struct stat sb;
+    bl_status st;
+    if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
+        unlink(tmp);
+        st = bl_error(BL_ERR_IO, "%s: PLplot wrote no image", path);
+    } else {
+        st = bl_atomic_rename(tmp, path);
+    }
+    free(tmp);
+    return st;
+}

@@ -1,0 +1,322 @@
+/* Training-curve CSV and PNG (lib/curve.h), atomic writes, progress output. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <png.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/atomic_file.h"
+#include "lib/curve.h"
+#include "lib/progress.h"
+
+static char dir[256];
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/bl_test_curve_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
+/* number of entries in dir (a stray temporary would show here) */
+static int count_files(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bl_curve *sample_curve(int n)
+{
+    bl_curve *c = bl_curve_alloc();
+    for (int i = 1; i <= n; i++) {
+        /* a decaying loss that goes negative (NLLs can), val every 5 steps, lr drop at 20 */
+        bl_curve_point p = {i, 4.0 * exp(-0.1 * i) - 1.0 + 0.1 / 3.0 * (i % 3),
+                            i % 5 == 0 ? 4.2 * exp(-0.1 * i) - 0.9 : NAN, i < 20 ? 1e-3 : 1e-4,
+                            0.123456789 * i};
+        bl_curve_append(c, p);
+    }
+    return c;
+}
+
+START_TEST(test_curve_csv_round_trip)
+{
+    make_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/curve.csv", dir);
+    bl_curve *c = sample_curve(30);
+    c->points[3].train_loss = NAN; /* a step without a train loss */
+    ck_assert_int_eq(bl_curve_write_csv(c, path), BL_OK);
+    ck_assert_int_eq(count_files(), 1); /* no temporary left */
+    char *text = read_all(path);
+    ck_assert(strncmp(text, "step,train_loss,val_loss,lr,seconds\n", 36) == 0);
+    /* step 1: no validation -> empty field; lr 1e-3 printed in its shortest exact form */
+    ck_assert_ptr_nonnull(strstr(text, "\n1,"));
+    ck_assert_ptr_nonnull(strstr(text, ",,0.001,"));
+    ck_assert_ptr_nonnull(strstr(text, "\n4,,,0.001,"));
+    free(text);
+    bl_curve *d;
+    ck_assert_int_eq(bl_curve_read_csv(&d, path), BL_OK);
+    ck_assert_int_eq(d->n, 30);
+    for (int i = 0; i < 30; i++) {
+        const bl_curve_point *a = &c->points[i], *b = &d->points[i];
+        ck_assert_int_eq(a->step, b->step);
+        ck_assert(a->train_loss == b->train_loss || (isnan(a->train_loss) && isnan(b->train_loss)));
+        ck_assert(a->val_loss == b->val_loss || (isnan(a->val_loss) && isnan(b->val_loss)));
+        ck_assert(a->lr == b->lr);
+        ck_assert(a->seconds == b->seconds);
+    }
+    /* resuming at step 12 keeps steps 1..12 */
+    bl_curve_truncate(d, 12);
+    ck_assert_int_eq(d->n, 12);
+    ck_assert_int_eq(d->points[11].step, 12);
+    /* overwriting replaces the file atomically */
+    ck_assert_int_eq(bl_curve_write_csv(d, path), BL_OK);
+    bl_curve *e;
+    ck_assert_int_eq(bl_curve_read_csv(&e, path), BL_OK);
+    ck_assert_int_eq(e->n, 12);
+    ck_assert_int_eq(count_files(), 1);
+    bl_curve_free(c);
+    bl_curve_free(d);
+    bl_curve_free(e);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_curve_csv_errors)
+{
+    make_dir();
+    char path[512];
+    bl_curve *c;
+    snprintf(path, sizeof path, "%s/missing.csv", dir);
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_IO);
+    ck_assert_ptr_null(c);
+    snprintf(path, sizeof path, "%s/bad.csv", dir);
+    write_text(path, "step,loss\n1,2\n");
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad.csv:1"));
+    write_text(path, "step,train_loss,val_loss,lr,seconds\n1,2,,0.1,3\n2,x,,0.1,3\n");
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad.csv:3"));
+    write_text(path, "step,train_loss,val_loss,lr,seconds\n1,2,,0.1\n");
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_FORMAT);
+    write_text(path, "step,train_loss,val_loss,lr,seconds\n1.5,2,,0.1,3\n");
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_FORMAT);
+    write_text(path, "");
+    ck_assert_int_eq(bl_curve_read_csv(&c, path), BL_ERR_FORMAT);
+    /* a directory that does not exist: an error, nothing written */
+    bl_curve *d = sample_curve(3);
+    snprintf(path, sizeof path, "%s/no/such/dir/curve.csv", dir);
+    ck_assert_int_eq(bl_curve_write_csv(d, path), BL_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "curve.csv"));
+    bl_curve_free(d);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_atomic_abort_keeps_old_file)
+{
+    make_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    write_text(path, "old\n");
+    bl_atomic_file af;
+    ck_assert_int_eq(bl_atomic_open(&af, path, "w"), BL_OK);
+    fputs("half-written", af.f);
+    ck_assert_int_eq(count_files(), 2);
+    bl_atomic_abort(&af);
+    ck_assert_int_eq(count_files(), 1);
+    char *text = read_all(path);
+    ck_assert_str_eq(text, "old\n");
+    free(text);
+    ck_assert_int_eq(bl_atomic_open(&af, path, "w"), BL_OK);
+    fputs("new\n", af.f);
+    ck_assert_int_eq(bl_atomic_commit(&af), BL_OK);
+    text = read_all(path);
+    ck_assert_str_eq(text, "new\n");
+    free(text);
+    remove_dir();
+}
+END_TEST
+
+/* decode a PNG with libpng into RGBA; returns pixels (free) and the size */
+static unsigned char *decode_png(const char *path, int *w, int *h)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    ck_assert_msg(png_image_begin_read_from_file(&img, path), "libpng: %s", img.message);
+    img.format = PNG_FORMAT_RGBA;
+    unsigned char *px = malloc(PNG_IMAGE_SIZE(img));
+    ck_assert_msg(png_image_finish_read(&img, NULL, px, 0, NULL), "libpng: %s", img.message);
+    *w = (int)img.width;
+    *h = (int)img.height;
+    return px;
+}
+
+/* pixels within 40 (per channel) of an RGB colour */
+static long count_colour(const unsigned char *px, int w, int h, int r, int g, int b)
+{
+    long n = 0;
+    for (long i = 0; i < (long)w * h; i++)
+        n += abs(px[4 * i] - r) < 40 && abs(px[4 * i + 1] - g) < 40 && abs(px[4 * i + 2] - b) < 40;
+    return n;
+}
+
+START_TEST(test_curve_png)
+{
+    make_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/curve.png", dir);
+    bl_curve *c = sample_curve(40);
+    ck_assert_int_eq(bl_curve_write_png(c, path, 640, 400, "test curve"), BL_OK);
+    ck_assert_int_eq(count_files(), 1);
+    int w, h;
+    unsigned char *px = decode_png(path, &w, &h);
+    ck_assert_int_eq(w, 640);
+    ck_assert_int_eq(h, 400);
+    long white = count_colour(px, w, h, 255, 255, 255);
+    long blue = count_colour(px, w, h, 31, 119, 180), orange = count_colour(px, w, h, 255, 127, 14);
+    long black = count_colour(px, w, h, 0, 0, 0);
+    /* mostly background, with both series and the axes drawn */
+    ck_assert_msg(white > w * h / 2, "white %ld", white);
+    ck_assert_msg(blue > 200, "train line: %ld blue pixels", blue);
+    ck_assert_msg(orange > 100, "validation line: %ld orange pixels", orange);
+    ck_assert_msg(black > 500, "axes: %ld black pixels", black);
+    free(px);
+
+    /* only a train series, another size */
+    bl_curve *d = bl_curve_alloc();
+    bl_curve_append(d, (bl_curve_point){1, 2.0, NAN, 1e-3, 0.1});
+    bl_curve_append(d, (bl_curve_point){2, 1.0, NAN, 1e-3, 0.2});
+    ck_assert_int_eq(bl_curve_write_png(d, path, 300, 200, NULL), BL_OK);
+    px = decode_png(path, &w, &h);
+    ck_assert_int_eq(w, 300);
+    ck_assert_int_eq(h, 200);
+    ck_assert_int_eq(count_colour(px, w, h, 255, 127, 14), 0);
+    free(px);
+
+    /* nothing to plot, bad size, unwritable place: errors, the old file stays */
+    bl_curve *e = bl_curve_alloc();
+    bl_curve_append(e, (bl_curve_point){1, NAN, NAN, 1e-3, 0});
+    ck_assert_int_eq(bl_curve_write_png(e, path, 300, 200, NULL), BL_ERR_ARG);
+    ck_assert_int_eq(bl_curve_write_png(c, path, 10, 200, NULL), BL_ERR_ARG);
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s/no/such/dir/c.png", dir);
+    ck_assert_int_eq(bl_curve_write_png(c, bad, 300, 200, NULL), BL_ERR_IO);
+    px = decode_png(path, &w, &h);
+    ck_assert_int_eq(w, 300);
+    free(px);
+    ck_assert_int_eq(count_files(), 1);
+    bl_curve_free(c);
+    bl_curve_free(d);
+    bl_curve_free(e);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_progress_plain_and_bar)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    bl_progress *p = bl_progress_alloc(f, "train", 0, 25, 10, BL_PROGRESS_PLAIN);
+    ck_assert(!bl_progress_is_bar(p));
+    char status[64];
+    for (int s = 1; s <= 25; s++) {
+        snprintf(status, sizeof status, "loss %d", 100 - s);
+        bl_progress_update(p, s, status);
+        if (s == 12) bl_progress_message(p, "validation loss %.2f", 1.5);
+    }
+    bl_progress_finish(p);
+    bl_progress_free(p);
+    fclose(f);
+    /* lines at steps 10, 20 and the last, 25, plus the message; no carriage return */
+    ck_assert_ptr_null(strchr(buf, '\r'));
+    ck_assert_ptr_nonnull(strstr(buf, "train 10/25  loss 90"));
+    ck_assert_ptr_nonnull(strstr(buf, "train 20/25  loss 80"));
+    ck_assert_ptr_nonnull(strstr(buf, "train 25/25  loss 75"));
+    ck_assert_ptr_nonnull(strstr(buf, "validation loss 1.50\n"));
+    ck_assert_ptr_null(strstr(buf, "train 11/25"));
+    int lines = 0;
+    for (char *q = buf; *q; q++) lines += *q == '\n';
+    ck_assert_int_eq(lines, 4);
+    free(buf);
+
+    f = open_memstream(&buf, &len);
+    p = bl_progress_alloc(f, "train", 0, 4, 2, BL_PROGRESS_BAR);
+    ck_assert(bl_progress_is_bar(p));
+    for (int s = 1; s <= 4; s++) bl_progress_update(p, s, "loss 1");
+    bl_progress_finish(p);
+    bl_progress_free(p);
+    fclose(f);
+    /* the bar is redrawn with carriage returns; half done at step 2 */
+    ck_assert_ptr_nonnull(strchr(buf, '\r'));
+    ck_assert_ptr_nonnull(strstr(buf, "[############............] 2/4  50%"));
+    ck_assert_ptr_nonnull(strstr(buf, "train 2/4  loss 1"));
+    free(buf);
+}
+END_TEST
+
+static Suite *curve_suite(void)
+{
+    Suite *s = suite_create("curve");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_curve_csv_round_trip);
+    tcase_add_test(tc, test_curve_csv_errors);
+    tcase_add_test(tc, test_atomic_abort_keeps_old_file);
+    tcase_add_test(tc, test_curve_png);
+    tcase_add_test(tc, test_progress_plain_and_bar);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(curve_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

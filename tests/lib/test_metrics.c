@@ -1,0 +1,330 @@
+/* Catalog metrics (lib/metrics.h) on hand-made catalogs; every expected number is worked out
+ * in the comments. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/config.h"
+#include "lib/metrics.h"
+
+#define EPS 1e-5
+
+typedef struct {
+    double row, col;
+    int galaxy;
+    double flux[3];    /* on flux per band (u, g, r stand-ins), nmgy */
+    double params[6];  /* galaxy_params */
+    double z;
+} src;
+
+/* A full catalog with 3 bands from per-image source lists; the other flux field gets junk so
+ * that picking the wrong one shows, and padding slots get a location on top of a real source
+ * so that matching an off slot shows. */
+static bl_full_catalog *make_cat(int B, int M, const int *n, const src *const *srcs)
+{
+    bl_full_catalog *c = bl_full_catalog_alloc(B, M, 64, 64, 3);
+    bl_tensor *st = bl_full_catalog_add(c, "source_type");
+    bl_tensor *sf = bl_full_catalog_add(c, "star_fluxes");
+    bl_tensor *gf = bl_full_catalog_add(c, "galaxy_fluxes");
+    bl_tensor *gp = bl_full_catalog_add(c, "galaxy_params");
+    bl_tensor *z = bl_full_catalog_add(c, "redshifts");
+    for (int b = 0; b < B; b++) {
+        c->n_sources[b] = n[b];
+        for (int m = 0; m < M; m++) {
+            int64_t s = (int64_t)b * M + m;
+            const src *x = m < n[b] ? &srcs[b][m] : &srcs[b][0];
+            if (m >= n[b] && n[b] == 0) continue;
+            c->plocs->data[2 * s] = (bl_real)x->row;
+            c->plocs->data[2 * s + 1] = (bl_real)x->col;
+            st->data[s] = (bl_real)x->galaxy;
+            for (int k = 0; k < 3; k++) {
+                (x->galaxy ? gf : sf)->data[3 * s + k] = (bl_real)x->flux[k];
+                (x->galaxy ? sf : gf)->data[3 * s + k] = 999;
+            }
+            for (int k = 0; k < 6; k++) gp->data[6 * s + k] = (bl_real)x->params[k];
+            z->data[s] = (bl_real)x->z;
+        }
+    }
+    return c;
+}
+
+START_TEST(test_metrics_no_sources)
+{
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *m = bl_metrics_alloc(&o, 3);
+    bl_full_catalog *t = bl_full_catalog_alloc(2, 0, 64, 64, 3), *e = bl_full_catalog_alloc(2, 0, 64, 64, 3);
+    ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
+    bl_metrics_result r;
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_true, 0);
+    ck_assert_int_eq(r.n_est, 0);
+    ck_assert_int_eq(r.n_matches, 0);
+    /* 0/0 everywhere: undefined, not 0 or 1 */
+    ck_assert(isnan(r.precision) && isnan(r.recall) && isnan(r.f1));
+    ck_assert(isnan(r.classification_acc) && isnan(r.flux_mae[2]));
+    ck_assert_int_eq(r.n_bins, 9);
+    json_t *j = bl_metrics_result_to_json(&r, NULL);
+    ck_assert(json_is_null(json_object_get(j, "detection_precision")));
+    ck_assert(json_is_null(json_object_get(j, "flux_err_band2_mae")));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "n_matches")), 0);
+    ck_assert_int_eq((int)json_array_size(json_object_get(j, "bins")), 9);
+    json_decref(j);
+    bl_full_catalog_free(t);
+    bl_full_catalog_free(e);
+    bl_metrics_free(m);
+}
+END_TEST
+
+START_TEST(test_metrics_only_unmatched)
+{
+    /* two true sources, one estimate 3 px away from both: precision 0/1, recall 0/2, F1 0 */
+    const src t0[] = {{10, 10, 0, {1, 1, 10}, {0}, 0}, {10, 16, 1, {1, 1, 10}, {0}, 0}};
+    const src e0[] = {{10, 13, 0, {1, 1, 10}, {0}, 0}};
+    const src *ts[] = {t0}, *es[] = {e0};
+    bl_full_catalog *t = make_cat(1, 2, (int[]){2}, ts), *e = make_cat(1, 1, (int[]){1}, es);
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *m = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
+    bl_metrics_result r;
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_true, 2);
+    ck_assert_int_eq(r.n_est, 1);
+    ck_assert_int_eq(r.n_matches, 0);
+    ck_assert_double_eq(r.precision, 0);
+    ck_assert_double_eq(r.recall, 0);
+    ck_assert_double_eq(r.f1, 0);
+    ck_assert(isnan(r.classification_acc));
+    /* flux 10 nmgy = mag 20.0: bin (19.8, 20.2] = index 3 */
+    ck_assert_int_eq(r.bins[3].n_true, 2);
+    ck_assert_int_eq(r.bins[3].n_est, 1);
+    /* with a slack of 3 px the estimate matches one of them (a tie: the first true source) */
+    o.match.dist_slack = 3.0;
+    bl_metrics *m3 = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(m3, t, e), BL_OK);
+    bl_metrics_compute(m3, &r);
+    ck_assert_int_eq(r.n_matches, 1);
+    ck_assert_double_eq(r.precision, 1);
+    ck_assert_double_eq_tol(r.recall, 0.5, 1e-12);
+    ck_assert_double_eq_tol(r.f1, 2 * 0.5 / 1.5, 1e-12);
+    /* matched to the star (index 0): types agree */
+    ck_assert_double_eq(r.classification_acc, 1);
+    bl_full_catalog_free(t);
+    bl_full_catalog_free(e);
+    bl_metrics_free(m);
+    bl_metrics_free(m3);
+}
+END_TEST
+
+/* Two images, 3 bands (band 2 = r).
+ * Image 0, truth: T0 star (10,10) r 100 (mag 17.5, bin 0); T1 galaxy (20,20) r 10 (mag 20.0,
+ *   bin 3); T2 galaxy (30,30) r 1 (mag 22.5, bin 8).
+ * Image 0, est: E0 star (10.5,10) r 90 (17.61, bin 0) ~ T0 (0.5 px); E1 galaxy (20,20.8) r 11
+ *   (19.90, bin 3) ~ T1 (0.8 px); E2 star (40,40) r 5 (20.75, bin 5) unmatched.
+ * Image 1, truth: U0 galaxy (5,5) r 2 (21.75, bin 7); est: F0 star (5,5.3) r 3 (21.31, bin 6).
+ * Matches: T0-E0, T1-E1, U0-F0 -> precision 3/4, recall 3/4, F1 3/4.
+ * Types: star-star, gal-gal right, gal-star wrong -> 2/3.
+ * Flux |diff| per band: T0-E0 (5, 5, 10), T1-E1 (1, 2, 1), U0-F0 (0, .5, 1)
+ *   -> MAE (6/3, 7.5/3, 12/3) = (2, 2.5, 4).
+ * Shapes over matched true galaxies T1, U0 (T0 is a star and does not count):
+ *   T1-E1 |diff| (.1, .2, 0, 1, .1, .5), U0-F0 (.2, .5, 0, .5, .1, 0)
+ *   -> MAE (.15, .35, 0, .75, .1, .25).
+ * Redshift over matched pairs: (.1-.2)^2 + (.5-.4)^2 + (1.2-1.0)^2 = .06 -> MSE .02. */
+static const src img0_t[] = {
+    {10, 10, 0, {50, 80, 100}, {.5, 1, .5, 2, .5, 1}, .1},
+    {20, 20, 1, {4, 8, 10}, {.2, 1.0, .6, 3.0, .4, 1.5}, .5},
+    {30, 30, 1, {.5, .8, 1}, {.1, .1, .1, .1, .1, .1}, .9},
+};
+static const src img0_e[] = {
+    {10.5, 10, 0, {45, 85, 90}, {.1, .1, .1, .1, .1, .1}, .2},
+    {20, 20.8, 1, {5, 6, 11}, {.3, .8, .6, 2.0, .5, 1.0}, .4},
+    {40, 40, 0, {2, 4, 5}, {0, 0, 0, 0, 0, 0}, 0},
+};
+static const src img1_t[] = {{5, 5, 1, {1, 1.5, 2}, {.7, 2.0, .3, 1.0, .9, .5}, 1.2}};
+static const src img1_e[] = {{5, 5.3, 0, {1, 2, 3}, {.5, 2.5, .3, 1.5, .8, .5}, 1.0}};
+
+START_TEST(test_metrics_hand_made_batch)
+{
+    const src *ts[] = {img0_t, img1_t}, *es[] = {img0_e, img1_e};
+    bl_full_catalog *t = make_cat(2, 3, (int[]){3, 1}, ts), *e = make_cat(2, 3, (int[]){3, 1}, es);
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *m = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
+    bl_metrics_result r;
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_true, 4);
+    ck_assert_int_eq(r.n_est, 4);
+    ck_assert_int_eq(r.n_matches, 3);
+    ck_assert_double_eq_tol(r.precision, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.recall, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.f1, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.classification_acc, 2.0 / 3.0, 1e-12);
+    ck_assert_double_eq_tol(r.flux_mae[0], 2.0, EPS);
+    ck_assert_double_eq_tol(r.flux_mae[1], 2.5, EPS);
+    ck_assert_double_eq_tol(r.flux_mae[2], 4.0, EPS);
+    ck_assert(r.has_shape);
+    ck_assert_int_eq(r.n_matched_galaxies, 2);
+    const double shape[6] = {.15, .35, 0, .75, .1, .25};
+    for (int p = 0; p < 6; p++) ck_assert_double_eq_tol(r.shape_mae[p], shape[p], EPS);
+    ck_assert(r.has_redshift);
+    ck_assert_double_eq_tol(r.redshift_mse, 0.02, EPS);
+    /* bins: true in 0, 3, 7, 8; est in 0, 3, 5, 6; matched true 0, 3, 7; matched est 0, 3, 6 */
+    const int nt[9] = {1, 0, 0, 1, 0, 0, 0, 1, 1}, ne[9] = {1, 0, 0, 1, 0, 1, 1, 0, 0};
+    const int ntm[9] = {1, 0, 0, 1, 0, 0, 0, 1, 0}, nem[9] = {1, 0, 0, 1, 0, 0, 1, 0, 0};
+    for (int k = 0; k < 9; k++) {
+        ck_assert_int_eq(r.bins[k].n_true, nt[k]);
+        ck_assert_int_eq(r.bins[k].n_est, ne[k]);
+        ck_assert_int_eq(r.bins[k].n_true_matched, ntm[k]);
+        ck_assert_int_eq(r.bins[k].n_est_matched, nem[k]);
+    }
+    ck_assert(isinf(r.bins[0].lo) && r.bins[0].hi == 19);
+    ck_assert(r.bins[3].lo == 19.8 && r.bins[3].hi == 20.2);
+    ck_assert_double_eq(r.bins[5].precision, 0);   /* E2 unmatched */
+    ck_assert_double_eq(r.bins[8].recall, 0);      /* T2 unmatched */
+    ck_assert_double_eq(r.bins[7].recall, 1);
+    ck_assert(isnan(r.bins[7].precision));         /* no estimate in (21.4, 21.8] */
+
+    /* exclude_last_bin drops T2 (bin 8) from the totals: recall 3/3, precision 3/4,
+     * F1 = 2 * .75 * 1 / 1.75 = 6/7 */
+    o.exclude_last_bin = 1;
+    bl_metrics *mx = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(mx, t, e), BL_OK);
+    bl_metrics_compute(mx, &r);
+    ck_assert_double_eq_tol(r.recall, 1.0, 1e-12);
+    ck_assert_double_eq_tol(r.precision, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.f1, 6.0 / 7.0, 1e-12);
+
+    /* accumulating the same batch twice changes no ratio; reset forgets */
+    ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_matches, 6);
+    ck_assert_double_eq_tol(r.precision, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.flux_mae[2], 4.0, EPS);
+    bl_metrics_reset(m);
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_matches, 0);
+
+    /* no magnitude band: every magnitude is 1, all sources in bin 0 */
+    o.exclude_last_bin = 0;
+    o.mag_band = BL_METRICS_NO_BAND;
+    bl_metrics *mn = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(mn, t, e), BL_OK);
+    bl_metrics_compute(mn, &r);
+    ck_assert_int_eq(r.bins[0].n_true, 4);
+    ck_assert_int_eq(r.bins[0].n_est_matched, 3);
+    ck_assert_double_eq_tol(r.precision, 0.75, 1e-12);
+
+    /* mag_slack 0.5 in r: T0-E0 differ by 0.114 mag (kept), T1-E1 by 0.103 (kept), U0-F0 by
+     * 0.44 (kept); with 0.2 U0-F0 is dropped */
+    o.mag_band = 2;
+    o.match.mag_slack = 0.2;
+    bl_metrics *ms = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(ms, t, e), BL_OK);
+    bl_metrics_compute(ms, &r);
+    ck_assert_int_eq(r.n_matches, 2);
+    ck_assert_double_eq_tol(r.classification_acc, 1.0, 1e-12);
+
+    json_t *j = bl_metrics_result_to_json(&r, (const char *const[]){"u", "g", "r"});
+    ck_assert_double_eq_tol(json_real_value(json_object_get(j, "detection_precision")), 0.5, 1e-12);
+    ck_assert_ptr_nonnull(json_object_get(j, "flux_err_r_mae"));
+    ck_assert_ptr_nonnull(json_object_get(j, "a_d_mae"));
+    ck_assert_ptr_nonnull(json_object_get(j, "redshift_mse"));
+    ck_assert_ptr_null(json_object_get(j, "redshift_nll"));
+    json_decref(j);
+
+    bl_full_catalog_free(t);
+    bl_full_catalog_free(e);
+    bl_metrics_free(m);
+    bl_metrics_free(mx);
+    bl_metrics_free(mn);
+    bl_metrics_free(ms);
+}
+END_TEST
+
+START_TEST(test_metrics_redshift_nll)
+{
+    /* tiles with n_sources (1, 0, 1, 2); z (0, 5, 1, 2); loc (0, 0, 0, 1); scale (1, 1, 2, 1).
+     * -log N = (z - loc)^2 / (2 s^2) + log s + log(2 pi)/2:
+     *   tile 0: 0 + 0 + c; tile 2: 1/8 + log 2 + c; tile 3: 1/2 + 0 + c  (tile 1 holds no source)
+     * mean = (0.625 + 0.6931471805599453)/3 + 0.9189385332046727 = 1.358320926724654 */
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *m = bl_metrics_alloc(&o, 3);
+    const int32_t n[4] = {1, 0, 1, 2};
+    const bl_real z[4] = {0, 5, 1, 2}, loc[4] = {0, 0, 0, 1}, scale[4] = {1, 1, 2, 1};
+    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, scale), BL_OK);
+    bl_metrics_result r;
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.n_nll, 3);
+    ck_assert_double_eq_tol(r.redshift_nll, 1.358320926724654, 1e-6);
+    ck_assert(!r.has_redshift);
+    /* a zero scale on a tile with a source is an error; on an empty tile it is ignored */
+    const bl_real bad[4] = {1, 0, 0, 1};
+    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, bad), BL_ERR_RANGE);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "tile 2"));
+    const bl_real ok[4] = {1, 0, 2, 1};
+    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, ok), BL_OK);
+    bl_metrics_free(m);
+}
+END_TEST
+
+START_TEST(test_metrics_opts_from_config)
+{
+    bl_config *cfg;
+    bl_metrics_opts o;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "metrics: { dist_slack = 2.0; mag_cutoffs = [20.0, 21.0]; exclude_last_bin = true; };", "m.cfg"), BL_OK);
+    ck_assert_int_eq(bl_metrics_opts_from_config(cfg, "metrics", 5, &o), BL_OK);
+    ck_assert_double_eq(o.match.dist_slack, 2.0);
+    ck_assert_int_eq(o.n_cutoffs, 2);
+    ck_assert_int_eq(o.mag_band, 2);
+    ck_assert(o.exclude_last_bin);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+    bl_config_free(cfg);
+
+    ck_assert_int_eq(bl_config_load_string(&cfg, "metrics: {\n  mag_band = 5;\n};", "m.cfg"), BL_OK);
+    ck_assert_int_eq(bl_metrics_opts_from_config(cfg, "metrics", 5, &o), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "m.cfg:2"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "mag_band"));
+    bl_config_free(cfg);
+
+    ck_assert_int_eq(bl_config_load_string(&cfg, "metrics: {\n  mag_cutoffs = [21.0, 20.0];\n};", "m.cfg"), BL_OK);
+    ck_assert_int_eq(bl_metrics_opts_from_config(cfg, "metrics", 5, &o), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "increasing"));
+    bl_config_free(cfg);
+
+    ck_assert_int_eq(bl_config_load_string(&cfg, "metrics: {\n  dist_slack = -1.0;\n};", "m.cfg"), BL_OK);
+    ck_assert_int_eq(bl_metrics_opts_from_config(cfg, "metrics", 5, &o), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "dist_slack"));
+    bl_config_free(cfg);
+
+    ck_assert_int_eq(bl_config_load_string(&cfg, "metrics: { mag_band = -1; mag_slack = 0.5; };", "m.cfg"), BL_OK);
+    ck_assert_int_eq(bl_metrics_opts_from_config(cfg, "metrics", 5, &o), BL_ERR_CONFIG);
+    bl_config_free(cfg);
+}
+END_TEST
+
+static Suite *metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_metrics_no_sources);
+    tcase_add_test(tc, test_metrics_only_unmatched);
+    tcase_add_test(tc, test_metrics_hand_made_batch);
+    tcase_add_test(tc, test_metrics_redshift_nll);
+    tcase_add_test(tc, test_metrics_opts_from_config);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(metrics_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,263 @@
+/* bliss: the command-line tool of bliss-c (docs/cli.md).
+ *
+ *   bliss generate  simulate batches into safetensors shards (and FITS)
+ *   bliss train     train the encoder; curve CSV + PNG, checkpoints, early stopping, resume
+ *   bliss evaluate  metrics of a checkpoint on a dataset (JSON + table)
+ *   bliss predict   catalogs for images (safetensors or FITS) -> FITS table + safetensors
+ *   bliss factors   the variational factors of a config and the parameter count P
+ *
+ * Exit status: 0 success, 1 an error in the config, the data or the system (the message names
+ * the file, key or line), 2 a usage error, 128 + signal when training was interrupted (the last
+ * checkpoint is complete). */
+#include <getopt.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "tools/commands.h"
+
+typedef struct bl_command {
+    const char *name;
+    const char *summary;
+    const char *usage;  /* options after the common ones */
+    int (*run)(bl_cli *cli);
+} bl_command;
+
+static const char bl_common_help[] =
+    "  -c, --config FILE    libconfig file (see docs/config.md); required\n"
+    "      --set KEY=VALUE  override a config value (repeatable), e.g. --set train.optimizer.lr=1e-4\n"
+    "      --threads N      OpenMP/OpenBLAS threads (default: all cores)\n"
+    "      --seed N         same as --set train.seed=N\n"
+    "  -h, --help           this help\n";
+
+int bl_cli_fail(const bl_cli *cli)
+{
+    fprintf(stderr, "bliss %s: error: %s\n", cli->cmd, bl_error_message());
+    return BL_EXIT_ERROR;
+}
+
+bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s)
+{
+    return bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
+}
+
+bl_status bl_cli_mkdirs(const char *dir)
+{
+    char *p = bl_strdup(dir);
+    bl_status st = BL_OK;
+    for (char *q = p + 1;; q++) {
+        char c = *q;
+        if (c != '/' && c != 0) continue;
+        *q = 0;
+        struct stat sb;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            st = bl_error(BL_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+            break;
+        }
+        if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            st = bl_error(BL_ERR_IO, "%s: exists and is not a directory", p);
+            break;
+        }
+        *q = c;
+        if (c == 0) break;
+    }
+    free(p);
+    return st;
+}
+
+/* ---- factors ---------------------------------------------------------------------------- */
+
+int bl_cmd_factors(bl_cli *cli)
+{
+    bl_settings *s;
+    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
+    printf("config %s: %d bands, tile_slen %d\n", s->path, s->n_bands, s->tile_slen);
+    bl_vardist_spec_print(stdout, s->spec);
+    /* the network's output width follows P; its size is what a checkpoint will hold */
+    bl_encoder *enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
+    printf("encoder: %d bands x %d channels in, P = %d out, %lld trainable parameters\n",
+           s->arch.n_bands, s->arch.ch_per_band, s->spec->dim,
+           (long long)bl_params_count_trainable(enc->params));
+    bl_encoder_free(enc);
+    bl_settings_free(s);
+    return 0;
+}
+
+/* ---- pieces that wait for other parts of the library ------------------------------------ */
+
+static int bl_cmd_pending(bl_cli *cli, const char *what)
+{
+    bl_settings *s;
+    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
+    bl_settings_free(s);
+    bl_error(BL_ERR_ARG, "'%s' is not available in this build yet: it needs %s", cli->cmd, what);
+    return bl_cli_fail(cli);
+}
+
+int bl_cmd_generate(bl_cli *cli) { return bl_cmd_pending(cli, "the simulator (lib/sim)"); }
+
+static const bl_command bl_commands[] = {
+    {"generate", "simulate batches into safetensors shards (optionally FITS)",
+     "  -o, --out DIR        output directory (default: generate.output_dir)\n"
+     "      --fits           also write each shard's images and catalog as FITS\n",
+     bl_cmd_generate},
+    {"train", "train the encoder (curve CSV + PNG, checkpoints, early stopping)",
+     "  -o, --out DIR        output directory (default: train.output_dir)\n"
+     "      --data DIR       a dataset written by 'bliss generate' (default: train.data)\n"
+     "      --resume FILE    continue from a checkpoint written by 'bliss train'\n"
+     "      --max-steps N    stop after N optimizer steps in total\n",
+     bl_cmd_train},
+    {"evaluate", "metrics of a checkpoint on a dataset (JSON + table)",
+     "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
+     "      --data DIR         dataset written by 'bliss generate'\n"
+     "      --batches N        evaluate the first N batches only\n"
+     "  -o, --out FILE         metrics JSON (default: metrics.json)\n",
+     bl_cmd_evaluate},
+    {"predict", "catalogs for images (safetensors or FITS) -> FITS table + safetensors",
+     "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
+     "  -i, --input FILE       images: a batch .safetensors or a FITS file (one HDU per band)\n"
+     "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n",
+     bl_cmd_predict},
+    {"factors", "print the variational factors of a config and the parameter count P", "",
+     bl_cmd_factors},
+};
+#define BL_N_COMMANDS ((int)(sizeof bl_commands / sizeof bl_commands[0]))
+
+static void bl_usage(FILE *f)
+{
+    fprintf(f, "usage: bliss COMMAND --config FILE [options]\n\ncommands:\n");
+    for (int i = 0; i < BL_N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", bl_commands[i].name, bl_commands[i].summary);
+    fprintf(f, "\n'bliss COMMAND --help' describes the options of a command.\n");
+}
+
+static void bl_command_help(FILE *f, const bl_command *c)
+{
+    fprintf(f, "usage: bliss %s --config FILE [options]\n\n%s.\n\noptions:\n%s%s", c->name,
+            c->summary, bl_common_help, c->usage);
+}
+
+static int bl_parse_int(const char *cmd, const char *opt, const char *text, int64_t lo, int64_t hi,
+                        int64_t *v)
+{
+    char *end;
+    long long x = strtoll(text, &end, 10);
+    if (!*text || *end || x < lo || x > hi) {
+        fprintf(stderr, "bliss %s: error: %s '%s': expected an integer in [%lld, %lld]\n", cmd, opt,
+                text, (long long)lo, (long long)hi);
+        return 0;
+    }
+    *v = x;
+    return 1;
+}
+
+enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
+       OPT_CHECKPOINT, OPT_BATCHES };
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        bl_usage(stderr);
+        return BL_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        bl_usage(stdout);
+        return 0;
+    }
+    const bl_command *cmd = NULL;
+    for (int i = 0; i < BL_N_COMMANDS; i++)
+        if (!strcmp(argv[1], bl_commands[i].name)) cmd = &bl_commands[i];
+    if (!cmd) {
+        fprintf(stderr, "bliss: error: unknown command '%s'\n\n", argv[1]);
+        bl_usage(stderr);
+        return BL_EXIT_USAGE;
+    }
+    bl_gsl_install_handler();
+    bl_cli cli = {.cmd = cmd->name};
+    cli.sets = bl_calloc((size_t)argc, sizeof *cli.sets);
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},  {"set", required_argument, NULL, OPT_SET},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"seed", required_argument, NULL, OPT_SEED},
+        {"help", no_argument, NULL, 'h'},          {"out", required_argument, NULL, 'o'},
+        {"input", required_argument, NULL, 'i'},   {"fits", no_argument, NULL, OPT_FITS},
+        {"data", required_argument, NULL, OPT_DATA}, {"resume", required_argument, NULL, OPT_RESUME},
+        {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
+        {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+        {"batches", required_argument, NULL, OPT_BATCHES},
+        {NULL, 0, NULL, 0},
+    };
+    /* which subcommand accepts which specific option */
+    static const struct { int opt; const char *cmds; } allowed[] = {
+        {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
+        {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_MAX_STEPS, "train"},
+        {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"},
+    };
+    int status = 0, c, li;
+    optind = 2;
+    opterr = 0;
+    while (status == 0 && (c = getopt_long(argc, argv, ":c:ho:i:", longopts, &li)) != -1) {
+        for (size_t k = 0; k < sizeof allowed / sizeof allowed[0]; k++)
+            if (allowed[k].opt == c && !strstr(allowed[k].cmds, cmd->name)) {
+                fprintf(stderr, "bliss %s: error: option '%s' does not apply to this command\n",
+                        cmd->name, argv[optind - 1]);
+                status = BL_EXIT_USAGE;
+            }
+        if (status) break;
+        int64_t v;
+        switch (c) {
+        case 'c': cli.config = optarg; break;
+        case 'h': bl_command_help(stdout, cmd); free(cli.sets); return 0;
+        case 'o': cli.out = optarg; break;
+        case 'i': cli.input = optarg; break;
+        case OPT_SET: cli.sets[cli.n_sets++] = optarg; break;
+        case OPT_THREADS:
+            if (!bl_parse_int(cmd->name, "--threads", optarg, 1, 1024, &v)) status = BL_EXIT_USAGE;
+            cli.threads = (int)v;
+            break;
+        case OPT_SEED:
+            if (!bl_parse_int(cmd->name, "--seed", optarg, 0, INT64_MAX, &cli.seed)) status = BL_EXIT_USAGE;
+            cli.has_seed = 1;
+            break;
+        case OPT_FITS: cli.fits = 1; break;
+        case OPT_DATA: cli.data = optarg; break;
+        case OPT_RESUME: cli.resume = optarg; break;
+        case OPT_CHECKPOINT: cli.checkpoint = optarg; break;
+        case OPT_MAX_STEPS:
+            if (!bl_parse_int(cmd->name, "--max-steps", optarg, 1, INT64_MAX, &cli.max_steps))
+                status = BL_EXIT_USAGE;
+            break;
+        case OPT_BATCHES:
+            if (!bl_parse_int(cmd->name, "--batches", optarg, 1, INT64_MAX, &cli.batches))
+                status = BL_EXIT_USAGE;
+            break;
+        case ':':
+            fprintf(stderr, "bliss %s: error: option '%s' needs a value\n", cmd->name, argv[optind - 1]);
+            status = BL_EXIT_USAGE;
+            break;
+        default:
+            fprintf(stderr, "bliss %s: error: unknown option '%s' (see bliss %s --help)\n", cmd->name,
+                    argv[optind - 1], cmd->name);
+            status = BL_EXIT_USAGE;
+        }
+    }
+    if (status == 0 && optind < argc) {
+        fprintf(stderr, "bliss %s: error: unexpected argument '%s'\n", cmd->name, argv[optind]);
+        status = BL_EXIT_USAGE;
+    }
+    if (status == 0 && !cli.config) {
+        fprintf(stderr, "bliss %s: error: --config FILE is required (see bliss %s --help)\n",
+                cmd->name, cmd->name);
+        status = BL_EXIT_USAGE;
+    }
+    if (status == 0) {
+        if (cli.threads > 0) omp_set_num_threads(cli.threads);
+        status = cmd->run(&cli);
+    }
+    free(cli.sets);
+    return status;
+}

@@ -1,0 +1,74 @@
+/* The bliss CLI's view of a config file (docs/config.md): every key of every module is read
+ * here into plain structs, then bl_config_check_unused reports any key nobody read, naming its
+ * file and line. Reading everything up front means a typo anywhere fails every subcommand at
+ * once, before any work starts.
+ *
+ * Loading order: the file (with its @includes), then its `overrides` list, then the --set
+ * assignments of the command line, then --seed. libconfig refuses to define a key twice, so
+ * a config that @includes another changes included values through `overrides`:
+ *   @include "base.cfg"
+ *   overrides = ( "encoder.use_checkerboard = false", "train.optimizer.lr = 1e-4" );
+ * Each entry is applied like --set (the key must exist, or be new in an existing group). */
+#ifndef BL_TOOLS_SETTINGS_H
+#define BL_TOOLS_SETTINGS_H
+
+#include <stdint.h>
+
+#include "dists/vardist.h"
+#include "lib/config.h"
+#include "lib/metrics.h"
+#include "models/encoder.h"
+
+#define BL_MAX_MILESTONES 16
+
+typedef struct bl_train_settings {
+    int64_t seed;              /* 42: network initialisation, data order, sampling */
+    int64_t batch_size;        /* 64 */
+    const char *data;          /* "simulate" (fresh batches every step) or a dataset directory */
+    int64_t steps_per_epoch;   /* 128 (simulator.n_batches) */
+    int64_t val_batches;       /* 10: fixed validation set (0: no validation) */
+    int64_t max_epochs;        /* 50 */
+    int64_t min_epochs;        /* 1 */
+    int64_t patience;          /* 5: epochs without a better val loss before stopping (0: off) */
+    int64_t max_steps;         /* 0: no limit; else stop after this many optimizer steps */
+    int fixed_batch;           /* 0; 1: the seed's loop, one batch for every step */
+    int64_t print_every;       /* 10 */
+    int64_t checkpoint_every;  /* 0: last.safetensors at epoch ends only; else also every N steps */
+    double lr, beta1, beta2, eps, weight_decay;   /* Adam: 1e-3, 0.9, 0.999, 1e-8, 0 */
+    int n_milestones;
+    int64_t milestones[BL_MAX_MILESTONES];        /* [32] epochs */
+    double gamma;                                 /* 0.1 */
+    const char *output_dir;    /* "output" */
+    int64_t plot_width, plot_height;              /* 800 x 500 */
+} bl_train_settings;
+
+typedef struct bl_generate_settings {
+    int64_t n_files;           /* 32 */
+    int64_t n_batches_per_file;/* 16 */
+    const char *output_dir;    /* "data/sim" */
+    int fits;                  /* 0: also export every file's images and catalog as FITS */
+} bl_generate_settings;
+
+typedef struct bl_settings {
+    bl_config *cfg;
+    const char *path;
+    int n_bands;
+    const char *const *band_names;
+    int tile_slen;
+    bl_encoder_opts encoder;
+    bl_net_arch arch;          /* n_out filled from the spec */
+    int base_factors;          /* 1: the built-in SDSS factors first (encoder.base_factors "sdss") */
+    bl_vardist_spec *spec;     /* built-in factors + the top-level `factors` list */
+    bl_train_settings train;
+    bl_generate_settings generate;
+    bl_metrics_opts metrics;
+} bl_settings;
+
+/* Load `path`, apply overrides, the n_sets "key=value" assignments and the seed (if
+ * has_seed), read every module's keys and check that none is unknown. On error *out = NULL
+ * and the message (file:line: ...) is in bl_error_message(). */
+bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, const char *const *sets,
+                           int has_seed, int64_t seed);
+void bl_settings_free(bl_settings *s);
+
+#endif
