@@ -8,8 +8,9 @@
 #include <stdint.h>
 
 typedef struct bl_conv_tuning {
-    int64_t col_bytes; /* budget of a chunk's column matrix: it should stay in cache */
-    int64_t min_cols;  /* a chunk spans at least this many output pixels (GEMM efficiency) */
+    int64_t col_bytes;  /* budget of a chunk's column matrix: it should stay in cache */
+    int64_t min_cols;   /* a chunk spans at least this many output pixels (GEMM efficiency) */
+    int64_t taps_min_k; /* stride-1 forward GEMMs by vertical taps when C kw >= this (0: never) */
 } bl_conv_tuning;
 
 bl_conv_tuning bl_conv_get_tuning(void);

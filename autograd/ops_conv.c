@@ -39,10 +39,13 @@
 
 /* Column-matrix budget per chunk: a fraction of the 32 MB L3, several times the L2. Chunks
  * narrower than min_cols output pixels make GEMMs inefficient: take more rows instead. */
-static bl_conv_tuning conv_tuning = {.col_bytes = (int64_t)6 << 20, .min_cols = 1024};
+static bl_conv_tuning conv_tuning = {.col_bytes = (int64_t)6 << 20, .min_cols = 1024,
+                                     .taps_min_k = 256};
 
 bl_conv_tuning bl_conv_get_tuning(void) { return conv_tuning; }
 void bl_conv_set_tuning(bl_conv_tuning tuning) { conv_tuning = tuning; }
+/* Pointwise convolutions with at least this many output pixels per image run per image. */
+#define BL_CONV_POINTWISE_MIN_HW 256
 /* Below this many elements a loop runs on one thread. */
 #define BL_CONV_OMP_MIN 32768
 
@@ -63,6 +66,11 @@ typedef struct bl_conv_plan {
     int64_t max_cols; /* widest chunk, in output pixels */
 } bl_conv_plan;
 
+static int conv_is_pointwise(const bl_conv_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_h == 0 && g->pad_w == 0;
+}
+
 static bl_conv_plan conv_plan(const bl_conv_geom *g, int64_t K)
 {
     bl_conv_plan p = {0};
@@ -70,6 +78,10 @@ static bl_conv_plan conv_plan(const bl_conv_geom *g, int64_t K)
     int64_t min_rows = (conv_tuning.min_cols + g->Wo - 1) / g->Wo;
     if (rows < min_rows) rows = min_rows;
     if (rows < 1) rows = 1;
+    /* a pointwise convolution reads its input in place one image at a time: when an image is
+     * large enough for an efficient GEMM (measured: 1x1 768->128 at 20x20), copying several
+     * images into one column matrix costs more than it gains */
+    if (conv_is_pointwise(g) && g->Ho * g->Wo >= BL_CONV_POINTWISE_MIN_HW) rows = g->Ho;
     if (rows >= g->Ho) {
         int64_t per = rows / g->Ho;
         if (per > g->B) per = g->B;
@@ -196,11 +208,6 @@ static void conv_gather(const bl_real *t, int64_t M, int64_t n_img, int64_t hw, 
     }
 }
 
-static int conv_is_pointwise(const bl_conv_geom *g)
-{
-    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_h == 0 && g->pad_w == 0;
-}
-
 /* The (K, n_cols) column matrix of chunk [r0, r1): in place for a pointwise convolution within
  * one image, else im2col into `col`. */
 static const bl_real *conv_columns(const bl_conv_geom *g, const bl_real *x, int64_t r0, int64_t r1,
@@ -231,10 +238,77 @@ static const bl_real *conv_out_block(const bl_conv_geom *g, const bl_real *t, in
     return buf;
 }
 
+/* band (C kw, T Wo) <- for input rows ih = oh0 - pad_h + t, t < T, of image b: row (c, j),
+ * column (t, ow) holds x[b][c][ih][ow - pad_w + j] (stride 1, zero outside) */
+static void conv_im2col_band(const bl_conv_geom *g, const bl_real *x, int64_t b, int64_t oh0,
+                             int64_t T, bl_real *band)
+{
+    const int64_t rows = g->C * g->kw, Wo = g->Wo, W = g->W, H = g->H, n_cols = T * Wo;
+#pragma omp parallel for schedule(static) if (rows * n_cols > BL_CONV_OMP_MIN)
+    for (int64_t row = 0; row < rows; row++) {
+        const int64_t c = row / g->kw, j = row % g->kw, off = j - g->pad_w;
+        int64_t lo, hi;
+        conv_valid_cols(g, j, &lo, &hi);
+        bl_real *dst = band + row * n_cols;
+        for (int64_t t = 0; t < T; t++, dst += Wo) {
+            const int64_t ih = oh0 - g->pad_h + t;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, (size_t)Wo * sizeof *dst);
+                continue;
+            }
+            const bl_real *src = x + ((b * g->C + c) * H + ih) * W;
+            for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+            memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+            for (int64_t ow = hi; ow < Wo; ow++) dst[ow] = 0;
+        }
+    }
+}
+
+/* Stride-1 forward by vertical taps: Y = sum_i W_i Band_i, W_i (M, C kw) the kernel row i and
+ * Band_i the band matrix shifted by i rows (a column offset of i Wo: no copy). The band is kh
+ * times smaller than the full column matrix, so im2col writes kh times less, while the GEMMs
+ * keep an inner dimension C kw >= taps_min_k and accumulate into Y in place (measured: five
+ * K = 320 GEMMs run as fast as one K = 1600 GEMM). Chunks must lie within one image (a band
+ * across images would compute kh - 1 rows of junk per image); returns 0 when not applicable. */
+static int conv_forward_taps(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                             const bl_real *w, bl_real *y, int accumulate)
+{
+    const int64_t kt = g->C * g->kw;
+    if (g->stride != 1 || g->kh < 2 || !conv_tuning.taps_min_k || kt < conv_tuning.taps_min_k)
+        return 0;
+    const bl_conv_plan p = conv_plan(g, kt);
+    if (p.per > 1) return 0;
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo, kh = g->kh;
+    bl_real *wr = bl_scratch(ctx, (size_t)(g->M * K) * sizeof(bl_real)); /* (M, kh, C, kw) */
+    for (int64_t m = 0; m < g->M; m++)
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t i = 0; i < kh; i++)
+                memcpy(wr + ((m * kh + i) * g->C + c) * g->kw, w + ((m * g->C + c) * kh + i) * g->kw,
+                       (size_t)g->kw * sizeof *wr);
+    const int64_t max_rows = p.max_cols / g->Wo;
+    bl_real *band = bl_scratch(ctx, (size_t)(kt * (max_rows + kh - 1) * g->Wo) * sizeof(bl_real));
+    for (int64_t k = 0; k < p.n; k++) {
+        int64_t r0, r1;
+        conv_chunk(g, &p, k, &r0, &r1);
+        const int64_t b = r0 / g->Ho, oh0 = r0 % g->Ho, rows = r1 - r0;
+        const int64_t ld = (rows + kh - 1) * g->Wo;
+        conv_im2col_band(g, x, b, oh0, rows + kh - 1, band);
+        for (int64_t i = 0; i < kh; i++)
+            BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->M, (int)(rows * g->Wo), (int)kt,
+                    1, wr + i * kt, (int)K, band + i * g->Wo, (int)ld, i || accumulate ? 1 : 0,
+                    y + b * g->M * hw + oh0 * g->Wo, (int)hw);
+    }
+    bl_arena_release(arena, mark);
+    return 1;
+}
+
 /* y (B, M, Ho, Wo) (+)= conv(x, w), w (M, C kh kw) row-major; accumulate selects += or =. */
 static void conv_forward_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
                               const bl_real *w, bl_real *y, int accumulate)
 {
+    if (conv_forward_taps(ctx, g, x, w, y, accumulate)) return;
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo;
@@ -259,10 +333,50 @@ static void conv_forward_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real 
     bl_arena_release(arena, mark);
 }
 
+/* dW by vertical taps (see conv_forward_taps): dW_i (M, C kw) += dY Band_i^T, into a scratch
+ * (M, kh, C, kw) added to dw (M, C, kh, kw) at the end; returns 0 when not applicable. */
+static int conv_dweight_taps(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                             const bl_real *dy, bl_real *dw)
+{
+    const int64_t kt = g->C * g->kw;
+    if (g->stride != 1 || g->kh < 2 || !conv_tuning.taps_min_k || kt < conv_tuning.taps_min_k)
+        return 0;
+    const bl_conv_plan p = conv_plan(g, kt);
+    if (p.per > 1) return 0;
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo, kh = g->kh;
+    bl_real *dwr = bl_scratch(ctx, (size_t)(g->M * K) * sizeof(bl_real)); /* (M, kh, C, kw) */
+    memset(dwr, 0, (size_t)(g->M * K) * sizeof *dwr);
+    const int64_t max_rows = p.max_cols / g->Wo;
+    bl_real *band = bl_scratch(ctx, (size_t)(kt * (max_rows + kh - 1) * g->Wo) * sizeof(bl_real));
+    for (int64_t k = 0; k < p.n; k++) {
+        int64_t r0, r1;
+        conv_chunk(g, &p, k, &r0, &r1);
+        const int64_t b = r0 / g->Ho, oh0 = r0 % g->Ho, rows = r1 - r0;
+        const int64_t ld = (rows + kh - 1) * g->Wo;
+        conv_im2col_band(g, x, b, oh0, rows + kh - 1, band);
+        for (int64_t i = 0; i < kh; i++)
+            BL_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->M, (int)kt, (int)(rows * g->Wo),
+                    1, dy + b * g->M * hw + oh0 * g->Wo, (int)hw, band + i * g->Wo, (int)ld, 1,
+                    dwr + i * kt, (int)K);
+    }
+    for (int64_t m = 0; m < g->M; m++)
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t i = 0; i < kh; i++) {
+                const bl_real *src = dwr + ((m * kh + i) * g->C + c) * g->kw;
+                bl_real *dst = dw + ((m * g->C + c) * kh + i) * g->kw;
+                for (int64_t j = 0; j < g->kw; j++) dst[j] += src[j];
+            }
+    bl_arena_release(arena, mark);
+    return 1;
+}
+
 /* dw (M, K) += dY Col^T summed over the batch. */
 static void conv_dweight_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
                               const bl_real *dy, bl_real *dw)
 {
+    if (conv_dweight_taps(ctx, g, x, dy, dw)) return;
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int64_t K = g->C * g->kh * g->kw;

@@ -1,6 +1,7 @@
 /* Convolution throughput against the machine's sgemm (DESIGN §8).
  *
  *   bench_conv [--quick] [--reps N] [--shape I] [--batch B] [--col-kb KB] [--min-cols N]
+ *              [--taps-min-k K]
  *
  * Measures, in one run, the GFLOP/s of a large square GEMM (cblas_sgemm, or dgemm in a double
  * build; all OpenBLAS threads, best of several runs) and of forward + backward of the encoder's
@@ -12,7 +13,7 @@
  * reference is the best rate seen in the run (measured again before each configuration): on a
  * shared machine the best observed rates are the comparable ones.
  * --quick runs one small shape once (a smoke test); --shape/--batch pick one configuration;
- * --col-kb/--min-cols override the im2col chunking (autograd/conv_kernels.h) for tuning. */
+ * --col-kb/--min-cols/--taps-min-k override the im2col chunking (autograd/conv_kernels.h). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -148,13 +149,17 @@ int main(int argc, char **argv)
             bl_conv_tuning t = bl_conv_get_tuning();
             t.col_bytes = (int64_t)atoi(argv[++i]) << 10;
             bl_conv_set_tuning(t);
+        } else if (!strcmp(argv[i], "--taps-min-k") && i + 1 < argc) {
+            bl_conv_tuning t = bl_conv_get_tuning();
+            t.taps_min_k = atoi(argv[++i]);
+            bl_conv_set_tuning(t);
         } else if (!strcmp(argv[i], "--min-cols") && i + 1 < argc) {
             bl_conv_tuning t = bl_conv_get_tuning();
             t.min_cols = atoi(argv[++i]);
             bl_conv_set_tuning(t);
         } else {
             fprintf(stderr, "usage: %s [--quick] [--reps N] [--shape I (0-6)] [--batch B] "
-                            "[--col-kb KB] [--min-cols N]\n", argv[0]);
+                            "[--col-kb KB] [--min-cols N] [--taps-min-k K]\n", argv[0]);
             return 2;
         }
     }
@@ -177,8 +182,9 @@ int main(int argc, char **argv)
     printf("bl_real = %s, OpenMP threads %d, OpenBLAS threads %d (%s)\n", BL_REAL_NAME,
            omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename());
     const bl_conv_tuning tu = bl_conv_get_tuning();
-    printf("im2col chunks: <= %lld KB of columns, >= %lld output pixels; best of %d repetitions\n",
-           (long long)(tu.col_bytes >> 10), (long long)tu.min_cols, quick ? 1 : reps);
+    printf("im2col chunks: <= %lld KB of columns, >= %lld output pixels, taps when C kw >= %lld; "
+           "best of %d repetitions\n", (long long)(tu.col_bytes >> 10), (long long)tu.min_cols,
+           (long long)tu.taps_min_k, quick ? 1 : reps);
     enum { MAX_ROWS = 32 };
     const shape *row_shape[MAX_ROWS];
     int row_batch[MAX_ROWS], n_rows = 0;

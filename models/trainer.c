@@ -6,6 +6,59 @@
 
 #include "models/checkpoint.h"
 
+/* ---- simulated batches ---- */
+
+struct bl_sim_source {
+    const bl_simulator *sim;
+    bl_normalize_opts norm;
+    uint64_t seed, first;
+    bl_sim_batch *batch; /* reused for every batch */
+};
+
+bl_sim_source *bl_sim_source_alloc(const bl_simulator *sim, const bl_normalize_opts *norm,
+                                   uint64_t seed, uint64_t first)
+{
+    bl_sim_source *s = bl_calloc(1, sizeof *s);
+    s->sim = sim;
+    s->norm = *norm;
+    s->seed = seed;
+    s->first = first;
+    s->batch = bl_sim_batch_alloc(sim);
+    return s;
+}
+
+void bl_sim_source_free(bl_sim_source *s)
+{
+    if (!s) return;
+    bl_sim_batch_free(s->batch);
+    free(s);
+}
+
+/* normalised images (B, n_bands, C, H, W) of images/background/psf_params in ctx */
+static bl_status bl_normalize_batch(const bl_normalize_opts *norm, bl_ctx *ctx, const bl_tensor *images,
+                                    const bl_tensor *background, const bl_tensor *psf, bl_tensor **x)
+{
+    *x = bl_new(ctx, 5, BL_SHAPE(images->shape[0], norm->n_bands, bl_normalize_channels(norm),
+                                 images->shape[2], images->shape[3]));
+    return bl_normalize(norm, images, background, norm->concat_psf_params ? psf : NULL, *x);
+}
+
+static bl_status bl_sim_source_get(void *user, bl_ctx *ctx, int64_t index, bl_tensor **x,
+                                   bl_tile_catalog **truth)
+{
+    bl_sim_source *s = user;
+    bl_simulator_generate(s->sim, s->seed, s->first + (uint64_t)index, s->batch);
+    bl_status st = bl_normalize_batch(&s->norm, ctx, s->batch->images, s->batch->background,
+                                      s->batch->psf_params, x);
+    *truth = st ? NULL : bl_tile_catalog_copy(s->batch->tile_catalog);
+    return st;
+}
+
+bl_batch_source bl_sim_source_batches(bl_sim_source *s, int64_t n_batches)
+{
+    return (bl_batch_source){.user = s, .get = bl_sim_source_get, .n_batches = n_batches};
+}
+
 bl_trainer_opts bl_trainer_opts_default(void)
 {
     return (bl_trainer_opts){.adam = bl_adam_defaults(), .fixed_batch = 0, .arena_bytes = 0};
@@ -62,7 +115,10 @@ bl_status bl_trainer_step(bl_trainer *tr, double lr, double *loss)
     bl_tile_catalog *truth;
     int owned;
     bl_status st = bl_trainer_batch(tr, &x, &truth, &owned);
-    if (st) return st;
+    if (st) {
+        bl_ctx_reset(tr->ctx);
+        return st;
+    }
     bl_encoder_set_training(tr->enc, 1);
     bl_set_grad_enabled(tr->ctx, 1);
     bl_params_zero_grad(tr->enc->params);
@@ -94,7 +150,10 @@ bl_status bl_trainer_validate(bl_trainer *tr, double *val_loss)
         bl_tensor *x, *l;
         bl_tile_catalog *truth;
         st = tr->val.get(tr->val.user, tr->ctx, i, &x, &truth);
-        if (st) break;
+        if (st) {
+            bl_ctx_reset(tr->ctx);
+            break;
+        }
         st = bl_encoder_loss(tr->enc, tr->ctx, x, truth, &l, NULL);
         if (!st) sum += (double)l->data[0];
         bl_tile_catalog_free(truth);

@@ -88,19 +88,6 @@ int bl_cmd_factors(bl_cli *cli)
     return 0;
 }
 
-/* ---- pieces that wait for other parts of the library ------------------------------------ */
-
-static int bl_cmd_pending(bl_cli *cli, const char *what)
-{
-    bl_settings *s;
-    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
-    bl_settings_free(s);
-    bl_error(BL_ERR_ARG, "'%s' is not available in this build yet: it needs %s", cli->cmd, what);
-    return bl_cli_fail(cli);
-}
-
-int bl_cmd_generate(bl_cli *cli) { return bl_cmd_pending(cli, "the simulator (lib/sim)"); }
-
 static const bl_command bl_commands[] = {
     {"generate", "simulate batches into safetensors shards (optionally FITS)",
      "  -o, --out DIR        output directory (default: generate.output_dir)\n"

@@ -61,7 +61,11 @@ int bl_cmd_evaluate(bl_cli *cli)
     bl_encoder_set_training(enc, 0);
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
-    int64_t n_batches = cli->batches ? cli->batches : (s->train.val_batches > 0 ? s->train.val_batches : 1);
+    /* a dataset: all of it; simulation: as many batches as the validation set */
+    int64_t n_batches = cli->batches                      ? cli->batches
+                        : bl_cli_data_n_batches(data) > 0 ? bl_cli_data_n_batches(data)
+                        : s->train.val_batches > 0        ? s->train.val_batches
+                                                          : 1;
     bl_batch_source src = bl_cli_data_source(data, BL_DATA_TEST, n_batches);
     if (src.n_batches > 0 && src.n_batches < n_batches) n_batches = src.n_batches;
     for (int k = 0; k < 2; k++) m[k] = bl_metrics_alloc(&s->metrics, s->n_bands);

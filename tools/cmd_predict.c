@@ -23,8 +23,18 @@ static bl_status bl_write_tile_catalog(const char *path, const bl_tile_catalog *
     free(ns);
     char name[128];
     for (int f = 0; f < cat->n_fields && s == BL_OK; f++) {
+        const bl_tensor *t = cat->fields[f].t;
+        const bl_catalog_field_info *info = bl_catalog_field_find(cat->fields[f].name);
         snprintf(name, sizeof name, "tile_catalog.%s", cat->fields[f].name);
-        s = bl_safetensors_add_tensor(st, name, cat->fields[f].t, BL_DTYPE_F32);
+        if (info && (info->flags & BL_FIELD_INTEGER)) {
+            /* integer fields (source_type) as int64, like PyTorch's and the simulator's files */
+            int64_t *v = bl_malloc(((size_t)t->numel + 1) * sizeof(int64_t));
+            for (int64_t i = 0; i < t->numel; i++) v[i] = (int64_t)t->data[i];
+            s = bl_safetensors_add(st, name, BL_DTYPE_I64, t->ndim, t->shape, v);
+            free(v);
+        } else {
+            s = bl_safetensors_add_tensor(st, name, t, BL_DTYPE_F32);
+        }
     }
     char v[64];
     snprintf(v, sizeof v, "%d", cat->tile_slen);

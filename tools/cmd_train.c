@@ -140,7 +140,7 @@ static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_bat
             n[k]++;
         }
     }
-    static const char *const what[2] = {"all tiles", "tiles with a source"};
+    static const char *const what[2] = {"tiles", "tiles with a source"};
     for (int k = 0; k < 2; k++) {
         if (n[k] == 0) continue;
         double ml = sum[k][0] / n[k], ms = sum[k][1] / n[k];
@@ -229,7 +229,7 @@ int bl_cmd_train(bl_cli *cli)
 
     printf("training %s: P = %d, %lld trainable parameters, batch %lld, %s, output %s\n", s->path,
            s->spec->dim, (long long)bl_params_count_trainable(enc->params),
-           (long long)t->batch_size, source, out_dir);
+           (long long)s->batch_size, source, out_dir);
     fflush(stdout);
     struct sigaction old_int, old_term;
     bl_install_signals(&old_int, &old_term);

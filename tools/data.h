@@ -20,7 +20,9 @@ typedef struct bl_cli_data bl_cli_data;
 /* `dir` NULL or "simulate": simulate with the config's prior and survey. */
 bl_status bl_cli_data_open(bl_cli_data **out, const bl_settings *s, const char *dir);
 void bl_cli_data_free(bl_cli_data *d);
-/* A batch source over one split; n_batches as in bl_batch_source (0 = unbounded). */
+/* A batch source over one split; n_batches as in bl_batch_source (0 = unbounded). A dataset's
+ * last 10% of batches (at least one) are the validation split, the rest the training split;
+ * BL_DATA_TEST is every batch in file order. n_batches is capped at what the split holds. */
 bl_batch_source bl_cli_data_source(bl_cli_data *d, bl_data_split split, int64_t n_batches);
 
 /* Images to predict on: a batch .safetensors ("images" (B, NB, H, W) and "background") or a
@@ -28,8 +30,21 @@ bl_batch_source bl_cli_data_source(bl_cli_data *d, bl_data_split split, int64_t 
  * them the background is each band's median, see docs/cli.md). Persistent tensors. */
 bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor **images,
                              bl_tensor **background);
-/* The encoder's input (B, NB, ch_per_band, H, W) in ctx from images and background. */
+/* The encoder's input (B, NB, ch_per_band, H, W) in ctx from images and background
+ * (encoder.image_normalizer); psf_params (B, NB, 6) only when it concatenates them. */
 bl_status bl_cli_normalize(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
                            const bl_tensor *background, bl_tensor **x);
+bl_status bl_cli_normalize_psf(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
+                               const bl_tensor *background, const bl_tensor *psf_params,
+                               bl_tensor **x);
+/* Batches in a dataset (0 when simulating). */
+int64_t bl_cli_data_n_batches(const bl_cli_data *d);
+/* The simulator (NULL for a dataset). */
+const bl_simulator *bl_cli_data_simulator(const bl_cli_data *d);
+
+/* An empty batch of B images with the geometry and catalog fields of `like`, and the copy of
+ * images [s0, s0 + n) of src to [d0, d0 + n) of dst: shards of several batches. */
+bl_sim_batch *bl_cli_batch_like(const bl_sim_batch *like, int64_t B);
+void bl_cli_batch_copy(bl_sim_batch *dst, int64_t d0, const bl_sim_batch *src, int64_t s0, int64_t n);
 
 #endif

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const bl_sdss_band_names[] = {"u", "g", "r", "i", "z"};
-
 /* integer key in [lo, hi] */
 static bl_status bl_get_int(bl_config *cfg, const char *key, int64_t def, int64_t lo, int64_t hi,
                             int64_t *v)
@@ -47,23 +45,23 @@ static char *bl_strip_assignment(const char *text)
     return out;
 }
 
-static bl_status bl_apply_overrides(bl_config *cfg)
+/* Apply the list `name` of "key = value" strings like --set. */
+static bl_status bl_apply_override_list(bl_config *cfg, const char *name)
 {
-    if (!bl_config_exists(cfg, "overrides")) return BL_OK;
-    bl_config_setting *list = bl_config_lookup(cfg, "overrides");
+    bl_config_setting *list = bl_config_lookup(cfg, name);
     int t = config_setting_type(list);
     if (t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_ARRAY)
-        return bl_error(BL_ERR_CONFIG, "%s: key 'overrides' must be a list of \"key = value\" strings",
-                        bl_config_where(cfg, "overrides"));
+        return bl_error(BL_ERR_CONFIG, "%s: key '%s' must be a list of \"key = value\" strings",
+                        bl_config_where(cfg, name), name);
     int n = config_setting_length(list);
     for (int i = 0; i < n; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "overrides.[%d]", i);
+        char key[160];
+        snprintf(key, sizeof key, "%s.[%d]", name, i);
         char where[600];
         snprintf(where, sizeof where, "%s", bl_config_where(cfg, key));
         const char *text;
         bl_status st = bl_config_string(cfg, key, NULL, 1, &text);
-        if (st) return bl_error(st, "%s: overrides entry %d must be a \"key = value\" string", where, i);
+        if (st) return bl_error(st, "%s: %s entry %d must be a \"key = value\" string", where, name, i);
         char *a = bl_strip_assignment(text);
         st = bl_config_set(cfg, a);
         if (st) {
@@ -77,17 +75,30 @@ static bl_status bl_apply_overrides(bl_config *cfg)
     return BL_OK;
 }
 
+/* Every top-level list named overrides or overrides_<suffix>, in file order: after @include
+ * expansion an included file's lists come first, so the including file's changes win. Each
+ * file needs its own name because libconfig refuses a second `overrides`. */
+static bl_status bl_apply_overrides(bl_config *cfg)
+{
+    bl_config_setting *root = bl_config_lookup(cfg, "");
+    int n = root ? config_setting_length(root) : 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = config_setting_name(config_setting_get_elem(root, (unsigned)i));
+        if (!name || strncmp(name, "overrides", 9) != 0 || (name[9] != 0 && name[9] != '_')) continue;
+        char copy[128];
+        snprintf(copy, sizeof copy, "%s", name);
+        bl_status st = bl_apply_override_list(cfg, copy);
+        if (st) return st;
+    }
+    return BL_OK;
+}
+
 static bl_status bl_read_encoder(bl_settings *s)
 {
     bl_config *cfg = s->cfg;
     bl_status st;
     int64_t v;
     s->encoder = bl_encoder_opts_default();
-    if ((st = bl_get_int(cfg, "encoder.tile_slen", 4, 2, 4, &v))) return st;
-    if (v == 3)
-        return bl_error(BL_ERR_CONFIG, "%s: key 'encoder.tile_slen' = 3: the encoder supports 2 or 4",
-                        bl_config_where(cfg, "encoder.tile_slen"));
-    s->tile_slen = (int)v;
     if ((st = bl_get_int(cfg, "encoder.tiles_to_crop", 1, 0, 64, &v))) return st;
     s->encoder.tiles_to_crop = (int)v;
     if ((st = bl_get_double(cfg, "encoder.min_flux_threshold", 0, 0, INFINITY,
@@ -113,8 +124,15 @@ static bl_status bl_read_encoder(bl_settings *s)
         return bl_error(BL_ERR_CONFIG, "%s: no factors (encoder.base_factors = \"none\" and no 'factors' list)",
                         s->path);
 
+    if ((st = bl_normalize_opts_from_config(&s->normalize, cfg, "encoder.image_normalizer"))) return st;
+    for (int i = 0; i < s->normalize.n_bands; i++)
+        if (s->normalize.bands[i] >= s->n_bands)
+            return bl_error(BL_ERR_CONFIG, "%s: key 'encoder.image_normalizer.bands': band %d but the survey has %d bands",
+                            bl_config_where(cfg, "encoder.image_normalizer.bands"), s->normalize.bands[i],
+                            s->n_bands);
     s->arch = bl_net_arch_default(s->spec->dim);
-    s->arch.n_bands = s->n_bands;
+    s->arch.n_bands = s->normalize.n_bands;
+    s->arch.ch_per_band = bl_normalize_channels(&s->normalize);
     s->arch.tile_slen = s->tile_slen;
     struct { const char *key; int *field; } widths[] = {
         {"encoder.arch.features_width", &s->arch.features_width},
@@ -135,7 +153,6 @@ static bl_status bl_read_train(bl_settings *s)
     bl_train_settings *t = &s->train;
     bl_status st;
     if ((st = bl_get_int(cfg, "train.seed", 42, 0, INT64_MAX, &t->seed)) ||
-        (st = bl_get_int(cfg, "train.batch_size", 64, 1, 1 << 20, &t->batch_size)) ||
         (st = bl_config_string(cfg, "train.data", "simulate", 0, &t->data)) ||
         (st = bl_get_int(cfg, "train.steps_per_epoch", 128, 1, INT64_MAX, &t->steps_per_epoch)) ||
         (st = bl_get_int(cfg, "train.val_batches", 10, 0, 1 << 20, &t->val_batches)) ||
@@ -178,6 +195,43 @@ static bl_status bl_read_train(bl_settings *s)
     return BL_OK;
 }
 
+/* survey, prior (+ prior.fields and the top-level prior_fields) and simulator groups: what
+ * bl_simulator_from_config reads, plus the list that including configs append to (libconfig
+ * cannot add to prior.fields from another file) */
+static bl_status bl_read_simulator(bl_settings *s)
+{
+    bl_config *cfg = s->cfg;
+    bl_status st;
+    if ((st = bl_survey_from_config(&s->survey, cfg, "survey"))) return st;
+    s->n_bands = s->survey.n_bands;
+    s->band_names = s->survey.band_name_ptrs;
+    bl_prior_params pp;
+    bl_prior_params_default(&pp);
+    pp.n_bands = s->survey.n_bands;
+    if ((st = bl_prior_params_from_config(&pp, cfg, "prior"))) return st;
+    if (pp.tile_slen != 2 && pp.tile_slen != 4)
+        return bl_error(BL_ERR_CONFIG, "%s: key 'prior.tile_slen' = %d: the encoder supports 2 or 4",
+                        bl_config_where(cfg, "prior.tile_slen"), pp.tile_slen);
+    if ((pp.n_tiles_h * pp.tile_slen) % 16 || (pp.n_tiles_w * pp.tile_slen) % 16)
+        return bl_error(BL_ERR_CONFIG, "%s: images of %lld x %lld pixels (prior.n_tiles_h/w x tile_slen): "
+                        "the encoder needs multiples of 16", bl_config_where(cfg, "prior.n_tiles_h"),
+                        (long long)(pp.n_tiles_h * pp.tile_slen), (long long)(pp.n_tiles_w * pp.tile_slen));
+    s->tile_slen = pp.tile_slen;
+    s->batch_size = pp.batch_size;
+    if ((st = bl_prior_alloc(&s->prior, &pp))) return st;
+    if ((st = bl_prior_add_config(s->prior, cfg, "prior.fields"))) return st;
+    if ((st = bl_prior_add_config(s->prior, cfg, "prior_fields"))) return st;
+    bl_sim_opts_default(&s->sim);
+    int64_t it, pad;
+    if ((st = bl_config_bool(cfg, "simulator.deconvolve", s->sim.deconvolve, 0, &s->sim.deconvolve)) ||
+        (st = bl_get_int(cfg, "simulator.rl_iterations", s->sim.rl_iterations, 0, 100000, &it)) ||
+        (st = bl_get_int(cfg, "simulator.rl_pad", s->sim.rl_pad, 0, 10000, &pad)))
+        return st;
+    s->sim.rl_iterations = (int)it;
+    s->sim.rl_pad = (int)pad;
+    return BL_OK;
+}
+
 static bl_status bl_read_generate(bl_settings *s)
 {
     bl_config *cfg = s->cfg;
@@ -214,10 +268,7 @@ bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, cons
         }
         if ((st = bl_config_set(s->cfg, a))) goto fail;
     }
-    /* Survey: until the simulator's reader exists (issue 4) the SDSS bands are assumed. */
-    s->n_bands = 5;
-    s->band_names = bl_sdss_band_names;
-    if ((st = bl_read_encoder(s)) || (st = bl_read_train(s)) || (st = bl_read_generate(s)) ||
+    if ((st = bl_read_simulator(s)) || (st = bl_read_encoder(s)) || (st = bl_read_train(s)) || (st = bl_read_generate(s)) ||
         (st = bl_metrics_opts_from_config(s->cfg, "metrics", s->n_bands, &s->metrics)))
         goto fail;
     if ((st = bl_config_check_unused(s->cfg))) goto fail;
@@ -232,6 +283,7 @@ void bl_settings_free(bl_settings *s)
 {
     if (!s) return;
     bl_vardist_spec_free(s->spec);
+    bl_prior_free(s->prior);
     bl_config_free(s->cfg);
     free(s);
 }

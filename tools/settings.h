@@ -17,13 +17,14 @@
 #include "dists/vardist.h"
 #include "lib/config.h"
 #include "lib/metrics.h"
+#include "lib/normalize.h"
+#include "lib/sim/simulate.h"
 #include "models/encoder.h"
 
 #define BL_MAX_MILESTONES 16
 
 typedef struct bl_train_settings {
     int64_t seed;              /* 42: network initialisation, data order, sampling */
-    int64_t batch_size;        /* 64 */
     const char *data;          /* "simulate" (fresh batches every step) or a dataset directory */
     int64_t steps_per_epoch;   /* 128 (simulator.n_batches) */
     int64_t val_batches;       /* 10: fixed validation set (0: no validation) */
@@ -52,10 +53,15 @@ typedef struct bl_generate_settings {
 typedef struct bl_settings {
     bl_config *cfg;
     const char *path;
-    int n_bands;
+    int n_bands;               /* from the survey */
     const char *const *band_names;
-    int tile_slen;
+    int tile_slen;             /* prior.tile_slen: the simulator's tiles are the encoder's */
+    int64_t batch_size;        /* prior.batch_size */
+    bl_survey survey;
+    bl_prior *prior;           /* with prior.fields and the top-level prior_fields; owned */
+    bl_sim_opts sim;
     bl_encoder_opts encoder;
+    bl_normalize_opts normalize; /* encoder.image_normalizer */
     bl_net_arch arch;          /* n_out filled from the spec */
     int base_factors;          /* 1: the built-in SDSS factors first (encoder.base_factors "sdss") */
     bl_vardist_spec *spec;     /* built-in factors + the top-level `factors` list */

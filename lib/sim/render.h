@@ -15,8 +15,13 @@
  *     cuspy bulges, exact flux: the stamp sums to the flux (k = 0 term), and so does the image
  *     when the stamp lies inside it;
  *   - light beyond N/2 wraps around to the other side of the stamp (periodic), <= ~1% of the
- *     flux by construction, at the stamp's faint edge; stamps are capped at the first size
- *     >= 2 max(H, W), so the outskirts of huge galaxies may fold more;
+ *     flux by construction, at the stamp's faint edge;
+ *   - sources whose stamp would exceed about half the image grid P (the first size >= 2 max(H,W))
+ *     are instead accumulated, with their phases, in one spectrum per band on the P x P grid
+ *     (index = image pixel, periodic with period P) and transformed once per image by
+ *     bl_render_flush: one evaluation of their transform per source instead of NB large FFTs.
+ *     Light further than P - max(H, W) from the image wraps back into it; <= 1% for all but
+ *     the largest galaxies of the prior's Gamma tail;
  *   - the PSF is the continuous, untruncated model (BLISS interpolates a 25 x 25 sampled PSF).
  *
  * Threading: a bl_renderer (FFTW plans, PSF transforms per band and stamp size) is read-only
@@ -52,6 +57,12 @@ void bl_render_star(const bl_renderer *r, bl_render_scratch *w, bl_real *images,
                     double col, const double *flux);
 void bl_render_galaxy(const bl_renderer *r, bl_render_scratch *w, bl_real *images, double row,
                       double col, const bl_galaxy_shape *g, const double *flux);
+
+/* Sources too large for a cheap stamp are accumulated in an image-level spectrum held by the
+ * scratch; this adds them to `images` (the array they were rendered for). Call it once after
+ * the last source of an image, before reading the image or rendering another image with the
+ * same scratch. */
+void bl_render_flush(const bl_renderer *r, bl_render_scratch *w, bl_real *images);
 
 /* The stamp side used for a star (g = NULL) or a galaxy. */
 int bl_render_stamp_size(const bl_renderer *r, const bl_galaxy_shape *g);

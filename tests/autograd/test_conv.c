@@ -149,21 +149,26 @@ static const conv_case conv_cases[] = {
     {3, 7, 5, 5, 3, 3, 1, 2, 1},  /* pad > k - 1: the transposed convolution has negative padding */
     {2, 2, 6, 6, 3, 2, 1, 0, 1},  /* even kernel */
     {2, 3, 10, 10, 9, 3, 2, 1, 1},
+    {2, 5, 16, 17, 3, 1, 1, 0, 1}, /* 1x1 with >= 256 pixels: one image per chunk, in place */
 };
 
-/* chunk layouts: default (whole batch in one chunk here), one output row per chunk (bands of
- * an image), and two images per chunk (a multi-image chunk, then a single-image one) */
+/* chunk layouts: 0 default (the whole batch in one chunk at these sizes), 1 one output row per
+ * chunk (bands of an image), 2 two images per chunk (a multi-image chunk, then a single-image
+ * one), 3 and 4: like 0 and 1 with the stride-1 forward GEMMs split by vertical taps */
+#define N_LAYOUTS 5
 static bl_conv_tuning tuning_for(int layout, const conv_case *cc)
 {
     const int Ho = (cc->H + 2 * cc->p - cc->k) / cc->s + 1, Wo = (cc->W + 2 * cc->p - cc->k) / cc->s + 1;
-    bl_conv_tuning t = bl_conv_get_tuning();
-    if (layout == 1) t = (bl_conv_tuning){.col_bytes = 1, .min_cols = 1};
-    if (layout == 2) {
-        /* the transposed convolution of the stride-1 dX path has H x W outputs per image */
-        const int hw = Ho * Wo > cc->H * cc->W ? Ho * Wo : cc->H * cc->W;
-        t = (bl_conv_tuning){.col_bytes = 1, .min_cols = 2 * hw};
+    /* the transposed convolution of the stride-1 dX path has H x W outputs per image */
+    const int hw = Ho * Wo > cc->H * cc->W ? Ho * Wo : cc->H * cc->W;
+    const bl_conv_tuning def = bl_conv_get_tuning();
+    switch (layout) {
+    case 1: return (bl_conv_tuning){.col_bytes = 1, .min_cols = 1, .taps_min_k = 0};
+    case 2: return (bl_conv_tuning){.col_bytes = 1, .min_cols = 2 * hw, .taps_min_k = 0};
+    case 3: return (bl_conv_tuning){.col_bytes = def.col_bytes, .min_cols = def.min_cols, .taps_min_k = 1};
+    case 4: return (bl_conv_tuning){.col_bytes = 1, .min_cols = 1, .taps_min_k = 1};
+    default: return def;
     }
-    return t;
 }
 
 static void run_conv_case(const conv_case *cc, int layout)
@@ -216,7 +221,7 @@ static void run_conv_case(const conv_case *cc, int layout)
 START_TEST(test_conv2d_vs_naive)
 {
     lcg_state = 1000 + (uint64_t)_i;
-    for (int layout = 0; layout < 3; layout++) run_conv_case(&conv_cases[_i], layout);
+    for (int layout = 0; layout < N_LAYOUTS; layout++) run_conv_case(&conv_cases[_i], layout);
 }
 END_TEST
 
@@ -249,9 +254,10 @@ START_TEST(test_conv3d_depth_vs_naive)
 {
     const int B = 2, C = 3, D = 4, H = 7, W = 6, M = 5, k = 3, p = 1;
     const int Ho = H + 2 * p - k + 1, Wo = W + 2 * p - k + 1;
-    for (int layout = 0; layout < 2; layout++) {
+    for (int layout = 0; layout < 3; layout++) {
         const bl_conv_tuning saved = bl_conv_get_tuning();
         if (layout == 1) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1});
+        if (layout == 2) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1, .taps_min_k = 1});
         bl_ctx *ctx = bl_ctx_alloc(0);
         lcg_state = 33 + (uint64_t)layout;
         bl_tensor *x = rand_tensor(ctx, 5, BL_SHAPE(B, C, D, H, W), 1, 0, 1);

@@ -70,12 +70,14 @@ static const conv_case conv_cases[] = {
     {3, 2, 5, 5, 3, 3, 3, 3, 1, 1}, /* stride 3 */
 };
 
-/* layout 0: default chunks; 1: one output row per chunk; 2: two images per chunk */
+/* layout 0: default chunks; 1: one output row per chunk; 2: two images per chunk; 3: one row
+ * per chunk with the stride-1 forward GEMMs split by vertical taps */
 static void run_conv_case(const conv_case *cc, int layout, uint64_t stream)
 {
     const bl_conv_tuning saved = bl_conv_get_tuning();
     if (layout == 1) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1});
     if (layout == 2) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 2 * cc->H * cc->W});
+    if (layout == 3) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1, .taps_min_k = 1});
     bl_tensor *in[3] = {
         input(4, BL_SHAPE(cc->B, cc->C, cc->H, cc->W), -1, 1, stream),
         input(4, BL_SHAPE(cc->M, cc->C, cc->kh, cc->kw), -1, 1, stream + 1),
@@ -92,7 +94,7 @@ static void run_conv_case(const conv_case *cc, int layout, uint64_t stream)
 
 START_TEST(test_gradcheck_conv2d)
 {
-    for (int layout = 0; layout < 3; layout++) run_conv_case(&conv_cases[_i], layout, 10 * (uint64_t)_i);
+    for (int layout = 0; layout < 4; layout++) run_conv_case(&conv_cases[_i], layout, 10 * (uint64_t)_i);
 }
 END_TEST
 

@@ -283,6 +283,58 @@ START_TEST(test_pt_convert_round_trip)
 }
 END_TEST
 
+START_TEST(test_trainer_on_simulated_batches)
+{
+    /* the simulator -> normaliser -> encoder pipeline at 32 x 32 with the tiny widths */
+    bl_survey sv;
+    bl_survey_default(&sv);
+    bl_prior_params pp;
+    bl_prior_params_default(&pp);
+    pp.batch_size = 2;
+    pp.n_tiles_h = pp.n_tiles_w = 8;
+    bl_prior *prior;
+    ck_assert_msg(bl_prior_alloc(&prior, &pp) == BL_OK, "%s", bl_error_message());
+    bl_sim_opts so;
+    bl_sim_opts_default(&so);
+    bl_simulator *sim;
+    ck_assert_msg(bl_simulator_alloc(&sim, &sv, prior, &so) == BL_OK, "%s", bl_error_message());
+    bl_normalize_opts no;
+    bl_normalize_opts_default(&no);
+    bl_sim_source *train = bl_sim_source_alloc(sim, &no, 42, 0), *val = bl_sim_source_alloc(sim, &no, 42, 1u << 30);
+
+    bl_vardist_spec *spec = bl_vardist_spec_alloc_sdss(5, 4);
+    bl_encoder *enc = tiny_encoder(spec, 4);
+    bl_trainer *tr = bl_trainer_alloc(enc, NULL, bl_sim_source_batches(train, 0), bl_sim_source_batches(val, 2));
+    double l0, l1, v0, v1;
+    ck_assert_msg(bl_trainer_step(tr, 1e-3, &l0) == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(bl_trainer_step(tr, 1e-3, &l1), BL_OK);
+    ck_assert(isfinite(l0) && isfinite(l1) && l0 > 0);
+    ck_assert_int_eq(bl_trainer_validate(tr, &v0), BL_OK);
+    ck_assert_int_eq(bl_trainer_validate(tr, &v1), BL_OK);
+    ck_assert(isfinite(v0) && v0 == v1); /* a fixed validation set */
+
+    /* the same index gives the same batch */
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    bl_batch_source bs = bl_sim_source_batches(train, 0);
+    bl_tensor *xa, *xb;
+    bl_tile_catalog *ta, *tb;
+    ck_assert_int_eq(bs.get(bs.user, ctx, 5, &xa, &ta), BL_OK);
+    ck_assert_int_eq(bs.get(bs.user, ctx, 5, &xb, &tb), BL_OK);
+    ck_assert_int_eq(xa->shape[2], 6);
+    ck_assert(memcmp(xa->data, xb->data, (size_t)xa->numel * sizeof(bl_real)) == 0);
+    ck_assert_int_eq(bl_tile_catalog_total_sources(ta), bl_tile_catalog_total_sources(tb));
+    bl_tile_catalog_free(ta);
+    bl_tile_catalog_free(tb);
+    bl_ctx_free(ctx);
+    bl_trainer_free(tr);
+    bl_encoder_free(enc);
+    bl_vardist_spec_free(spec);
+    bl_sim_source_free(train);
+    bl_sim_source_free(val);
+    bl_simulator_free(sim);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("models_checkpoint");
@@ -294,6 +346,7 @@ static Suite *checkpoint_suite(void)
         {"mismatch", test_mismatch_is_reported},
         {"trainer", test_trainer_fixed_batch_validation_nan},
         {"pt_convert", test_pt_convert_round_trip},
+        {"simulated", test_trainer_on_simulated_batches},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -104,6 +104,25 @@ __attribute__((unused)) static int cli_exists(const char *dir, const char *name)
     return stat(p, &sb) == 0 && sb.st_size > 0;
 }
 
+/* Symlink every .cfg file of the project's configs directory into dir, so test configs can @include them. */
+__attribute__((unused)) static void cli_link_configs(const char *dir)
+{
+    const char *src = getenv("BLISS_CONFIGS");
+    ck_assert_msg(src != NULL, "set BLISS_CONFIGS to the project's configs directory (meson test does)");
+    DIR *d = opendir(src);
+    ck_assert_msg(d != NULL, "cannot open %s", src);
+    struct dirent *e;
+    char from[1024], to[1024];
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".cfg")) continue;
+        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+        snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
+        ck_assert_msg(symlink(from, to) == 0, "symlink %s", to);
+    }
+    closedir(d);
+}
+
 #define ck_assert_has(haystack, needle) \
     ck_assert_msg(strstr((haystack), (needle)) != NULL, "expected \"%s\" in:\n%s", (needle), (haystack))
 

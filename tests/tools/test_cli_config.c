@@ -9,13 +9,16 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/bl_test_cli_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    /* a config of its own (no simulator keys) that the factors command accepts */
+    /* the simulator's defaults beside the test configs (@include paths are relative to the
+     * top-level file's directory), and a small config of our own on top */
+    cli_link_configs(dir);
     cli_write(dir, "ok.cfg",
+              "@include \"sim_default.cfg\"\n"
               "encoder: {\n"
-              "  tile_slen = 4;\n"
+              "  tiles_to_crop = 1;\n"
               "};\n"
               "train: {\n"
-              "  batch_size = 8;\n"
+              "  steps_per_epoch = 8;\n"
               "  optimizer: { lr = 1e-3; };\n"
               "};\n");
 }
@@ -96,9 +99,9 @@ END_TEST
 START_TEST(test_unknown_key)
 {
     cli_write(dir, "typo.cfg",
-              "encoder: { tile_slen = 4; };\n"
+              "@include \"sim_default.cfg\"\n"
               "train: {\n"
-              "  batch_size = 8;\n"
+              "  steps_per_epoch = 8;\n"
               "  lrr = 0.1;\n"
               "};\n");
     cli_run(&r, NULL, "factors", "-c", path("typo.cfg"), NULL);
@@ -110,44 +113,44 @@ START_TEST(test_unknown_key)
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "typo.cfg:4: unknown key 'train.lrr'");
     /* a whole unknown group */
-    cli_write(dir, "grp.cfg", "encoder: { tile_slen = 4; };\n\ntrainer: { epochs = 3; };\n");
+    cli_write(dir, "grp.cfg", "@include \"sim_default.cfg\"\n\ntrainer: { epochs = 3; };\n");
     cli_run(&r, NULL, "factors", "-c", path("grp.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "grp.cfg:3: unknown key 'trainer.epochs'");
     /* an unknown key in a factor entry */
-    cli_write(dir, "fac.cfg", "factors = (\n  { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; colum = 0; }\n);\n");
+    cli_write(dir, "fac.cfg", "@include \"sim_default.cfg\"\nfactors = (\n  { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; colum = 0; }\n);\n");
     cli_run(&r, NULL, "factors", "-c", path("fac.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "fac.cfg:2");
+    ck_assert_has(r.err, "fac.cfg:3");
     ck_assert_has(r.err, "colum");
 }
 END_TEST
 
 START_TEST(test_wrong_type)
 {
-    cli_write(dir, "type.cfg", "train: {\n  batch_size = \"big\";\n};\n");
+    cli_write(dir, "type.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  steps_per_epoch = \"many\";\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("type.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "type.cfg:2: key 'train.batch_size' must be an integer");
-    cli_write(dir, "type2.cfg", "encoder: {\n  use_checkerboard = 1;\n};\n");
+    ck_assert_has(r.err, "type.cfg:3: key 'train.steps_per_epoch' must be an integer");
+    cli_write(dir, "type2.cfg", "@include \"sim_default.cfg\"\nencoder: {\n  use_checkerboard = 1;\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("type2.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "type2.cfg:2: key 'encoder.use_checkerboard' must be true or false");
+    ck_assert_has(r.err, "type2.cfg:3: key 'encoder.use_checkerboard' must be true or false");
     /* from the command line */
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.batch_size=big", NULL);
+    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "prior.batch_size=big", NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "train.batch_size=big: expected an integer");
+    ck_assert_has(r.err, "prior.batch_size=big: expected an integer");
 }
 END_TEST
 
 START_TEST(test_missing_include_and_syntax)
 {
-    cli_write(dir, "noinc.cfg", "encoder: { tile_slen = 4; };\n@include \"nope.cfg\"\n");
+    cli_write(dir, "noinc.cfg", "encoder: { tiles_to_crop = 1; };\n@include \"nope.cfg\"\n");
     cli_run(&r, NULL, "factors", "-c", path("noinc.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "noinc.cfg:2");
     ck_assert_has(r.err, "include");
-    cli_write(dir, "syntax.cfg", "encoder: {\n  tile_slen = 4;\n  tiles_to_crop = = 1;\n};\n");
+    cli_write(dir, "syntax.cfg", "encoder: {\n  double_detect = false;\n  tiles_to_crop = = 1;\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("syntax.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "syntax.cfg:3");
@@ -159,22 +162,28 @@ END_TEST
 
 START_TEST(test_out_of_range)
 {
-    cli_write(dir, "range.cfg", "train: {\n  batch_size = 8;\n  optimizer: {\n    lr = -0.5;\n  };\n};\n");
+    cli_write(dir, "range.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  steps_per_epoch = 8;\n  optimizer: {\n    lr = -0.5;\n  };\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("range.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range.cfg:4: key 'train.optimizer.lr' = -0.5 is out of range");
-    cli_write(dir, "range2.cfg", "metrics: {\n  mag_band = 7;\n};\n");
+    ck_assert_has(r.err, "range.cfg:5: key 'train.optimizer.lr' = -0.5 is out of range");
+    cli_write(dir, "range2.cfg", "@include \"sim_default.cfg\"\nmetrics: {\n  mag_band = 7;\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("range2.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range2.cfg:2: key 'metrics.mag_band' = 7 is out of range");
-    cli_write(dir, "range3.cfg", "encoder: {\n  tile_slen = 3;\n};\n");
+    ck_assert_has(r.err, "range2.cfg:3: key 'metrics.mag_band' = 7 is out of range");
+    /* a value of the included simulator config, changed by an override */
+    cli_write(dir, "range3.cfg", "@include \"sim_default.cfg\"\noverrides = ( \"prior.tile_slen = 3\" );\n");
     cli_run(&r, NULL, "factors", "-c", path("range3.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range3.cfg:2: key 'encoder.tile_slen' = 3");
-    cli_write(dir, "range4.cfg", "train: {\n  scheduler: {\n    milestones = [10, 5];\n  };\n};\n");
+    ck_assert_has(r.err, "key 'prior.tile_slen' = 3");
+    cli_write(dir, "range4.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  scheduler: {\n    milestones = [10, 5];\n  };\n};\n");
     cli_run(&r, NULL, "factors", "-c", path("range4.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range4.cfg:3: key 'train.scheduler.milestones'");
+    ck_assert_has(r.err, "range4.cfg:4: key 'train.scheduler.milestones'");
+    /* the simulator's own checks name the key too */
+    cli_write(dir, "range5.cfg", "@include \"sim_default.cfg\"\noverrides = ( \"prior.prob_galaxy = 1.5\" );\n");
+    cli_run(&r, NULL, "factors", "-c", path("range5.cfg"), NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "prob_galaxy");
 }
 END_TEST
 
@@ -184,7 +193,7 @@ START_TEST(test_overrides_and_set)
     cli_write(dir, "ov.cfg",
               "@include \"ok.cfg\"\n"
               "overrides = (\n"
-              "  \"train.batch_size = 4\",\n"
+              "  \"prior.batch_size = 4\",\n"
               "  \"train.optimizer.lr = 1e-4\"\n"
               ");\n");
     cli_run(&r, NULL, "factors", "-c", path("ov.cfg"), NULL);
@@ -192,12 +201,12 @@ START_TEST(test_overrides_and_set)
     cli_write(dir, "ov_bad.cfg",
               "@include \"ok.cfg\"\n"
               "overrides = (\n"
-              "  \"train.batch_size = 4\",\n"
+              "  \"prior.batch_size = 4\",\n"
               "  \"train.nosuch.lr = 1e-4\" );\n");
     cli_run(&r, NULL, "factors", "-c", path("ov_bad.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "ov_bad.cfg:4: override \"train.nosuch.lr=1e-4\"");
-    cli_write(dir, "ov_type.cfg", "@include \"ok.cfg\"\noverrides = ( \"train.batch_size = 1.5\" );\n");
+    cli_write(dir, "ov_type.cfg", "@include \"ok.cfg\"\noverrides = ( \"prior.batch_size = 1.5\" );\n");
     cli_run(&r, NULL, "factors", "-c", path("ov_type.cfg"), NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "ov_type.cfg:2: override");
@@ -210,12 +219,23 @@ START_TEST(test_overrides_and_set)
     cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.lrr=0.1", NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "unknown key 'train.lrr'");
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.batch_size=0", NULL);
+    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.steps_per_epoch=0", NULL);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "'train.batch_size' = 0 is out of range");
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "encoder.tile_slen=2", "--seed", "7", NULL);
+    ck_assert_has(r.err, "'train.steps_per_epoch' = 0 is out of range");
+    /* 80 x 80 images in 2-pixel tiles: 40 x 40 tiles */
+    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "prior.tile_slen=2", "--set",
+            "prior.n_tiles_h=40", "--set", "prior.n_tiles_w=40", "--seed", "7", NULL);
     ck_assert_msg(r.status == 0, "stderr: %s", r.err);
     ck_assert_has(r.out, "tile_slen 2");
+    /* overrides lists of several files apply in file order: the including file wins */
+    cli_write(dir, "ov2.cfg", "@include \"ov.cfg\"\noverrides_more = ( \"prior.tile_slen = 2\", \"prior.n_tiles_h = 40\", \"prior.n_tiles_w = 40\" );\n");
+    cli_run(&r, NULL, "factors", "-c", path("ov2.cfg"), NULL);
+    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+    ck_assert_has(r.out, "tile_slen 2");
+    cli_write(dir, "ov3.cfg", "@include \"ov.cfg\"\noverrides = ( \"prior.tile_slen = 2\" );\n");
+    cli_run(&r, NULL, "factors", "-c", path("ov3.cfg"), NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "ov3.cfg:2: duplicate setting name");
 }
 END_TEST
 

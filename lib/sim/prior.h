@@ -1,0 +1,120 @@
+/* The catalog prior (spec §5.1–§5.3, §9.1): a list of field samplers that fill a tile
+ * catalog (B, ht, wt, S = max_sources) in nanomaggies.
+ *
+ * A sampler kind is a GSL-style descriptor (like dists/kind.h): a name, the names of its
+ * numeric parameters (config keys), a check of their values and a function drawing one
+ * image's worth of a catalog field. A sampler is a kind bound to a catalog field and parameter
+ * values. The prior starts with the built-in samplers (BLISS's CatalogPrior):
+ *   n_sources      Poisson(mean_sources) clamped to [min_sources, max_sources]
+ *   locs           Uniform[0, 1)^2 within the tile
+ *   source_type    1 (galaxy) iff U < prob_galaxy, else 0 (star)
+ *   star_fluxes    reference band: truncated Pareto (exact inverse CDF, spec §5.2);
+ *                  other bands: x colour ratios from the star GMM (spec §5.3), one component
+ *                  per source (PORTING.md)
+ *   galaxy_fluxes  same with the galaxy Pareto and GMM
+ *   galaxy_params  disk_frac ~ U(0,1), beta ~ U(0,pi), disk_q, bulge_q ~ U(1e-8, 1),
+ *                  a_d = G scale + loc, a_b = G' scale/bd_ratio + loc/bd_ratio,
+ *                  G, G' ~ Gamma(concentration, rate 1) (arcsec)
+ * Values are drawn for every slot, on or off, as BLISS does. Further fields are added the way
+ * a factor is added to the variational distribution: one call,
+ *   bl_prior_add(prior, &(bl_field_sampler){.name = "redshift", .kind = bl_sampler_uniform,
+ *                                           .field = "redshifts", .params = {0.0, 1.0}});
+ * or one config entry (bl_prior_add_config):
+ *   fields = ( { name = "redshift"; sampler = "uniform"; field = "redshifts";
+ *                min = 0.0; max = 1.0; } );
+ * Built-in extra kinds: "uniform" (min, max) and "gamma" (alpha, beta: shape, rate) — the
+ * RedshiftUniformPrior and RedshiftGammaPrior of spec §9.1.
+ *
+ * Randomness: image b of a batch with stream id `stream` draws sampler `name` from
+ * bl_rng stream mix(mix(stream, b), hash(name)) of `seed`: the result depends neither on the
+ * thread count nor on which other samplers are present. */
+#ifndef BL_SIM_PRIOR_H
+#define BL_SIM_PRIOR_H
+
+#include <stdint.h>
+
+#include "lib/catalog.h"
+#include "lib/config.h"
+#include "lib/rng.h"
+#include "lib/sim/color_model.h"
+
+#define BL_SAMPLER_MAX_PARAMS 8
+#define BL_PRIOR_MAX_SAMPLERS 32
+
+typedef struct bl_prior bl_prior;
+typedef struct bl_field_sampler bl_field_sampler;
+
+typedef struct bl_sampler_kind {
+    const char *name;
+    int n_params;
+    const char *param_names[BL_SAMPLER_MAX_PARAMS];
+    /* BL_ERR_CONFIG naming `where` (e.g. "cfg:12: prior.fields.[0]") and the parameter when a
+     * value is impossible; NULL: any finite values */
+    bl_status (*check)(const double *params, const char *where);
+    /* Fill field `s->field` (or n_sources) of image b. k = width of the field. */
+    void (*sample)(const bl_field_sampler *s, const bl_prior *prior, bl_rng *rng,
+                   bl_tile_catalog *cat, int64_t b);
+} bl_sampler_kind;
+
+struct bl_field_sampler {
+    const char *name;     /* unique in the prior; names the RNG stream */
+    const bl_sampler_kind *kind;
+    const char *field;    /* catalog field written ("n_sources" for the counts) */
+    double params[BL_SAMPLER_MAX_PARAMS];
+};
+
+extern const bl_sampler_kind *const bl_sampler_uniform; /* min, max: U[min, max) per column */
+extern const bl_sampler_kind *const bl_sampler_gamma;   /* alpha, beta: Gamma(shape alpha, rate beta) */
+
+/* Kinds that configs can name ("uniform", "gamma" and any registered one). */
+bl_status bl_sampler_kind_register(const bl_sampler_kind *kind);
+const bl_sampler_kind *bl_sampler_kind_find(const char *name);
+
+typedef struct bl_prior_params {
+    int64_t batch_size, n_tiles_h, n_tiles_w;
+    int tile_slen;
+    int n_bands, reference_band;
+    int64_t min_sources, max_sources;
+    double mean_sources, prob_galaxy;
+    double star_flux_exponent, star_flux_truncation, star_flux_loc, star_flux_scale;
+    double galaxy_flux_exponent, galaxy_flux_truncation, galaxy_flux_loc, galaxy_flux_scale;
+    double galaxy_a_concentration, galaxy_a_loc, galaxy_a_scale, galaxy_a_bd_ratio;
+    char color_model_file[256], star_color_model[64], galaxy_color_model[64];
+} bl_prior_params;
+
+/* BLISS's base config (spec §7), 5 bands, reference band r. */
+void bl_prior_params_default(bl_prior_params *p);
+/* Read the group at `path` ("prior"); missing keys keep their defaults, impossible values are
+ * BL_ERR_CONFIG naming file:line and key. n_bands comes from the survey, not the group. */
+bl_status bl_prior_params_from_config(bl_prior_params *p, bl_config *cfg, const char *path);
+/* The same checks for parameters filled by hand (message names prior.<key>). */
+bl_status bl_prior_params_check(const bl_prior_params *p);
+
+/* Loads the colour models (bl_gmm_load, dim must be n_bands - 1) and adds the built-in
+ * samplers. *out = NULL on error. */
+bl_status bl_prior_alloc(bl_prior **out, const bl_prior_params *p);
+void bl_prior_free(bl_prior *prior);
+const bl_prior_params *bl_prior_get_params(const bl_prior *prior);
+const bl_gmm *bl_prior_star_gmm(const bl_prior *prior);
+const bl_gmm *bl_prior_galaxy_gmm(const bl_prior *prior);
+
+/* Append a sampler (copied). BL_ERR_ARG naming the sampler if its name is empty or taken, its
+ * kind lacks name or sample, its field is unknown (lib/catalog.h table) or already filled by
+ * another sampler, or its parameters fail the kind's check. */
+bl_status bl_prior_add(bl_prior *prior, const bl_field_sampler *s);
+/* One sampler per group of the list at `path` (e.g. "prior.fields"): keys name, sampler,
+ * field, and the kind's parameter names (all required). Errors name file:line and key. */
+bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path);
+int bl_prior_n_samplers(const bl_prior *prior);
+const bl_field_sampler *bl_prior_sampler(const bl_prior *prior, int i);
+
+/* A new tile catalog (B, ht, wt, S) with every sampler's field, drawn as described above. */
+bl_tile_catalog *bl_prior_sample(const bl_prior *prior, uint64_t seed, uint64_t stream);
+/* Fill an existing catalog of the right geometry (fields are added when missing). */
+void bl_prior_sample_into(const bl_prior *prior, uint64_t seed, uint64_t stream, bl_tile_catalog *cat);
+
+/* Truncated Pareto of spec §5.2 by its exact inverse CDF: u in [0, 1) ->
+ * loc + scale (1 - (1 - c^-b) u)^(-1/b), support [loc + scale, loc + c scale]. */
+double bl_truncated_pareto_icdf(double u, double b, double c, double loc, double scale);
+
+#endif

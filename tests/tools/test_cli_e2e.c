@@ -1,0 +1,334 @@
+/* The bliss CLI end to end on configs/quick.cfg: generate -> train 3 steps -> evaluate ->
+ * predict, with every output file opened and checked; then SIGTERM and SIGKILL during training
+ * leave a complete, loadable last checkpoint, and --resume continues the same curve. */
+#include <jansson.h>
+#include <math.h>
+#include <png.h>
+#include <time.h>
+
+#include "lib/curve.h"
+#include "lib/fits.h"
+#include "lib/safetensors.h"
+#include "lib/sim/simulate.h"
+
+#include "cli_run.h"
+
+static char dir[256];
+static cli_result r;
+
+static const char *p(const char *name)
+{
+    static char buf[8][600];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/bl_test_e2e_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    cli_link_configs(dir);
+}
+
+static void teardown(void) { cli_rmtree(dir); }
+
+static const char *meta(const char *path, const char *key, char *buf, size_t n)
+{
+    bl_safetensors *st;
+    ck_assert_msg(bl_safetensors_read(&st, path) == BL_OK, "%s: %s", path, bl_error_message());
+    const char *v = bl_safetensors_meta(st, key);
+    ck_assert_msg(v != NULL, "%s: no metadata %s", path, key);
+    snprintf(buf, n, "%s", v);
+    bl_safetensors_free(st);
+    return buf;
+}
+
+static int png_size(const char *path, int *w, int *h)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&img, path)) return 0;
+    img.format = PNG_FORMAT_RGBA;
+    unsigned char *px = malloc(PNG_IMAGE_SIZE(img));
+    int ok = png_image_finish_read(&img, NULL, px, 0, NULL);
+    *w = (int)img.width;
+    *h = (int)img.height;
+    free(px);
+    return ok;
+}
+
+/* no "<name>.tmp.<pid>" left in dir */
+static int stray_temporaries(const char *d)
+{
+    DIR *dp = opendir(d);
+    struct dirent *e;
+    int n = 0;
+    while (dp && (e = readdir(dp))) n += strstr(e->d_name, ".tmp.") != NULL;
+    if (dp) closedir(dp);
+    return n;
+}
+
+START_TEST(test_generate_train_evaluate_predict)
+{
+    /* generate: 2 shards x 2 batches x 2 images of 16 x 16, with FITS */
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "ds", "--fits", "--threads", "2", NULL);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    ck_assert_has(r.out, "wrote 2 shards (8 images");
+    bl_sim_batch *b;
+    ck_assert_msg(bl_sim_batch_read(&b, p("ds/shard_0001.safetensors")) == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(b->B, 4);
+    ck_assert_int_eq(b->NB, 5);
+    ck_assert_int_eq(b->H, 16);
+    ck_assert_int_eq(b->W, 16);
+    ck_assert(bl_tile_catalog_has(b->tile_catalog, "redshifts")); /* the redshift prior */
+    const bl_tensor *z = bl_tile_catalog_get(b->tile_catalog, "redshifts");
+    for (int64_t i = 0; i < z->numel; i++) ck_assert(z->data[i] >= 0 && z->data[i] < 1);
+    int64_t shard1_sources = bl_tile_catalog_total_sources(b->tile_catalog);
+    bl_tensor *fits_img;
+    ck_assert_msg(bl_fits_read_batch_images(p("ds/shard_0001.fits"), 5,
+                                            (const char *const[]){"u", "g", "r", "i", "z"}, NULL,
+                                            &fits_img) == BL_OK, "%s", bl_error_message());
+    ck_assert(bl_tensor_same_shape(fits_img, b->images));
+    for (int64_t i = 0; i < fits_img->numel; i++) ck_assert(fits_img->data[i] == b->images->data[i]);
+    bl_tensor_free(fits_img);
+    bl_full_catalog *fc;
+    ck_assert_msg(bl_fits_read_catalog(p("ds/shard_0001.fits"), &fc) == BL_OK, "%s", bl_error_message());
+    int64_t rows = 0;
+    for (int64_t i = 0; i < fc->B; i++) rows += fc->n_sources[i];
+    ck_assert_int_eq(rows, shard1_sources);
+    bl_full_catalog_free(fc);
+    bl_sim_batch_free(b);
+
+    /* train 3 steps on the dataset: 3 train batches, 1 validation batch */
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "--data", "ds", "-o", "run", NULL);
+    ck_assert_msg(r.status == 0, "train: %s\n%s", r.err, r.out);
+    ck_assert_has(r.out, "train 3/3");
+    ck_assert_has(r.out, "epoch 1: val loss");
+    ck_assert_has(r.out, "q(redshift) over");
+    ck_assert_ptr_null(strchr(r.out, '\r')); /* not a terminal: plain lines */
+    bl_curve *c;
+    ck_assert_int_eq(bl_curve_read_csv(&c, p("run/curve.csv")), BL_OK);
+    ck_assert_int_eq(c->n, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(c->points[i].step, i + 1);
+        ck_assert(isfinite(c->points[i].train_loss));
+        ck_assert(c->points[i].lr == 1e-3);
+    }
+    ck_assert(isnan(c->points[1].val_loss) && isfinite(c->points[2].val_loss));
+    double val = c->points[2].val_loss;
+    bl_curve_free(c);
+    int w, h;
+    ck_assert(png_size(p("run/curve.png"), &w, &h));
+    ck_assert_int_eq(w, 400);
+    ck_assert_int_eq(h, 300);
+    char buf[64];
+    ck_assert_str_eq(meta(p("run/last.safetensors"), "train.step", buf, sizeof buf), "3");
+    ck_assert_str_eq(meta(p("run/best.safetensors"), "train.epoch", buf, sizeof buf), "1");
+    ck_assert_double_eq_tol(atof(meta(p("run/best.safetensors"), "train.best_val", buf, sizeof buf)), val, 1e-9);
+    ck_assert_int_eq(stray_temporaries(p("run")), 0);
+
+    /* evaluate the best checkpoint on the whole dataset (4 batches) */
+    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "run/best.safetensors",
+            "--data", "ds", "-o", "metrics.json", NULL);
+    ck_assert_msg(r.status == 0, "evaluate: %s", r.err);
+    ck_assert_has(r.out, "detection_precision");
+    ck_assert_has(r.out, "detection by magnitude (mode)");
+    json_error_t je;
+    json_t *m = json_load_file(p("metrics.json"), 0, &je);
+    ck_assert_msg(m != NULL, "metrics.json: %s", je.text);
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "n_batches")), 4);
+    for (const char *const *k = (const char *const[]){"mode", "sample", NULL}; *k; k++) {
+        json_t *o = json_object_get(m, *k);
+        ck_assert_ptr_nonnull(o);
+        /* the truth is the cropped target: at most the sources of the whole dataset */
+        json_int_t nt = json_integer_value(json_object_get(o, "n_true_sources"));
+        json_int_t nm = json_integer_value(json_object_get(o, "n_matches"));
+        json_int_t ne = json_integer_value(json_object_get(o, "n_est_sources"));
+        ck_assert(nt > 0 && nm <= nt && nm <= ne);
+        ck_assert_int_eq(json_array_size(json_object_get(o, "bins")), 9);
+        ck_assert_ptr_nonnull(json_object_get(o, "flux_err_r_mae"));
+        ck_assert_ptr_nonnull(json_object_get(o, "redshift_mse"));
+    }
+    json_t *mg = json_object_get(m, "marginal");
+    ck_assert_ptr_nonnull(mg);
+    ck_assert(isfinite(json_real_value(json_object_get(mg, "redshift_nll"))));
+    json_decref(m);
+
+    /* predict from the safetensors batch and from the FITS export of the same images */
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--checkpoint", "run/best.safetensors", "-i",
+            "ds/shard_0001.safetensors", "-o", "pred", NULL);
+    ck_assert_msg(r.status == 0, "predict: %s", r.err);
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--checkpoint", "run/best.safetensors", "-i",
+            "ds/shard_0001.fits", "-o", "predf", NULL);
+    ck_assert_msg(r.status == 0, "predict (FITS): %s", r.err);
+    bl_safetensors *s1, *s2;
+    ck_assert_int_eq(bl_safetensors_read(&s1, p("pred.safetensors")), BL_OK);
+    ck_assert_int_eq(bl_safetensors_read(&s2, p("predf.safetensors")), BL_OK);
+    const bl_st_tensor *n1, *n2;
+    /* 16 x 16 pixels = 4 x 4 tiles, one cropped on every side: 2 x 2 */
+    ck_assert_int_eq(bl_safetensors_expect(s1, "pred", "tile_catalog.n_sources", 3, BL_SHAPE(4, 2, 2), &n1), BL_OK);
+    ck_assert_int_eq(bl_safetensors_expect(s2, "predf", "tile_catalog.n_sources", 3, BL_SHAPE(4, 2, 2), &n2), BL_OK);
+    ck_assert_int_eq(n1->dtype, BL_DTYPE_I64);
+    ck_assert(memcmp(n1->data, n2->data, 16 * sizeof(int64_t)) == 0);
+    ck_assert_ptr_nonnull(bl_safetensors_find(s1, "tile_catalog.redshifts"));
+    ck_assert_str_eq(bl_safetensors_meta(s1, "origin_offset_pixels"), "4");
+    int64_t predicted = 0;
+    for (int i = 0; i < 16; i++) predicted += ((const int64_t *)n1->data)[i];
+    bl_safetensors_free(s1);
+    bl_safetensors_free(s2);
+    ck_assert_msg(bl_fits_read_catalog(p("pred.fits"), &fc) == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(fc->B, 4);
+    rows = 0;
+    for (int64_t i = 0; i < fc->B; i++) rows += fc->n_sources[i];
+    ck_assert_int_eq(rows, predicted);
+    /* positions are in input-image pixels: inside the uncropped interior [4, 12) */
+    for (int64_t i = 0; i < fc->B; i++)
+        for (int64_t k = 0; k < fc->n_sources[i]; k++)
+            for (int d = 0; d < 2; d++) {
+                bl_real v = fc->plocs->data[(i * fc->M + k) * 2 + d];
+                ck_assert(v >= 4 && v <= 12);
+            }
+    bl_full_catalog_free(fc);
+
+    /* errors are clean: a missing checkpoint, a checkpoint of another network */
+    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "nope.safetensors", "--data", "ds", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nope.safetensors");
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--set", "encoder.arch.num_features=32",
+            "--checkpoint", "run/best.safetensors", "-i", "ds/shard_0001.safetensors", "-o", "x", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "best.safetensors");
+    ck_assert(!cli_exists(dir, "x.fits"));
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "--data", "no_such_dir", "-o", "run2", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "no_such_dir");
+}
+END_TEST
+
+/* Start bliss in the background; returns its pid. */
+static pid_t cli_spawn(const char *cwd, const char *const *args)
+{
+    const char *bin = getenv("BLISS");
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    for (; *args; args++) argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (chdir(cwd) != 0) _exit(127);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* wait (up to ~60 s) until `path` exists */
+static void wait_for(const char *path)
+{
+    struct stat sb;
+    for (int i = 0; i < 6000 && stat(path, &sb) != 0; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(stat(path, &sb) == 0, "%s never appeared", path);
+}
+
+static int64_t saved_step(const char *path)
+{
+    char buf[64];
+    return atoll(meta(path, "train.step", buf, sizeof buf));
+}
+
+START_TEST(test_interrupt_and_resume)
+{
+    /* a long run (200 steps), last.safetensors after every step */
+    const char *args[] = {"train", "-c", "quick.cfg", "-o", "run", "--threads", "1", "--set",
+                          "train.steps_per_epoch=200", "--set", "train.checkpoint_every=1",
+                          "--set", "train.val_batches=0", NULL};
+    pid_t pid = cli_spawn(dir, args);
+    wait_for(p("run/last.safetensors"));
+    kill(pid, SIGTERM);
+    int ws;
+    waitpid(pid, &ws, 0);
+    ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 128 + SIGTERM, "status %d", ws);
+    int64_t k = saved_step(p("run/last.safetensors"));
+    ck_assert(k >= 1 && k < 200);
+    ck_assert_int_eq(stray_temporaries(p("run")), 0);
+    bl_curve *c;
+    ck_assert_int_eq(bl_curve_read_csv(&c, p("run/curve.csv")), BL_OK);
+    ck_assert_int_eq(c->n, k);
+    bl_curve *before = c;
+
+    /* the interrupted checkpoint evaluates */
+    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "run/last.safetensors",
+            "--batches", "1", "-o", "m.json", NULL);
+    ck_assert_msg(r.status == 0, "evaluate: %s", r.err);
+
+    /* resume for 2 more steps: the curve continues, its first k points unchanged */
+    char steps[32];
+    snprintf(steps, sizeof steps, "%lld", (long long)k + 2);
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--threads", "1", "--set",
+            "train.steps_per_epoch=200", "--set", "train.checkpoint_every=1", "--set",
+            "train.val_batches=0", "--resume", "run/last.safetensors", "--max-steps", steps, NULL);
+    ck_assert_msg(r.status == 0, "resume: %s\n%s", r.err, r.out);
+    ck_assert_has(r.out, "resuming from run/last.safetensors");
+    ck_assert_has(r.out, "max_steps reached");
+    ck_assert_int_eq(saved_step(p("run/last.safetensors")), k + 2);
+    ck_assert_int_eq(bl_curve_read_csv(&c, p("run/curve.csv")), BL_OK);
+    ck_assert_int_eq(c->n, k + 2);
+    for (int64_t i = 0; i < k; i++) ck_assert(c->points[i].train_loss == before->points[i].train_loss);
+    ck_assert_int_eq(c->points[k + 1].step, k + 2);
+    ck_assert(c->points[k].seconds >= before->points[k - 1].seconds);
+    bl_curve_free(c);
+    bl_curve_free(before);
+
+    /* SIGKILL: no chance to clean up, yet the last checkpoint in place is complete */
+    pid = cli_spawn(dir, (const char *const[]){"train", "-c", "quick.cfg", "-o", "run3", "--threads",
+                                               "1", "--set", "train.steps_per_epoch=200", "--set",
+                                               "train.checkpoint_every=1", "--set",
+                                               "train.val_batches=0", NULL});
+    wait_for(p("run3/last.safetensors"));
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &ws, 0);
+    ck_assert(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    ck_assert(saved_step(p("run3/last.safetensors")) >= 1);
+    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "run3/last.safetensors",
+            "--batches", "1", "-o", "m3.json", NULL);
+    ck_assert_msg(r.status == 0, "evaluate after SIGKILL: %s", r.err);
+    /* a resume of a file that is not a train checkpoint is refused */
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run4", "--resume", "m3.json", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "m3.json");
+}
+END_TEST
+
+static Suite *cli_e2e_suite(void)
+{
+    Suite *s = suite_create("cli_e2e");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_generate_train_evaluate_predict);
+    tcase_add_test(tc, test_interrupt_and_resume);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cli_e2e_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
