@@ -9,11 +9,12 @@
  *             scatter; stride > 1: dCol (K, N) = W^T dY, then col2im adds dCol into dX.
  *   db        sums of dY over batch and pixels.
  * A 1x1 stride-1 unpadded convolution needs no im2col: within one image the input (C, H W)
- * is the column matrix.
+ * is the column matrix. A stride-1 convolution on large images splits its forward and dW
+ * GEMMs over the kernel rows ("taps", see conv_forward_taps): im2col then writes kh times less.
  *
  * Chunks. The output pixels of the whole batch, B Ho Wo, are cut into chunks of whole output
- * rows. A chunk's column matrix is at most BL_CONV_COL_BYTES, so the GEMM reads it from
- * cache right after im2col wrote it, and the scratch memory does not grow with the batch.
+ * rows. A chunk's column matrix is at most col_bytes (conv_kernels.h), so the GEMM reads it
+ * from cache right after im2col wrote it, and the scratch memory does not grow with the batch.
  * At small spatial sizes (20x20, 10x10) a chunk spans several images so that the GEMMs stay
  * large; their output then goes through a small scratch matrix and a permute into NCHW.
  * Within one image, GEMMs read and write the NCHW tensors in place (leading dimension Ho Wo).
@@ -38,12 +39,15 @@
 #endif
 
 /* Column-matrix budget per chunk: a fraction of the 32 MB L3, several times the L2. Chunks
- * narrower than min_cols output pixels make GEMMs inefficient: take more rows instead. */
+ * narrower than min_cols output pixels make GEMMs inefficient: take more rows instead. Taps
+ * need an inner dimension C kw >= 256 (the first layer's 150 was slower with taps). Values
+ * measured with bench/bench_conv on a 2-core Zen 3. */
 static bl_conv_tuning conv_tuning = {.col_bytes = (int64_t)6 << 20, .min_cols = 1024,
                                      .taps_min_k = 256};
 
 bl_conv_tuning bl_conv_get_tuning(void) { return conv_tuning; }
 void bl_conv_set_tuning(bl_conv_tuning tuning) { conv_tuning = tuning; }
+
 /* Pointwise convolutions with at least this many output pixels per image run per image. */
 #define BL_CONV_POINTWISE_MIN_HW 256
 /* Below this many elements a loop runs on one thread. */
@@ -432,14 +436,16 @@ static void conv_dinput(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *w, co
     bl_arena_release(arena, mark);
 }
 
-static void conv_bias_forward(const bl_conv_geom *g, const bl_real *bias, bl_real *y)
+/* y (B, M, Ho, Wo) <- bias broadcast; the GEMMs then accumulate onto it (beta = 1), which
+ * costs one pass over y instead of OpenBLAS's beta = 0 clearing plus an add pass */
+static void conv_bias_fill(const bl_conv_geom *g, const bl_real *bias, bl_real *y)
 {
     const int64_t hw = g->Ho * g->Wo;
 #pragma omp parallel for schedule(static) if (g->B * g->M * hw > BL_CONV_OMP_MIN)
     for (int64_t bm = 0; bm < g->B * g->M; bm++) {
         const bl_real v = bias[bm % g->M];
         bl_real *p = y + bm * hw;
-        for (int64_t k = 0; k < hw; k++) p[k] += v;
+        for (int64_t k = 0; k < hw; k++) p[k] = v;
     }
 }
 
@@ -448,11 +454,17 @@ static void conv_bias_backward(const bl_conv_geom *g, const bl_real *dy, bl_real
     const int64_t hw = g->Ho * g->Wo;
 #pragma omp parallel for schedule(static) if (g->B * g->M * hw > BL_CONV_OMP_MIN)
     for (int64_t m = 0; m < g->M; m++) {
-        double s = 0;
+        /* 8 partial sums in a fixed order: no serial add chain, same result on any thread count */
+        double acc[8] = {0};
         for (int64_t b = 0; b < g->B; b++) {
             const bl_real *p = dy + (b * g->M + m) * hw;
-            for (int64_t k = 0; k < hw; k++) s += p[k];
+            int64_t k = 0;
+            for (; k + 8 <= hw; k += 8)
+                for (int l = 0; l < 8; l++) acc[l] += p[k + l];
+            for (; k < hw; k++) acc[0] += p[k];
         }
+        double s = 0;
+        for (int l = 0; l < 8; l++) s += acc[l];
         db[m] += (bl_real)s;
     }
 }
@@ -471,8 +483,8 @@ static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g,
                              bl_tensor *w, bl_tensor *bias, int ndim, const int64_t *shape)
 {
     bl_tensor *y = bl_new(ctx, ndim, shape);
-    conv_forward_gemm(ctx, g, x->data, w->data, y->data, 0);
-    if (bias) conv_bias_forward(g, bias->data, y->data);
+    if (bias) conv_bias_fill(g, bias->data, y->data);
+    conv_forward_gemm(ctx, g, x->data, w->data, y->data, bias != NULL);
     bl_tensor *in[3] = {x, w, bias};
     bl_node *node = bl_tape_push(ctx, op, conv_backward, y, 3, in, sizeof *g);
     if (node) memcpy(node->saved, g, sizeof *g);
@@ -493,6 +505,8 @@ static void conv_check(const char *op, const bl_tensor *x, const bl_tensor *w, c
               "%s: bias %s must be (%lld), one value per output channel", op,
               bias ? bl_shape_str(bias, sx, 96) : "", (long long)w->shape[0]);
     BL_ASSERT(stride >= 1 && pad >= 0, "%s: stride %d must be >= 1 and pad %d >= 0", op, stride, pad);
+    BL_ASSERT(x->numel > 0 && w->numel > 0, "%s: empty input %s or weight %s", op,
+              bl_shape_str(x, sx, 96), bl_shape_str(w, sw, 96));
 }
 
 bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int stride, int pad)
@@ -536,7 +550,7 @@ bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *b
 static void upsample2x_backward(bl_ctx *ctx, bl_node *node)
 {
     bl_tensor *x = node->in[0];
-    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], rows = x->numel / W;
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], rows = W ? x->numel / W : 0;
     const bl_real *dy = node->out->grad;
     bl_real *dx = bl_grad(ctx, x);
     /* each input pixel receives the sum of its 4 children */

@@ -154,7 +154,7 @@ static const conv_case conv_cases[] = {
 
 /* chunk layouts: 0 default (the whole batch in one chunk at these sizes), 1 one output row per
  * chunk (bands of an image), 2 two images per chunk (a multi-image chunk, then a single-image
- * one), 3 and 4: like 0 and 1 with the stride-1 forward GEMMs split by vertical taps */
+ * one), 3 and 4: like 0 and 1 with the stride-1 forward and dW GEMMs split by vertical taps */
 #define N_LAYOUTS 5
 static bl_conv_tuning tuning_for(int layout, const conv_case *cc)
 {
@@ -207,12 +207,14 @@ static void run_conv_case(const conv_case *cc, int layout)
     naive_conv2d_backward(xd, wd, gd, cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->k, cc->s, cc->p,
                           dx, dw, db);
     char what[128];
-    snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d", cc->B, cc->C,
-             cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout);
-    assert_close(what, y->data, yr, y->numel, 1e-5);
-    assert_close(what, x->grad, dx, x->numel, 1e-5);
-    assert_close(what, w->grad, dw, w->numel, 1e-5);
-    if (bias) assert_close(what, bias->grad, db, cc->M, 1e-5);
+#define WHAT(t) (snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d: %s", \
+                          cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout, t), \
+                 what)
+    assert_close(WHAT("y"), y->data, yr, y->numel, 1e-5);
+    assert_close(WHAT("dx"), x->grad, dx, x->numel, 1e-5);
+    assert_close(WHAT("dw"), w->grad, dw, w->numel, 1e-5);
+    if (bias) assert_close(WHAT("db"), bias->grad, db, cc->M, 1e-5);
+#undef WHAT
     free(xd), free(wd), free(bd), free(gd), free(yr), free(dx), free(dw), free(db);
     bl_ctx_free(ctx);
     bl_conv_set_tuning(saved);

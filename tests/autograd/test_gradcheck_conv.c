@@ -71,7 +71,7 @@ static const conv_case conv_cases[] = {
 };
 
 /* layout 0: default chunks; 1: one output row per chunk; 2: two images per chunk; 3: one row
- * per chunk with the stride-1 forward GEMMs split by vertical taps */
+ * per chunk with the stride-1 forward and dW GEMMs split by vertical taps */
 static void run_conv_case(const conv_case *cc, int layout, uint64_t stream)
 {
     const bl_conv_tuning saved = bl_conv_get_tuning();
