@@ -68,8 +68,10 @@ static void print_q_stats(const bl_tensor *raw, const int32_t *use, const char *
         if (use && !use[t]) continue;
         double loc = raw->data[2 * t];
         double scale = exp(0.5 * fmin(fmax((double)raw->data[2 * t + 1], -20), 20));
-        s[0] += loc, s2[0] += loc * loc;
-        s[1] += scale, s2[1] += scale * scale;
+        s[0] += loc;
+        s2[0] += loc * loc;
+        s[1] += scale;
+        s2[1] += scale * scale;
         n++;
     }
     if (n == 0) return;
@@ -90,8 +92,8 @@ int main(int argc, char **argv)
             if ((tiles = parse_count(argv[++i], 4, 256)) < 0 || tiles % 4) return usage();
         } else if (npos < 3 && argv[i][0] != '-') {
             long *dst[3] = {&steps, &batch, &seed};
-            if ((*dst[npos] = parse_count(argv[i], npos == 2 ? 0 : 1, 1000000000L)) < 0) return usage();
-            npos++;
+            long lo = npos == 2 ? 0 : 1; /* a seed may be 0, steps and batch not */
+            if ((*dst[npos++] = parse_count(argv[i], lo, 1000000000L)) < 0) return usage();
         } else {
             return usage();
         }
@@ -146,8 +148,10 @@ int main(int argc, char **argv)
     const bl_tensor *z = bl_tile_catalog_require(truth, "redshifts"); /* (B, ht, wt, S, 1) */
     double zmin = INFINITY, zmax = -INFINITY;
     for (int64_t t = 0; t < bl_tile_catalog_n_tiles(truth); t++)
-        if (truth->n_sources[t] > 0) /* S = 1: slot 0 */
-            zmin = fmin(zmin, z->data[t]), zmax = fmax(zmax, z->data[t]);
+        if (truth->n_sources[t] > 0) { /* S = 1 (prior.max_sources): slot 0 is tile t's */
+            zmin = fmin(zmin, z->data[t]);
+            zmax = fmax(zmax, z->data[t]);
+        }
     char shape[96];
     printf("seed_redshift: P = %d, %lld trainable parameters, seed %ld, %d threads\n", P,
            (long long)bl_params_count_trainable(enc->params), seed, omp_get_max_threads());
