@@ -117,10 +117,19 @@ static void bl_normal_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real
     value[0] = raw[0];
 }
 
+static void bl_normal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+                                double *scale)
+{
+    (void)opts;
+    loc[0] = raw[0];
+    scale[0] = bl_sd(raw[1], BL_NORMAL_LV_LO, BL_NORMAL_LV_HI);
+}
+
 static const bl_dist_kind bl_normal_kind = {
     .name = "normal", .dim = 2, .value_dim = 1, .uses_range = 0,
     .log_prob = bl_normal_log_prob, .sample = bl_normal_sample,
     .mode = bl_normal_mode, .median = bl_normal_mode, .check_opts = bl_no_check,
+    .loc_scale = bl_normal_loc_scale,
 };
 const bl_dist_kind *const bl_dist_normal = &bl_normal_kind;
 
@@ -159,10 +168,20 @@ static void bl_lognormal_median(const bl_dist_opts *opts, const bl_real *raw, bl
     value[0] = (bl_real)exp(raw[0]);
 }
 
+/* of log Y */
+static void bl_lognormal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+                                   double *scale)
+{
+    (void)opts;
+    loc[0] = raw[0];
+    scale[0] = bl_sd(raw[1], BL_LOGNORMAL_LV_LO, BL_LOGNORMAL_LV_HI);
+}
+
 static const bl_dist_kind bl_lognormal_kind = {
     .name = "lognormal", .dim = 2, .value_dim = 1, .uses_range = 0,
     .log_prob = bl_lognormal_log_prob, .sample = bl_lognormal_sample,
     .mode = bl_lognormal_mode, .median = bl_lognormal_median, .check_opts = bl_no_check,
+    .loc_scale = bl_lognormal_loc_scale,
 };
 const bl_dist_kind *const bl_dist_lognormal = &bl_lognormal_kind;
 
@@ -249,10 +268,20 @@ static void bl_logitnormal_mode(const bl_dist_opts *opts, const bl_real *raw, bl
     value[0] = (bl_real)bl_logitnormal_y(opts, best_z);
 }
 
+/* of Z, before the sigmoid */
+static void bl_logitnormal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+                                     double *scale)
+{
+    (void)opts;
+    loc[0] = raw[0];
+    scale[0] = bl_sd(raw[1], BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI);
+}
+
 static const bl_dist_kind bl_logitnormal_kind = {
     .name = "logitnormal", .dim = 2, .value_dim = 1, .uses_range = 1,
     .log_prob = bl_logitnormal_log_prob, .sample = bl_logitnormal_sample,
     .mode = bl_logitnormal_mode, .median = bl_logitnormal_median, .check_opts = bl_logitnormal_check,
+    .loc_scale = bl_logitnormal_loc_scale,
 };
 const bl_dist_kind *const bl_dist_logitnormal = &bl_logitnormal_kind;
 
@@ -364,9 +393,17 @@ double bl_tdbn_cdf(const bl_real *raw, const double v[2])
     return p;
 }
 
+/* of the normals before truncation */
+static void bl_tdbn_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc, double *scale)
+{
+    (void)opts;
+    bl_tdbn_params(raw, loc, scale);
+}
+
 static const bl_dist_kind bl_tdbn_kind = {
     .name = "tdbn", .dim = 4, .value_dim = 2, .uses_range = 0,
     .log_prob = bl_tdbn_log_prob, .sample = bl_tdbn_sample,
     .mode = bl_tdbn_mode, .median = bl_tdbn_median, .check_opts = bl_no_check,
+    .loc_scale = bl_tdbn_loc_scale,
 };
 const bl_dist_kind *const bl_dist_tdbn = &bl_tdbn_kind;

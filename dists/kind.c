@@ -44,6 +44,15 @@ bl_status bl_dist_kind_check(const bl_dist_kind *kind)
     return BL_OK;
 }
 
+bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const bl_dist_opts *opts,
+                                 const bl_real *raw, double *loc, double *scale)
+{
+    if (!kind->loc_scale)
+        return bl_error(BL_ERR_ARG, "distribution kind '%s' has no location and scale", kind->name);
+    kind->loc_scale(opts, raw, loc, scale);
+    return BL_OK;
+}
+
 bl_status bl_dist_kind_register(const bl_dist_kind *kind)
 {
     bl_status st = bl_dist_kind_check(kind);

@@ -8,6 +8,7 @@
  *   sample    raw[dim] -> value[value_dim], no tape, randomness from a bl_rng stream
  *   mode      raw[dim] -> value[value_dim]
  *   median    raw[dim] -> value[value_dim] (NULL: the mode is used)
+ *   loc_scale raw[dim] -> loc[value_dim], scale[value_dim] (NULL: none, as for bernoulli)
  * Options: kinds with `uses_range` take (low, high) from the factor (logitnormal); the others
  * refuse them.
  *
@@ -37,6 +38,9 @@ typedef struct bl_dist_kind {
     void (*median)(const bl_dist_opts *opts, const bl_real *raw, bl_real *value);
     /* optional: validate options (e.g. high > low); BL_ERR_ARG with a message */
     bl_status (*check_opts)(const bl_dist_opts *opts);
+    /* optional: raw[dim] -> the location and scale parameters the raw numbers map to,
+     * value_dim of each (call through bl_dist_kind_loc_scale) */
+    void (*loc_scale)(const bl_dist_opts *opts, const bl_real *raw, double *loc, double *scale);
 } bl_dist_kind;
 
 /* The built-in kinds (spec §3.2). Raw parameters:
@@ -54,6 +58,14 @@ extern const bl_dist_kind *const bl_dist_lognormal;
 extern const bl_dist_kind *const bl_dist_logitnormal;
 extern const bl_dist_kind *const bl_dist_tdbn;
 
+/* Location and scale of one source's distribution, value_dim numbers each, with the kind's
+ * clamps applied (what to print or plot of q):
+ *   normal       mean, sd
+ *   lognormal    mu, sigma of log Y          logitnormal  mu, sigma of Z (before the sigmoid)
+ *   tdbn         per dimension mu = sigmoid(logit), sigma, before truncation
+ * BL_ERR_ARG naming the kind when it has no loc_scale (bernoulli). */
+bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const bl_dist_opts *opts,
+                                 const bl_real *raw, double *loc, double *scale);
 /* BL_OK if `kind` is a usable descriptor (see above), else BL_ERR_ARG naming the problem. */
 bl_status bl_dist_kind_check(const bl_dist_kind *kind);
 /* Add a kind to the table (the descriptor must outlive its use: usually a static const). */

@@ -59,15 +59,18 @@ static double now(void)
 }
 
 /* mean and sd of loc and scale of q(redshift) over the tiles where use[t] (all when NULL);
- * raw (B, ht, wt, 2) = [mean, logvar] of the normal kind: sd = exp(clamp(logvar, -20, 20)/2) */
-static void print_q_stats(const bl_tensor *raw, const int32_t *use, const char *what)
+ * raw (B, ht, wt, dim) of factor f, whose kind maps it to loc and scale (for the normal:
+ * mean and sd = exp(clamp(logvar, -20, 20) / 2)) */
+static void print_q_stats(const bl_factor *f, const bl_tensor *raw, const int32_t *use, const char *what)
 {
     double s[2] = {0, 0}, s2[2] = {0, 0};
     int64_t n = 0;
-    for (int64_t t = 0; t < raw->numel / 2; t++) {
+    const int dim = f->kind->dim;
+    if (f->kind->value_dim != 1) return; /* one loc and one scale per tile */
+    for (int64_t t = 0; t < raw->numel / dim; t++) {
         if (use && !use[t]) continue;
-        double loc = raw->data[2 * t];
-        double scale = exp(0.5 * fmin(fmax((double)raw->data[2 * t + 1], -20), 20));
+        double loc, scale;
+        if (bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + t * dim, &loc, &scale)) return;
         s[0] += loc;
         s2[0] += loc * loc;
         s[1] += scale;
@@ -180,8 +183,9 @@ int main(int argc, char **argv)
     bl_encoder_pred pred;
     bl_encoder_infer_marginal(enc, ctx, x, &pred);
     const bl_tensor *raw = pred.marginal->raw[iz]; /* (B, ht, wt, 2), tiles like truth's */
-    print_q_stats(raw, NULL, "tiles");
-    print_q_stats(raw, truth->n_sources, "tiles with a source");
+    const bl_factor *fz = &spec->factors[iz];
+    print_q_stats(fz, raw, NULL, "tiles");
+    print_q_stats(fz, raw, truth->n_sources, "tiles with a source");
     printf("(the prior: mean 1, sd %.6g)\n", 0.02 / sqrt(12.0));
 
     bl_trainer_free(tr);

@@ -67,6 +67,21 @@ static bl_config *bl_config_new(const char *name)
     return cfg;
 }
 
+static bl_status bl_config_apply_overrides(bl_config *cfg);
+
+/* Parsed (ok) or not: on success the overrides lists are applied before *out is set, so a
+ * caller never sees the included files' values that the including file changes. */
+static bl_status bl_config_finish_load(bl_config *cfg, bl_config **out, int ok, const char *name)
+{
+    bl_status st = bl_config_finish_parse(cfg, out, ok, name);
+    if (st) return st;
+    if ((st = bl_config_apply_overrides(cfg))) {
+        bl_config_free(cfg);
+        *out = NULL;
+    }
+    return st;
+}
+
 bl_status bl_config_load(bl_config **out, const char *path)
 {
     *out = NULL;
@@ -74,13 +89,13 @@ bl_status bl_config_load(bl_config **out, const char *path)
     if (!f) return bl_error(BL_ERR_IO, "%s: cannot open config file: %s", path, strerror(errno));
     fclose(f);
     bl_config *cfg = bl_config_new(path);
-    return bl_config_finish_parse(cfg, out, config_read_file(&cfg->cfg, path) == CONFIG_TRUE, path);
+    return bl_config_finish_load(cfg, out, config_read_file(&cfg->cfg, path) == CONFIG_TRUE, path);
 }
 
 bl_status bl_config_load_string(bl_config **out, const char *text, const char *name)
 {
     bl_config *cfg = bl_config_new(name);
-    return bl_config_finish_parse(cfg, out, config_read_string(&cfg->cfg, text) == CONFIG_TRUE, name);
+    return bl_config_finish_load(cfg, out, config_read_string(&cfg->cfg, text) == CONFIG_TRUE, name);
 }
 
 void bl_config_free(bl_config *cfg)
@@ -335,6 +350,74 @@ bl_status bl_config_check_unused(bl_config *cfg)
             bl_setting_path(u, path, sizeof path);
             return bl_error(BL_ERR_CONFIG, "%s: unknown key '%s'", bl_setting_where(cfg, u), path);
         }
+    }
+    return BL_OK;
+}
+
+/* " a.b = c " -> "a.b=c": spaces around the key, the '=' and the value are allowed in
+ * overrides; the value itself is kept as written */
+static char *bl_strip_assignment(const char *text)
+{
+    const char *eq = strchr(text, '=');
+    if (!eq) return bl_strdup(text);
+    const char *k0 = text, *k1 = eq, *v0 = eq + 1, *v1 = eq + strlen(eq);
+    while (k0 < k1 && (*k0 == ' ' || *k0 == '\t')) k0++;
+    while (k1 > k0 && (k1[-1] == ' ' || k1[-1] == '\t')) k1--;
+    while (v0 < v1 && (*v0 == ' ' || *v0 == '\t')) v0++;
+    while (v1 > v0 && (v1[-1] == ' ' || v1[-1] == '\t')) v1--;
+    char *out = bl_malloc((size_t)(k1 - k0) + (size_t)(v1 - v0) + 2);
+    memcpy(out, k0, (size_t)(k1 - k0));
+    out[k1 - k0] = '=';
+    memcpy(out + (k1 - k0) + 1, v0, (size_t)(v1 - v0));
+    out[(k1 - k0) + 1 + (v1 - v0)] = 0;
+    return out;
+}
+
+/* Apply the top-level list `list` of "key = value" strings like bl_config_set; the list and
+ * its entries count as used. Errors name the entry's file:line. */
+static bl_status bl_config_apply_override_list(bl_config *cfg, config_setting_t *list)
+{
+    const char *name = config_setting_name(list);
+    bl_config_mark(list);
+    int t = config_setting_type(list);
+    if (t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_ARRAY)
+        return bl_error(BL_ERR_CONFIG, "%s: key '%s' must be a list of \"key = value\" strings",
+                        bl_setting_where(cfg, list), name);
+    int n = config_setting_length(list);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        bl_config_mark(e);
+        char where[1024];
+        snprintf(where, sizeof where, "%s", bl_setting_where(cfg, e));
+        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+            return bl_error(BL_ERR_CONFIG, "%s: %s entry %d must be a \"key = value\" string", where,
+                            name, i);
+        char *a = bl_strip_assignment(config_setting_get_string(e));
+        bl_status st = bl_config_set(cfg, a);
+        if (st) {
+            char msg[768];
+            snprintf(msg, sizeof msg, "%s", bl_error_message());
+            st = bl_error(st, "%s: override \"%s\": %s", where, a, msg);
+        }
+        free(a);
+        if (st) return st;
+    }
+    return BL_OK;
+}
+
+/* Every top-level list named overrides or overrides_<suffix>, in file order: after @include
+ * expansion an included file's lists come first, so the including file's changes win. Each
+ * file needs its own name because libconfig refuses a second `overrides`. An override may add
+ * a new top-level key, so the root's length is read on every pass. */
+static bl_status bl_config_apply_overrides(bl_config *cfg)
+{
+    config_setting_t *root = config_root_setting(&cfg->cfg);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *list = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(list);
+        if (!name || strncmp(name, "overrides", 9) != 0 || (name[9] != 0 && name[9] != '_')) continue;
+        bl_status st = bl_config_apply_override_list(cfg, list);
+        if (st) return st;
     }
     return BL_OK;
 }

@@ -4,7 +4,8 @@
  * bl_config_check_unused() reports the first setting nobody read as an unknown key, naming
  * the file and line ("configs/x.cfg:12: unknown key 'train.lrr'"). Lookups of the wrong type
  * and values out of range are errors naming file, line and key as well. Paths are dotted
- * ("train.adam.lr"). `--set path=value` overrides are applied with bl_config_set. */
+ * ("train.adam.lr"). `--set path=value` overrides are applied with bl_config_set, after the
+ * file's own `overrides` lists (bl_config_load). */
 #ifndef BL_CONFIG_H
 #define BL_CONFIG_H
 
@@ -15,10 +16,19 @@
 typedef struct bl_config bl_config;
 typedef struct config_setting_t bl_config_setting; /* libconfig's node */
 
-/* Parse `path`; on failure returns BL_ERR_IO (missing file) or BL_ERR_CONFIG (syntax, with
- * file:line) and *out = NULL. */
+/* Parse `path` (with its @includes, resolved against the directory of `path`), then apply the
+ * overrides lists: every top-level list named `overrides` or `overrides_<anything>` holds
+ * "key = value" strings, each applied like bl_config_set, the lists in file order (an included
+ * file's lists come first, so the including file wins). libconfig refuses to define a key
+ * twice, so this is how a config that @includes another changes the included values:
+ *   @include "base.cfg"
+ *   overrides_redshift = ( "encoder.use_checkerboard = false", "train.optimizer.lr = 1e-4" );
+ * The lists count as used keys. On failure returns BL_ERR_IO (missing file) or
+ * BL_ERR_CONFIG (syntax, or an override of an unknown key / of the wrong type, naming the
+ * file:line of the entry) and *out = NULL. */
 bl_status bl_config_load(bl_config **out, const char *path);
-/* Parse from a string (tests); `name` stands for the file name in messages. */
+/* Parse from a string (tests), overrides applied as above; `name` stands for the file name in
+ * messages. */
 bl_status bl_config_load_string(bl_config **out, const char *text, const char *name);
 void bl_config_free(bl_config *cfg);
 

@@ -58,6 +58,13 @@ bl_tensor *bl_bn_forward(bl_ctx *ctx, const bl_bn *bn, bl_tensor *x, int trainin
                         bn->momentum, bn->eps, training);
 }
 
+bl_tensor *bl_bn_silu_forward(bl_ctx *ctx, const bl_bn *bn, bl_tensor *x, int training)
+{
+    if (training) bn->num_batches_tracked->data[0] += 1;
+    return bl_batchnorm_silu(ctx, x, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                             bn->momentum, bn->eps, training);
+}
+
 /* ---- ConvBlock ---- */
 
 void bl_conv_block_init(bl_conv_block *cb, bl_builder *b, const char *prefix, int cin, int cout,
@@ -78,11 +85,7 @@ void bl_conv_block_init(bl_conv_block *cb, bl_builder *b, const char *prefix, in
 bl_tensor *bl_conv_block_forward(bl_ctx *ctx, const bl_conv_block *cb, bl_tensor *x, int training)
 {
     bl_tensor *y = bl_conv2d(ctx, x, cb->weight, NULL, cb->stride, cb->pad); /* (B, cout, H', W') */
-    const bl_bn *bn = &cb->bn;
-    if (training) bn->num_batches_tracked->data[0] += 1;
-    /* fused: the BatchNorm output is recomputed in backward instead of stored */
-    return bl_batchnorm_silu(ctx, y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
-                             bn->momentum, bn->eps, training);
+    return bl_bn_silu_forward(ctx, &cb->bn, y, training);
 }
 
 /* ---- Bottleneck ---- */

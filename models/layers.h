@@ -53,6 +53,9 @@ void bl_bn_init(bl_bn *bn, bl_builder *b, const char *prefix, int channels, doub
 /* x (B, C, ...) -> same shape. Training: batch statistics, running stats and
  * num_batches_tracked updated; eval: running statistics. */
 bl_tensor *bl_bn_forward(bl_ctx *ctx, const bl_bn *bn, bl_tensor *x, int training);
+/* silu(bl_bn_forward(x)) in one fused op (bl_batchnorm_silu): the BatchNorm output is
+ * recomputed in backward instead of stored, and SiLU needs no pass of its own. */
+bl_tensor *bl_bn_silu_forward(bl_ctx *ctx, const bl_bn *bn, bl_tensor *x, int training);
 
 /* ---- ConvBlock: Conv2d(no bias) -> BatchNorm2d(eps 1e-3, momentum 0.03) -> SiLU ---- */
 typedef struct bl_conv_block {

@@ -17,7 +17,9 @@ static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_
 {
     int idx = bl_vardist_spec_index(s->spec, "redshift");
     const bl_tensor *z = bl_tile_catalog_get(target, "redshifts");
-    if (idx < 0 || !z) return BL_OK;
+    /* the metric is the normal's NLL: q(redshift) must be a normal */
+    if (idx < 0 || !z || s->spec->factors[idx].kind != bl_dist_normal) return BL_OK;
+    const bl_factor *f = &s->spec->factors[idx];
     bl_encoder_pred pred;
     bl_encoder_infer_marginal(enc, ctx, x, &pred);
     const bl_tensor *raw = pred.marginal->raw[idx]; /* (B, ht, wt, 2): mean, logvar */
@@ -26,13 +28,15 @@ static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_
               (long long)n, (long long)bl_tile_catalog_n_tiles(target));
     bl_real *loc = bl_malloc((size_t)n * sizeof(bl_real)), *scale = bl_malloc((size_t)n * sizeof(bl_real));
     bl_real *zt = bl_malloc((size_t)n * sizeof(bl_real));
-    for (int64_t t = 0; t < n; t++) {
-        loc[t] = raw->data[2 * t];
-        /* the normal kind's mapping (dists/kind.h): sd = exp(clamp(logvar, -20, 20) / 2) */
-        scale[t] = (bl_real)exp(0.5 * fmin(fmax((double)raw->data[2 * t + 1], -20), 20));
+    bl_status st = BL_OK;
+    for (int64_t t = 0; t < n && st == BL_OK; t++) {
+        double l, sd; /* mean and sd = exp(clamp(logvar, -20, 20) / 2) */
+        st = bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + 2 * t, &l, &sd);
+        loc[t] = (bl_real)l;
+        scale[t] = (bl_real)sd;
         zt[t] = z->data[t * target->S]; /* slot 0: the brightest source after the filter */
     }
-    bl_status st = bl_metrics_update_redshift_nll(m, n, target->n_sources, zt, loc, scale);
+    if (st == BL_OK) st = bl_metrics_update_redshift_nll(m, n, target->n_sources, zt, loc, scale);
     free(loc);
     free(scale);
     free(zt);

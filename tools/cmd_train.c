@@ -109,7 +109,10 @@ static bl_status bl_state_from_meta(const bl_safetensors *meta, const char *path
 static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_batch_source src)
 {
     int idx = bl_vardist_spec_index(s->spec, "redshift");
-    if (idx < 0 || !src.get) return;
+    /* one loc and one scale per tile: a kind with them and a scalar value (normal by default) */
+    if (idx < 0 || !src.get || !s->spec->factors[idx].kind->loc_scale ||
+        s->spec->factors[idx].kind->value_dim != 1)
+        return;
     bl_ctx *ctx = tr->ctx;
     bl_tensor *x;
     bl_tile_catalog *truth;
@@ -123,14 +126,17 @@ static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_bat
     bl_encoder_set_training(tr->enc, 0);
     bl_encoder_pred pred;
     bl_encoder_infer_marginal(tr->enc, ctx, x, &pred);
-    const bl_tensor *raw = pred.marginal->raw[idx]; /* (B, ht, wt, 2): mean, logvar */
-    /* the normal kind's mapping (dists/kind.h): sd = exp(clamp(logvar, -20, 20) / 2) */
+    const bl_tensor *raw = pred.marginal->raw[idx]; /* (B, ht, wt, dim) */
+    /* loc and scale as the factor's kind maps them (dists/kind.h; normal: mean and
+     * sd = exp(clamp(logvar, -20, 20) / 2)) */
+    const bl_factor *f = &s->spec->factors[idx];
+    const int dim = f->kind->dim;
     double sum[2][2] = {{0}}, sq[2][2] = {{0}};
     int64_t n[2] = {0, 0};
-    int64_t tiles = raw->numel / 2;
+    int64_t tiles = raw->numel / dim;
     for (int64_t t = 0; t < tiles; t++) {
-        double loc = raw->data[2 * t], lv = fmin(fmax((double)raw->data[2 * t + 1], -20), 20);
-        double scale = exp(0.5 * lv);
+        double loc, scale;
+        if (bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + t * dim, &loc, &scale)) break;
         int on = truth->n_sources[t] > 0; /* truth is (B, ht, wt) like raw */
         for (int k = 0; k <= on; k++) {
             sum[k][0] += loc;

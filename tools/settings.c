@@ -1,6 +1,5 @@
 #include "tools/settings.h"
 
-#include <libconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,73 +23,6 @@ static bl_status bl_get_double(bl_config *cfg, const char *key, double def, doub
         return bl_error(BL_ERR_CONFIG, "%s: key '%s' = %g is not a finite number",
                         bl_config_where(cfg, key), key, *v);
     return bl_config_check_range(cfg, key, *v, lo, hi);
-}
-
-/* " a.b = c " -> "a.b=c": spaces around the key, the '=' and the value are allowed in
- * overrides; the value itself is kept as written */
-static char *bl_strip_assignment(const char *text)
-{
-    const char *eq = strchr(text, '=');
-    if (!eq) return bl_strdup(text);
-    const char *k0 = text, *k1 = eq, *v0 = eq + 1, *v1 = eq + strlen(eq);
-    while (k0 < k1 && (*k0 == ' ' || *k0 == '\t')) k0++;
-    while (k1 > k0 && (k1[-1] == ' ' || k1[-1] == '\t')) k1--;
-    while (v0 < v1 && (*v0 == ' ' || *v0 == '\t')) v0++;
-    while (v1 > v0 && (v1[-1] == ' ' || v1[-1] == '\t')) v1--;
-    char *out = bl_malloc((size_t)(k1 - k0) + (size_t)(v1 - v0) + 2);
-    memcpy(out, k0, (size_t)(k1 - k0));
-    out[k1 - k0] = '=';
-    memcpy(out + (k1 - k0) + 1, v0, (size_t)(v1 - v0));
-    out[(k1 - k0) + 1 + (v1 - v0)] = 0;
-    return out;
-}
-
-/* Apply the list `name` of "key = value" strings like --set. */
-static bl_status bl_apply_override_list(bl_config *cfg, const char *name)
-{
-    bl_config_setting *list = bl_config_lookup(cfg, name);
-    int t = config_setting_type(list);
-    if (t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_ARRAY)
-        return bl_error(BL_ERR_CONFIG, "%s: key '%s' must be a list of \"key = value\" strings",
-                        bl_config_where(cfg, name), name);
-    int n = config_setting_length(list);
-    for (int i = 0; i < n; i++) {
-        char key[160];
-        snprintf(key, sizeof key, "%s.[%d]", name, i);
-        char where[600];
-        snprintf(where, sizeof where, "%s", bl_config_where(cfg, key));
-        const char *text;
-        bl_status st = bl_config_string(cfg, key, NULL, 1, &text);
-        if (st) return bl_error(st, "%s: %s entry %d must be a \"key = value\" string", where, name, i);
-        char *a = bl_strip_assignment(text);
-        st = bl_config_set(cfg, a);
-        if (st) {
-            char msg[768];
-            snprintf(msg, sizeof msg, "%s", bl_error_message());
-            st = bl_error(st, "%s: override \"%s\": %s", where, a, msg);
-        }
-        free(a);
-        if (st) return st;
-    }
-    return BL_OK;
-}
-
-/* Every top-level list named overrides or overrides_<suffix>, in file order: after @include
- * expansion an included file's lists come first, so the including file's changes win. Each
- * file needs its own name because libconfig refuses a second `overrides`. */
-static bl_status bl_apply_overrides(bl_config *cfg)
-{
-    bl_config_setting *root = bl_config_lookup(cfg, "");
-    int n = root ? config_setting_length(root) : 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = config_setting_name(config_setting_get_elem(root, (unsigned)i));
-        if (!name || strncmp(name, "overrides", 9) != 0 || (name[9] != 0 && name[9] != '_')) continue;
-        char copy[128];
-        snprintf(copy, sizeof copy, "%s", name);
-        bl_status st = bl_apply_override_list(cfg, copy);
-        if (st) return st;
-    }
-    return BL_OK;
 }
 
 static bl_status bl_read_encoder(bl_settings *s)
@@ -196,8 +128,7 @@ static bl_status bl_read_train(bl_settings *s)
 }
 
 /* survey, prior (+ prior.fields and the top-level prior_fields) and simulator groups: what
- * bl_simulator_from_config reads, plus the list that including configs append to (libconfig
- * cannot add to prior.fields from another file) */
+ * bl_simulator_from_config reads, plus the encoder's constraints on the tiles */
 static bl_status bl_read_simulator(bl_settings *s)
 {
     bl_config *cfg = s->cfg;
@@ -205,31 +136,18 @@ static bl_status bl_read_simulator(bl_settings *s)
     if ((st = bl_survey_from_config(&s->survey, cfg, "survey"))) return st;
     s->n_bands = s->survey.n_bands;
     s->band_names = s->survey.band_name_ptrs;
-    bl_prior_params pp;
-    bl_prior_params_default(&pp);
-    pp.n_bands = s->survey.n_bands;
-    if ((st = bl_prior_params_from_config(&pp, cfg, "prior"))) return st;
-    if (pp.tile_slen != 2 && pp.tile_slen != 4)
+    if ((st = bl_prior_from_config(&s->prior, cfg, s->survey.n_bands))) return st;
+    const bl_prior_params *pp = bl_prior_get_params(s->prior);
+    if (pp->tile_slen != 2 && pp->tile_slen != 4)
         return bl_error(BL_ERR_CONFIG, "%s: key 'prior.tile_slen' = %d: the encoder supports 2 or 4",
-                        bl_config_where(cfg, "prior.tile_slen"), pp.tile_slen);
-    if ((pp.n_tiles_h * pp.tile_slen) % 16 || (pp.n_tiles_w * pp.tile_slen) % 16)
+                        bl_config_where(cfg, "prior.tile_slen"), pp->tile_slen);
+    if ((pp->n_tiles_h * pp->tile_slen) % 16 || (pp->n_tiles_w * pp->tile_slen) % 16)
         return bl_error(BL_ERR_CONFIG, "%s: images of %lld x %lld pixels (prior.n_tiles_h/w x tile_slen): "
                         "the encoder needs multiples of 16", bl_config_where(cfg, "prior.n_tiles_h"),
-                        (long long)(pp.n_tiles_h * pp.tile_slen), (long long)(pp.n_tiles_w * pp.tile_slen));
-    s->tile_slen = pp.tile_slen;
-    s->batch_size = pp.batch_size;
-    if ((st = bl_prior_alloc(&s->prior, &pp))) return st;
-    if ((st = bl_prior_add_config(s->prior, cfg, "prior.fields"))) return st;
-    if ((st = bl_prior_add_config(s->prior, cfg, "prior_fields"))) return st;
-    bl_sim_opts_default(&s->sim);
-    int64_t it, pad;
-    if ((st = bl_config_bool(cfg, "simulator.deconvolve", s->sim.deconvolve, 0, &s->sim.deconvolve)) ||
-        (st = bl_get_int(cfg, "simulator.rl_iterations", s->sim.rl_iterations, 0, 100000, &it)) ||
-        (st = bl_get_int(cfg, "simulator.rl_pad", s->sim.rl_pad, 0, 10000, &pad)))
-        return st;
-    s->sim.rl_iterations = (int)it;
-    s->sim.rl_pad = (int)pad;
-    return BL_OK;
+                        (long long)(pp->n_tiles_h * pp->tile_slen), (long long)(pp->n_tiles_w * pp->tile_slen));
+    s->tile_slen = pp->tile_slen;
+    s->batch_size = pp->batch_size;
+    return bl_sim_opts_from_config(&s->sim, cfg, "simulator");
 }
 
 static bl_status bl_read_generate(bl_settings *s)
@@ -256,7 +174,6 @@ bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, cons
         return st;
     }
     s->path = bl_config_file(s->cfg);
-    if ((st = bl_apply_overrides(s->cfg))) goto fail;
     for (int i = 0; i < n_sets; i++)
         if ((st = bl_config_set(s->cfg, sets[i]))) goto fail;
     if (has_seed) {

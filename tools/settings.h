@@ -3,12 +3,8 @@
  * file and line. Reading everything up front means a typo anywhere fails every subcommand at
  * once, before any work starts.
  *
- * Loading order: the file (with its @includes), then its `overrides` list, then the --set
- * assignments of the command line, then --seed. libconfig refuses to define a key twice, so
- * a config that @includes another changes included values through `overrides`:
- *   @include "base.cfg"
- *   overrides = ( "encoder.use_checkerboard = false", "train.optimizer.lr = 1e-4" );
- * Each entry is applied like --set (the key must exist, or be new in an existing group). */
+ * Loading order: the file (with its @includes), then its `overrides` lists (both applied by
+ * bl_config_load, lib/config.h), then the --set assignments of the command line, then --seed. */
 #ifndef BL_TOOLS_SETTINGS_H
 #define BL_TOOLS_SETTINGS_H
 
@@ -70,7 +66,7 @@ typedef struct bl_settings {
     bl_metrics_opts metrics;
 } bl_settings;
 
-/* Load `path`, apply overrides, the n_sets "key=value" assignments and the seed (if
+/* Load `path` (with its overrides lists), apply the n_sets "key=value" assignments and the seed (if
  * has_seed), read every module's keys and check that none is unknown. On error *out = NULL
  * and the message (file:line: ...) is in bl_error_message(). */
 bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, const char *const *sets,

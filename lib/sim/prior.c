@@ -512,6 +512,24 @@ bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path)
     return BL_OK;
 }
 
+bl_status bl_prior_from_config(bl_prior **out, bl_config *cfg, int n_bands)
+{
+    *out = NULL;
+    bl_prior_params pp;
+    pp.n_bands = n_bands;
+    bl_status s;
+    bl_prior *prior;
+    if ((s = bl_prior_params_from_config(&pp, cfg, "prior")) != BL_OK) return s;
+    if ((s = bl_prior_alloc(&prior, &pp)) != BL_OK) return s;
+    if ((s = bl_prior_add_config(prior, cfg, "prior.fields")) != BL_OK ||
+        (s = bl_prior_add_config(prior, cfg, "prior_fields")) != BL_OK) {
+        bl_prior_free(prior);
+        return s;
+    }
+    *out = prior;
+    return BL_OK;
+}
+
 /* FNV-1a: a stable stream id per sampler name */
 static uint64_t bl_name_hash(const char *s)
 {

@@ -19,7 +19,8 @@
  * a factor is added to the variational distribution: one call,
  *   bl_prior_add(prior, &(bl_field_sampler){.name = "redshift", .kind = bl_sampler_uniform,
  *                                           .field = "redshifts", .params = {0.0, 1.0}});
- * or one config entry (bl_prior_add_config):
+ * or one config entry (bl_prior_add_config; bl_prior_from_config reads `prior.fields` and the
+ * top-level `prior_fields`):
  *   fields = ( { name = "redshift"; sampler = "uniform"; field = "redshifts";
  *                min = 0.0; max = 1.0; } );
  * Built-in extra kinds: "uniform" (min, max) and "gamma" (alpha, beta: shape, rate) — the
@@ -105,6 +106,11 @@ bl_status bl_prior_add(bl_prior *prior, const bl_field_sampler *s);
 /* One sampler per group of the list at `path` (e.g. "prior.fields"): keys name, sampler,
  * field, and the kind's parameter names (all required). Errors name file:line and key. */
 bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path);
+/* The prior of a config: the group `prior` (bl_prior_params_from_config; n_bands comes from
+ * the survey), the built-in samplers, then the samplers of the list `prior.fields` and of the
+ * top-level list `prior_fields` — where a config that @includes another adds samplers
+ * (libconfig cannot append to the included file's prior.fields). *out = NULL on error. */
+bl_status bl_prior_from_config(bl_prior **out, bl_config *cfg, int n_bands);
 int bl_prior_n_samplers(const bl_prior *prior);
 const bl_field_sampler *bl_prior_sampler(const bl_prior *prior, int i);
 

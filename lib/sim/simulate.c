@@ -57,35 +57,38 @@ bl_status bl_simulator_alloc(bl_simulator **out, const bl_survey *sv, bl_prior *
     return BL_OK;
 }
 
+bl_status bl_sim_opts_from_config(bl_sim_opts *o, bl_config *cfg, const char *path)
+{
+    bl_sim_opts_default(o);
+    char dk[256], ik[256], pk[256];
+    snprintf(dk, sizeof dk, "%s.deconvolve", path);
+    snprintf(ik, sizeof ik, "%s.rl_iterations", path);
+    snprintf(pk, sizeof pk, "%s.rl_pad", path);
+    int64_t it = o->rl_iterations, pad = o->rl_pad;
+    bl_status s;
+    if ((s = bl_config_bool(cfg, dk, o->deconvolve, 0, &o->deconvolve)) != BL_OK ||
+        (s = bl_config_int(cfg, ik, it, 0, &it)) != BL_OK ||
+        (s = bl_config_check_range(cfg, ik, (double)it, 0, 100000)) != BL_OK ||
+        (s = bl_config_int(cfg, pk, pad, 0, &pad)) != BL_OK ||
+        (s = bl_config_check_range(cfg, pk, (double)pad, 0, 10000)) != BL_OK)
+        return s;
+    o->rl_iterations = (int)it;
+    o->rl_pad = (int)pad;
+    return BL_OK;
+}
+
 bl_status bl_simulator_from_config(bl_simulator **out, bl_config *cfg)
 {
     *out = NULL;
     bl_survey sv;
     bl_status s = bl_survey_from_config(&sv, cfg, "survey");
     if (s != BL_OK) return s;
-    bl_prior_params pp;
-    pp.n_bands = sv.n_bands;
-    if ((s = bl_prior_params_from_config(&pp, cfg, "prior")) != BL_OK) return s;
     bl_prior *prior;
-    if ((s = bl_prior_alloc(&prior, &pp)) != BL_OK) return s;
-    if ((s = bl_prior_add_config(prior, cfg, "prior.fields")) != BL_OK) {
-        bl_prior_free(prior);
-        return s;
-    }
+    if ((s = bl_prior_from_config(&prior, cfg, sv.n_bands)) != BL_OK) return s;
     bl_sim_opts o;
-    bl_sim_opts_default(&o);
-    int64_t it = o.rl_iterations, pad = o.rl_pad;
-    if ((s = bl_config_bool(cfg, "simulator.deconvolve", o.deconvolve, 0, &o.deconvolve)) != BL_OK ||
-        (s = bl_config_int(cfg, "simulator.rl_iterations", it, 0, &it)) != BL_OK ||
-        (s = bl_config_check_range(cfg, "simulator.rl_iterations", (double)it, 0, 100000)) != BL_OK ||
-        (s = bl_config_int(cfg, "simulator.rl_pad", pad, 0, &pad)) != BL_OK ||
-        (s = bl_config_check_range(cfg, "simulator.rl_pad", (double)pad, 0, 10000)) != BL_OK) {
+    if ((s = bl_sim_opts_from_config(&o, cfg, "simulator")) != BL_OK ||
+        (s = bl_simulator_alloc(out, &sv, prior, &o)) != BL_OK)
         bl_prior_free(prior);
-        return s;
-    }
-    o.rl_iterations = (int)it;
-    o.rl_pad = (int)pad;
-    if ((s = bl_simulator_alloc(out, &sv, prior, &o)) != BL_OK) bl_prior_free(prior);
     return s;
 }
 

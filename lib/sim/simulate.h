@@ -15,7 +15,8 @@
  * own scratch, so a batch is bit-identical for any thread count.
  *
  * Config (bl_simulator_from_config): groups `survey` (lib/sim/survey.h), `prior`
- * (lib/sim/prior.h, with optional `prior.fields` list) and optional `simulator`:
+ * (lib/sim/prior.h, with optional `prior.fields` list and top-level `prior_fields` list) and
+ * optional `simulator`:
  *   deconvolve = false;        add the Richardson-Lucy output
  *   rl_iterations = 50;  rl_pad = 10; */
 #ifndef BL_SIM_SIMULATE_H
@@ -47,11 +48,15 @@ typedef struct bl_sim_opts {
 } bl_sim_opts;
 
 void bl_sim_opts_default(bl_sim_opts *o);
+/* The optional group at `path` ("simulator"): missing keys keep the defaults; rl_iterations
+ * outside [0, 100000] or rl_pad outside [0, 10000] is BL_ERR_CONFIG naming file:line. */
+bl_status bl_sim_opts_from_config(bl_sim_opts *o, bl_config *cfg, const char *path);
 
 /* Takes ownership of `prior`. The survey's band count must equal the prior's. */
 bl_status bl_simulator_alloc(bl_simulator **out, const bl_survey *sv, bl_prior *prior,
                              const bl_sim_opts *opts);
-/* survey, prior (+ prior.fields) and simulator groups of cfg. */
+/* survey, prior (bl_prior_from_config: + prior.fields and prior_fields) and simulator groups of
+ * cfg. */
 bl_status bl_simulator_from_config(bl_simulator **out, bl_config *cfg);
 void bl_simulator_free(bl_simulator *sim);
 const bl_survey *bl_simulator_survey(const bl_simulator *sim);

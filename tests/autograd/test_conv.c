@@ -12,6 +12,7 @@
 
 #include "autograd/conv_kernels.h"
 #include "autograd/ops.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_TEST_DATA_DIR
 #error "BL_TEST_DATA_DIR must name tests/data"
@@ -772,11 +773,4 @@ static Suite *conv_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(conv_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(conv_suite()); }

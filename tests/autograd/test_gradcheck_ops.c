@@ -13,6 +13,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "lib/rng.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_REAL_DOUBLE
 #error "gradient checks need the double build (link bliss_f64_dep)"
@@ -786,11 +787,4 @@ static Suite *gradcheck_ops_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(gradcheck_ops_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(gradcheck_ops_suite()); }

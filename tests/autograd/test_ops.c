@@ -13,6 +13,7 @@
 
 #include "autograd/ops.h"
 #include "lib/rng.h"
+#include "tests/bl_check.h"
 
 static bl_ctx *ctx;
 
@@ -432,11 +433,4 @@ static Suite *ops_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ops_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(ops_suite()); }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "autograd/optim.h"
+#include "tests/bl_check.h"
 
 START_TEST(test_adam_matches_torch)
 {
@@ -78,9 +79,5 @@ int main(void)
     tcase_add_test(tc, test_multistep_matches_torch);
     tcase_add_test(tc, test_params_registry);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -7,6 +7,7 @@
 
 #include "autograd/ops.h"
 #include "autograd/params.h"
+#include "tests/bl_check.h"
 
 static bl_ctx *ctx;
 static bl_params *params;
@@ -173,11 +174,4 @@ static Suite *tape_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(tape_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(tape_suite()); }

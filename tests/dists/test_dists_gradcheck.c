@@ -8,6 +8,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "dists/vardist.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_REAL_DOUBLE
 #error "gradchecks need the double build (link bliss_f64_dep)"
@@ -136,9 +137,5 @@ int main(void)
     tcase_add_test(tc, test_kinds_gradcheck);
     tcase_add_test(tc, test_nll_gradcheck);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/bl_check.h"
+
 static const char *example, *config, *bad_config;
 
 /* the whole stdout of `cmd`, and its exit status */
@@ -101,9 +103,5 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_example_c_call);
     tcase_add_test(tc, test_example_config);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

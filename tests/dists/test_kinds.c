@@ -14,6 +14,7 @@
 #include "autograd/ops.h"
 #include "dists/kind.h"
 #include "lib/rng.h"
+#include "tests/bl_check.h"
 
 static bl_ctx *ctx;
 
@@ -305,6 +306,45 @@ START_TEST(test_kind_registration)
 }
 END_TEST
 
+/* loc and scale with the kinds' clamps (dists/kind.h), closed forms */
+START_TEST(test_loc_scale)
+{
+    const bl_dist_opts range = {0, 2};
+    double loc[2], scale[2];
+    struct { const bl_dist_kind *kind; const bl_dist_opts *opts; bl_real raw[2]; double loc, scale; } one[] = {
+        /* sd = exp(logvar / 2): logvar = log 0.25 -> 0.5 */
+        {bl_dist_normal, &none, {0.3f, (bl_real)log(0.25)}, 0.3, 0.5},
+        {bl_dist_normal, &none, {-1.0f, 50.0f}, -1.0, exp(10.0)},       /* clamp at 20 */
+        {bl_dist_normal, &none, {2.0f, -50.0f}, 2.0, exp(-10.0)},       /* clamp at -20 */
+        {bl_dist_lognormal, &none, {0.5f, 12.0f}, 0.5, exp(5.0)},       /* clamp at 10 */
+        {bl_dist_lognormal, &none, {0.5f, -7.0f}, 0.5, exp(-3.0)},      /* clamp at -6 */
+        {bl_dist_logitnormal, &range, {-0.25f, -30.0f}, -0.25, exp(-5.0)}, /* clamp at -10 */
+        {bl_dist_logitnormal, &range, {0.0f, 1.0f}, 0.0, exp(0.5)},
+    };
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) {
+        ck_assert_int_eq(bl_dist_kind_loc_scale(one[i].kind, one[i].opts, one[i].raw, loc, scale), BL_OK);
+        ck_assert_double_eq_tol(loc[0], one[i].loc, 1e-7);
+        ck_assert_msg(fabs(scale[0] / one[i].scale - 1) < 1e-6, "%s case %zu: scale %.9g, expected %.9g",
+                      one[i].kind->name, i, scale[0], one[i].scale);
+    }
+    /* tdbn: mu = sigmoid(logit) (sigmoid(log 3) = 3/4), sigma = exp(clamp(logvar, -6, 3) / 2) */
+    const bl_real tr[4] = {0.0f, (bl_real)log(3.0), (bl_real)log(0.04), 5.0f};
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_tdbn, &none, tr, loc, scale), BL_OK);
+    ck_assert_double_eq_tol(loc[0], 0.5, 1e-12);
+    ck_assert_double_eq_tol(loc[1], 0.75, 1e-7);
+    ck_assert_double_eq_tol(scale[0], 0.2, 1e-7);
+    ck_assert_double_eq_tol(scale[1], exp(1.5), 1e-6);
+    /* the normal's scale is the one its density uses: log q(loc) = -log sd - log sqrt(2 pi) */
+    const double nr[2] = {0.7, 3.0};
+    const bl_real nrr[2] = {0.7f, 3.0f};
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_normal, &none, nrr, loc, scale), BL_OK);
+    ck_assert_double_eq_tol(lp1(bl_dist_normal, none, nr, loc), -log(scale[0]) - 0.91893853320467274, 1e-5);
+    /* bernoulli has none */
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_bernoulli, &none, nrr, loc, scale), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'bernoulli'"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dists_kinds");
@@ -318,10 +358,7 @@ int main(void)
     tcase_add_test(tc, test_sample_moments);
     tcase_add_test(tc, test_density_integrates);
     tcase_add_test(tc, test_kind_registration);
+    tcase_add_test(tc, test_loc_scale);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

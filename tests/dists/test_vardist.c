@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "dists/vardist.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_DISTS_TEST_DIR
 #define BL_DISTS_TEST_DIR "tests/dists"
@@ -509,9 +510,5 @@ int main(void)
     tcase_add_test(tc, test_config_entry);
     tcase_add_test(tc, test_config_bad_entries);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/catalog.h"
+#include "tests/bl_check.h"
 
 #define NB 5
 #define R_BAND 2
@@ -440,9 +441,5 @@ int main(void)
     tcase_add_test(tc, test_union);
     tcase_add_test(tc, test_copy_and_sort);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -4,13 +4,16 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/arena.h"
 #include "lib/config.h"
 #include "lib/rng.h"
 #include "lib/tensor.h"
+#include "tests/bl_check.h"
 
 START_TEST(test_tensor_shape_and_offset)
 {
@@ -228,6 +231,94 @@ START_TEST(test_config_overrides)
 }
 END_TEST
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* the overrides lists are applied by bl_config_load itself, in file order */
+START_TEST(test_config_override_lists)
+{
+    char dir[] = "/tmp/bl_test_core_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    write_file(dir, "base.cfg",
+               "train = { lr = 0.1; steps = 10; name = \"base\"; };\n"
+               "overrides_base = ( \"train.steps = 20\", \"train.name = changed\" );\n");
+    /* within a list later entries win; the including file's list comes after the included
+     * one's and wins; a new key in an existing group is allowed */
+    write_file(dir, "top.cfg",
+               "@include \"base.cfg\"\n"
+               "overrides_top = ( \"train.lr = 0.5\", \"  train.lr=0.25 \", \"train.steps = 30\",\n"
+               "  \"train.seed = 7\" );\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/top.cfg", dir);
+    bl_config *cfg;
+    ck_assert_msg(bl_config_load(&cfg, path) == BL_OK, "%s", bl_error_message());
+    double lr;
+    int64_t steps, seed;
+    const char *name;
+    ck_assert_int_eq(bl_config_double(cfg, "train.lr", 0, 1, &lr), BL_OK);
+    ck_assert_int_eq(bl_config_int(cfg, "train.steps", 0, 1, &steps), BL_OK);
+    ck_assert_int_eq(bl_config_int(cfg, "train.seed", 0, 1, &seed), BL_OK);
+    ck_assert_int_eq(bl_config_string(cfg, "train.name", NULL, 1, &name), BL_OK);
+    ck_assert_double_eq(lr, 0.25);
+    ck_assert_int_eq(steps, 30);
+    ck_assert_int_eq(seed, 7);
+    ck_assert_str_eq(name, "changed");
+    /* the lists themselves count as used keys */
+    ck_assert_msg(bl_config_check_unused(cfg) == BL_OK, "%s", bl_error_message());
+    bl_config_free(cfg);
+
+    /* the included file alone: only its own list applies */
+    snprintf(path, sizeof path, "%s/base.cfg", dir);
+    ck_assert_int_eq(bl_config_load(&cfg, path), BL_OK);
+    ck_assert_int_eq(bl_config_int(cfg, "train.steps", 0, 1, &steps), BL_OK);
+    ck_assert_int_eq(bl_config_double(cfg, "train.lr", 0, 1, &lr), BL_OK);
+    ck_assert_int_eq(steps, 20);
+    ck_assert_double_eq(lr, 0.1);
+    bl_config_free(cfg);
+
+    /* an override of an unknown key fails the load, naming the entry's file and line */
+    write_file(dir, "bad.cfg",
+               "@include \"base.cfg\"\n"
+               "overrides_bad = (\n"
+               "  \"train.lr = 0.5\",\n"
+               "  \"train.nosuch.lr = 1e-4\" );\n");
+    snprintf(path, sizeof path, "%s/bad.cfg", dir);
+    ck_assert_int_eq(bl_config_load(&cfg, path), BL_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(bl_error_message(), "bad.cfg:4: override \"train.nosuch.lr=1e-4\"") != NULL,
+                  "%s", bl_error_message());
+    /* a value of the wrong type for the existing key, and an entry that is not a string */
+    ck_assert_int_eq(bl_config_load_string(&cfg, "a = { n = 1; };\noverrides = ( \"a.n = 1.5\" );\n",
+                                           "t.cfg"), BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "t.cfg:2: override \"a.n=1.5\"") != NULL &&
+                      strstr(bl_error_message(), "expected an integer") != NULL,
+                  "%s", bl_error_message());
+    ck_assert_int_eq(bl_config_load_string(&cfg, "a = { n = 1; };\n\noverrides = ( 3 );\n", "t.cfg"),
+                     BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "t.cfg:3: overrides entry 0") != NULL, "%s",
+                  bl_error_message());
+    /* a name that only starts like one is an ordinary key */
+    ck_assert_int_eq(bl_config_load_string(&cfg, "overridesx = ( \"a = 1\" );\n", "t.cfg"), BL_OK);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "unknown key 'overridesx"));
+    bl_config_free(cfg);
+
+    const char *names[] = {"base.cfg", "top.cfg", "bad.cfg"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_config_syntax_error_and_missing_file)
 {
     bl_config *cfg;
@@ -250,11 +341,8 @@ int main(void)
     tcase_add_test(tc, test_error_channel_and_handler);
     tcase_add_test(tc, test_config_lookups_and_unknown_keys);
     tcase_add_test(tc, test_config_overrides);
+    tcase_add_test(tc, test_config_override_lists);
     tcase_add_test(tc, test_config_syntax_error_and_missing_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -12,6 +12,7 @@
 #include "lib/atomic_file.h"
 #include "lib/curve.h"
 #include "lib/progress.h"
+#include "tests/bl_check.h"
 
 static char dir[256];
 
@@ -312,11 +313,4 @@ static Suite *curve_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(curve_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(curve_suite()); }

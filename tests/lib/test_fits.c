@@ -11,6 +11,7 @@
 
 #include "lib/catalog.h"
 #include "lib/fits.h"
+#include "tests/bl_check.h"
 
 static char tmpdir[256];
 static const char *const bands[3] = {"g", "r", "i"};
@@ -281,9 +282,5 @@ int main(void)
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_foreign_catalog_columns);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -7,6 +7,7 @@
 
 #include "lib/match.h"
 #include "lib/rng.h"
+#include "tests/bl_check.h"
 
 /* ---- exhaustive reference: max count of allowed pairs, then min total cost ---------------- */
 typedef struct {
@@ -320,11 +321,4 @@ static Suite *match_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(match_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(match_suite()); }

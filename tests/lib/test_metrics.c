@@ -8,6 +8,7 @@
 
 #include "lib/config.h"
 #include "lib/metrics.h"
+#include "tests/bl_check.h"
 
 #define EPS 1e-5
 
@@ -320,11 +321,4 @@ static Suite *metrics_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(metrics_suite()); }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "lib/safetensors.h"
+#include "tests/bl_check.h"
 
 static char tmpdir[256];
 
@@ -321,9 +322,5 @@ int main(void)
     tcase_add_test(tc, test_write_errors_and_bad_adds);
     tcase_add_test(tc, test_tensor_conversion);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

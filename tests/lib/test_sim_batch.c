@@ -12,6 +12,7 @@
 #include "lib/safetensors.h"
 #include "lib/sim/deconvolve.h"
 #include "lib/sim/simulate.h"
+#include "tests/bl_check.h"
 
 #define CONFIG BL_SOURCE_ROOT "/configs/sim_default.cfg"
 
@@ -311,9 +312,5 @@ int main(void)
     tcase_add_test(tc, test_files_round_trip);
     tcase_add_test(tc, test_richardson_lucy);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

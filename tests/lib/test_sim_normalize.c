@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/normalize.h"
+#include "tests/bl_check.h"
 
 #define TOL 1e-5
 
@@ -257,9 +258,5 @@ int main(void)
     tcase_add_test(tc, test_channel_layout_and_errors);
     tcase_add_test(tc, test_options_from_config);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

@@ -13,6 +13,7 @@
 #include "lib/sim/datadir.h"
 #include "lib/sim/prior.h"
 #include "lib/sim/simulate.h"
+#include "tests/bl_check.h"
 
 #define CONFIG BL_SOURCE_ROOT "/configs/sim_default.cfg"
 
@@ -408,6 +409,50 @@ START_TEST(test_color_model_files)
 }
 END_TEST
 
+/* a config that @includes others: its overrides lists (applied by bl_config_load) and the
+ * top-level prior_fields reach the library's simulator, not only the CLI's */
+START_TEST(test_simulator_from_including_config)
+{
+    bl_config *cfg;
+    ck_assert_msg(bl_config_load(&cfg, BL_SOURCE_ROOT "/configs/seed_toy.cfg") == BL_OK, "%s",
+                  bl_error_message());
+    bl_simulator *sim;
+    ck_assert_msg(bl_simulator_from_config(&sim, cfg) == BL_OK, "%s", bl_error_message());
+    const bl_prior *prior = bl_simulator_prior(sim);
+    /* base.cfg says 64, redshift.cfg 32, seed_toy.cfg (the including file) 64 again */
+    ck_assert_int_eq(bl_prior_get_params(prior)->batch_size, 64);
+    const bl_field_sampler *z = NULL;
+    for (int i = 0; i < bl_prior_n_samplers(prior); i++)
+        if (!strcmp(bl_prior_sampler(prior, i)->name, "redshift")) z = bl_prior_sampler(prior, i);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_ptr_eq(z->kind, bl_sampler_uniform);
+    ck_assert_str_eq(z->field, "redshifts");
+    /* redshift.cfg's Uniform(0, 1), changed by seed_toy.cfg */
+    ck_assert_double_eq(z->params[0], 0.99);
+    ck_assert_double_eq(z->params[1], 1.01);
+    bl_simulator_free(sim);
+    bl_config_free(cfg);
+
+    /* the simulator group on its own */
+    bl_sim_opts o;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "simulator = { deconvolve = true;\n rl_pad = 3; };",
+                                           "s.cfg"), BL_OK);
+    ck_assert_int_eq(bl_sim_opts_from_config(&o, cfg, "simulator"), BL_OK);
+    ck_assert_int_eq(o.deconvolve, 1);
+    ck_assert_int_eq(o.rl_pad, 3);
+    bl_sim_opts d;
+    bl_sim_opts_default(&d);
+    ck_assert_int_eq(o.rl_iterations, d.rl_iterations);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+    bl_config_free(cfg);
+    ck_assert_int_eq(bl_config_load_string(&cfg, "simulator = {\n rl_iterations = -1; };", "s.cfg"), BL_OK);
+    ck_assert_int_eq(bl_sim_opts_from_config(&o, cfg, "simulator"), BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "s.cfg:2: key 'simulator.rl_iterations' = -1") != NULL, "%s",
+                  bl_error_message());
+    bl_config_free(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sim_prior");
@@ -419,11 +464,8 @@ int main(void)
     tcase_add_test(tc, test_color_models);
     tcase_add_test(tc, test_determinism_and_extra_fields);
     tcase_add_test(tc, test_impossible_config_values);
+    tcase_add_test(tc, test_simulator_from_including_config);
     tcase_add_test(tc, test_color_model_files);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

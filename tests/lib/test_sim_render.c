@@ -10,6 +10,7 @@
 #include "lib/sim/profiles.h"
 #include "lib/sim/render.h"
 #include "lib/sim/survey.h"
+#include "tests/bl_check.h"
 
 /* a 1-band survey with a given PSF */
 static bl_survey one_band(bl_psf_params psf)
@@ -429,9 +430,5 @@ int main(void)
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_image_grid_path);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

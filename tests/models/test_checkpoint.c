@@ -11,6 +11,7 @@
 #include "models/checkpoint.h"
 #include "models/trainer.h"
 #include "test_models_util.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_SOURCE_DIR
 #error "BL_SOURCE_DIR must name the project root"
@@ -357,11 +358,4 @@ static Suite *checkpoint_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(checkpoint_suite()); }

@@ -10,6 +10,7 @@
 #include "autograd/optim.h"
 #include "models/encoder.h"
 #include "test_models_util.h"
+#include "tests/bl_check.h"
 
 START_TEST(test_conditionals_do_not_train_features)
 {
@@ -328,11 +329,4 @@ static Suite *encoder_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(encoder_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(encoder_suite()); }

@@ -9,6 +9,7 @@
 #include "autograd/ops.h"
 #include "models/layers.h"
 #include "models/networks.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_TEST_DATA_DIR
 #error "BL_TEST_DATA_DIR must name tests/data"
@@ -307,11 +308,4 @@ static Suite *networks_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(networks_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(networks_suite()); }

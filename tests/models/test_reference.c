@@ -21,6 +21,7 @@
 
 #include "lib/safetensors.h"
 #include "models/reference.h"
+#include "tests/bl_check.h"
 
 #ifndef BL_TEST_DATA_DIR
 #error "BL_TEST_DATA_DIR must name tests/data"
@@ -181,9 +182,5 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_encoder_matches_pytorch);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return bl_check_run(s);
 }

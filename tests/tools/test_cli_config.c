@@ -1,6 +1,7 @@
 /* The bliss CLI: usage errors and config errors, each rejected with a clear message naming the
  * file and the line. Runs the real binary (cli_run.h) on small configs written here. */
 #include "cli_run.h"
+#include "tests/bl_check.h"
 
 static char dir[256];
 static cli_result r;
@@ -256,11 +257,4 @@ static Suite *cli_config_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(cli_config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(cli_config_suite()); }

@@ -10,6 +10,7 @@
 #include "lib/fits.h"
 #include "lib/safetensors.h"
 #include "lib/sim/simulate.h"
+#include "tests/bl_check.h"
 
 #include "cli_run.h"
 
@@ -324,11 +325,4 @@ static Suite *cli_e2e_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(cli_e2e_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(cli_e2e_suite()); }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "lib/atomic_file.h"
+#include "tests/bl_check.h"
 #include "tools/train_loop.h"
 
 #include "cli_run.h"
@@ -266,11 +267,4 @@ static Suite *train_loop_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(train_loop_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return bl_check_run(train_loop_suite()); }
