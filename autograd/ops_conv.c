@@ -401,8 +401,11 @@ static void conv_dweight_gemm(bl_ctx *ctx, const bl_conv_geom *g, const bl_real 
 
 /* dx (B, C, H, W) += d conv / dx applied to dy. */
 static void conv_dinput(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *w, const bl_real *dy,
-                        bl_real *dx)
+                        bl_tensor *x)
 {
+    int fresh;
+    /* stride 1 writes every element of dx (a full convolution), so a fresh dx is stored */
+    bl_real *dx = g->stride == 1 ? bl_grad_for_write(ctx, x, &fresh) : bl_grad(ctx, x);
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int64_t K = g->C * g->kh * g->kw, khw = g->kh * g->kw;
@@ -418,7 +421,7 @@ static void conv_dinput(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *w, co
                                  .kh = g->kh, .kw = g->kw, .stride = 1,
                                  .pad_h = g->kh - 1 - g->pad_h, .pad_w = g->kw - 1 - g->pad_w,
                                  .Ho = g->H, .Wo = g->W};
-        conv_forward_gemm(ctx, &gt, dy, wt, dx, 1);
+        conv_forward_gemm(ctx, &gt, dy, wt, dx, !fresh);
     } else {
         const bl_conv_plan p = conv_plan(g, K);
         bl_real *dcol = bl_scratch(ctx, (size_t)(K * p.max_cols) * sizeof(bl_real));
@@ -476,7 +479,7 @@ static void conv_backward(bl_ctx *ctx, bl_node *node)
     const bl_real *dy = node->out->grad;
     if (bias && bias->requires_grad) conv_bias_backward(g, dy, bl_grad(ctx, bias));
     if (w->requires_grad) conv_dweight_gemm(ctx, g, x->data, dy, bl_grad(ctx, w));
-    if (x->requires_grad) conv_dinput(ctx, g, w->data, dy, bl_grad(ctx, x));
+    if (x->requires_grad) conv_dinput(ctx, g, w->data, dy, x);
 }
 
 static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g, bl_tensor *x,

@@ -139,7 +139,8 @@ static void batchnorm_backward(bl_ctx *ctx, bl_node *node)
     const int64_t C = sv->C, B = sv->B, S = sv->S;
     const double n = (double)(B * S);
     const bl_real *dy = node->out->grad;
-    bl_real *dx = x->requires_grad ? bl_grad(ctx, x) : NULL;
+    int dx_fresh = 0; /* a fresh dx is stored, not accumulated: every element is written below */
+    bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &dx_fresh) : NULL;
     bl_real *dw = weight && weight->requires_grad ? bl_grad(ctx, weight) : NULL;
     bl_real *db = bias && bias->requires_grad ? bl_grad(ctx, bias) : NULL;
     bl_arena *arena = bl_ctx_arena(ctx);
@@ -187,8 +188,12 @@ static void batchnorm_backward(bl_ctx *ctx, bl_node *node)
                 const bl_real *xp = x->data + (b * C + c) * S;
                 const bl_real *gp = gz ? gz + b * S : dy + (b * C + c) * S;
                 bl_real *dp = dx + (b * C + c) * S;
-                for (int64_t k = 0; k < S; k++)
-                    dp[k] += scale * (gp[k] - a - (xp[k] - mean) * invstd * bcoef);
+                if (dx_fresh)
+                    for (int64_t k = 0; k < S; k++)
+                        dp[k] = scale * (gp[k] - a - (xp[k] - mean) * invstd * bcoef);
+                else
+                    for (int64_t k = 0; k < S; k++)
+                        dp[k] += scale * (gp[k] - a - (xp[k] - mean) * invstd * bcoef);
             }
         }
     }

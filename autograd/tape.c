@@ -91,6 +91,13 @@ bl_real *bl_grad(bl_ctx *ctx, bl_tensor *t)
     return t->grad;
 }
 
+bl_real *bl_grad_for_write(bl_ctx *ctx, bl_tensor *t, int *fresh)
+{
+    *fresh = t->grad == NULL;
+    if (!t->grad) t->grad = bl_arena_push(ctx->arena, (size_t)t->numel * sizeof(bl_real));
+    return t->grad;
+}
+
 int bl_tape_needs(const bl_ctx *ctx, int n_in, bl_tensor *const *in)
 {
     if (!ctx->grad_enabled) return 0;

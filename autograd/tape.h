@@ -57,6 +57,11 @@ void *bl_scratch(bl_ctx *ctx, size_t bytes);
 
 /* d loss / d t, allocated zeroed in the arena on first use (persistent tensors own theirs). */
 bl_real *bl_grad(bl_ctx *ctx, bl_tensor *t);
+/* t's gradient buffer for a backward function that writes every element of it. When t has
+ * none yet, it is taken from the arena without zero-filling and *fresh = 1: the caller must
+ * then store (=) into every element, which equals accumulating into zeros. Otherwise *fresh = 0
+ * and the caller accumulates (+=) as with bl_grad. Saves a pass over memory per activation. */
+bl_real *bl_grad_for_write(bl_ctx *ctx, bl_tensor *t, int *fresh);
 /* Seed d loss = 1 (loss must have one element) and run every node's backward in reverse.
  * The tape is consumed: nodes recorded before this call are not replayed by a later one. */
 void bl_backward(bl_ctx *ctx, bl_tensor *loss);

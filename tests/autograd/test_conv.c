@@ -66,6 +66,16 @@ static double *to_double(const bl_real *p, int64_t n)
     return d;
 }
 
+/* Fills the next 16 MB of the arena with 7s and gives them back, so later allocations (a
+ * fresh gradient buffer, bl_grad_for_write) are not zero by luck. */
+static void dirty_arena(bl_ctx *ctx)
+{
+    const size_t n = (size_t)4 << 20;
+    bl_real *p = bl_scratch(ctx, n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = 7;
+    bl_arena_release(bl_ctx_arena(ctx), 0);
+}
+
 /* max over i of |a_i - b_i| / (|b_i| + max_j |b_j|) must be <= rtol */
 static void assert_close(const char *what, const bl_real *a, const double *b, int64_t n, double rtol)
 {
@@ -172,18 +182,21 @@ static bl_conv_tuning tuning_for(int layout, const conv_case *cc)
     }
 }
 
-static void run_conv_case(const conv_case *cc, int layout)
+/* fresh = 0: every gradient starts at 1 (accumulation); fresh = 1: x has no gradient buffer
+ * before backward, so dX is stored into an unfilled buffer (bl_grad_for_write). */
+static void run_conv_case(const conv_case *cc, int layout, int fresh)
 {
     const bl_conv_tuning saved = bl_conv_get_tuning();
     bl_conv_set_tuning(tuning_for(layout, cc));
     bl_ctx *ctx = bl_ctx_alloc(0);
+    dirty_arena(ctx);
     const int Ho = (cc->H + 2 * cc->p - cc->k) / cc->s + 1, Wo = (cc->W + 2 * cc->p - cc->k) / cc->s + 1;
     bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(cc->B, cc->C, cc->H, cc->W), 1, 0, 1);
     bl_tensor *w = rand_tensor(ctx, 4, BL_SHAPE(cc->M, cc->C, cc->k, cc->k), 0.5, 0, 1);
     bl_tensor *bias = cc->bias ? rand_tensor(ctx, 1, BL_SHAPE(cc->M), 1, 0, 1) : NULL;
     /* gradients accumulate: start them at 1 and expect 1 + dL/d. */
     bl_tensor *params[3] = {x, w, bias};
-    for (int k = 0; k < 3 && params[k]; k++) {
+    for (int k = fresh ? 1 : 0; k < 3 && params[k]; k++) {
         bl_real *gr = bl_grad(ctx, params[k]);
         for (int64_t i = 0; i < params[k]->numel; i++) gr[i] = 1;
     }
@@ -201,15 +214,15 @@ static void run_conv_case(const conv_case *cc, int layout)
     double *yr = bl_malloc((size_t)y->numel * sizeof *yr);
     double *dx = bl_malloc((size_t)x->numel * sizeof *dx), *dw = bl_malloc((size_t)w->numel * sizeof *dw);
     double *db = bl_malloc((size_t)cc->M * sizeof *db);
-    for (int64_t i = 0; i < x->numel; i++) dx[i] = 1;
+    for (int64_t i = 0; i < x->numel; i++) dx[i] = fresh ? 0 : 1;
     for (int64_t i = 0; i < w->numel; i++) dw[i] = 1;
     for (int i = 0; i < cc->M; i++) db[i] = 1;
     naive_conv2d(xd, wd, bd, cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->k, cc->s, cc->p, yr);
     naive_conv2d_backward(xd, wd, gd, cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->k, cc->s, cc->p,
                           dx, dw, db);
     char what[128];
-#define WHAT(t) (snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d: %s", \
-                          cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout, t), \
+#define WHAT(t) (snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d fresh%d: %s", \
+                          cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout, fresh, t), \
                  what)
     assert_close(WHAT("y"), y->data, yr, y->numel, 1e-5);
     assert_close(WHAT("dx"), x->grad, dx, x->numel, 1e-5);
@@ -224,7 +237,8 @@ static void run_conv_case(const conv_case *cc, int layout)
 START_TEST(test_conv2d_vs_naive)
 {
     lcg_state = 1000 + (uint64_t)_i;
-    for (int layout = 0; layout < N_LAYOUTS; layout++) run_conv_case(&conv_cases[_i], layout);
+    for (int layout = 0; layout < N_LAYOUTS; layout++)
+        for (int fresh = 0; fresh < 2; fresh++) run_conv_case(&conv_cases[_i], layout, fresh);
 }
 END_TEST
 
@@ -448,6 +462,44 @@ START_TEST(test_batchnorm_running_stats_by_hand)
         ck_assert_double_eq_tol(rm->data[0], expect[mi][0], 1e-6);
         bl_tensor_free(rm);
         bl_tensor_free(rv);
+        bl_ctx_free(ctx);
+    }
+}
+END_TEST
+
+/* dX of bl_batchnorm / bl_batchnorm_silu is stored when x has no gradient yet and added
+ * otherwise: with x's gradient preset to 1 the result is 1 + the fresh one. */
+START_TEST(test_batchnorm_dx_fresh_and_accumulated)
+{
+    lcg_state = 321;
+    for (int silu = 0; silu < 2; silu++) {
+        bl_ctx *ctx = bl_ctx_alloc(0);
+        dirty_arena(ctx);
+        const int64_t *shape = BL_SHAPE(3, 40, 17, 19); /* > 32768 elements: threaded */
+        bl_tensor *x0 = rand_tensor(ctx, 4, shape, 3, 0.5, 0);
+        bl_tensor *g = rand_tensor(ctx, 4, shape, 1, 0, 0);
+        bl_tensor *x[2];
+        for (int k = 0; k < 2; k++) {
+            x[k] = bl_from_data(ctx, 4, shape, x0->data);
+            x[k]->requires_grad = 1;
+        }
+        bl_real *pre = bl_grad(ctx, x[1]);
+        for (int64_t i = 0; i < x[1]->numel; i++) pre[i] = 1;
+        bl_tensor *y[2];
+        for (int k = 0; k < 2; k++)
+            y[k] = silu ? bl_batchnorm_silu(ctx, x[k], NULL, NULL, NULL, NULL, 0.1, 1e-5, 1)
+                        : bl_batchnorm(ctx, x[k], NULL, NULL, NULL, NULL, 0.1, 1e-5, 1);
+        bl_backward(ctx, bl_add(ctx, dot_loss(ctx, y[0], g->data), dot_loss(ctx, y[1], g->data)));
+        double *expect = bl_malloc((size_t)x[0]->numel * sizeof *expect);
+        double norm = 0;
+        for (int64_t i = 0; i < x[0]->numel; i++) {
+            expect[i] = 1 + (double)x[0]->grad[i];
+            norm += fabs((double)x[0]->grad[i]);
+        }
+        ck_assert(norm > 1); /* the fresh gradient is not all zero */
+        assert_close(silu ? "silu dx accumulated" : "bn dx accumulated", x[1]->grad, expect,
+                     x[0]->numel, 1e-6);
+        free(expect);
         bl_ctx_free(ctx);
     }
 }
@@ -760,6 +812,7 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_batchnorm_vs_naive);
     tcase_add_test(tc, test_batchnorm_running_stats_by_hand);
     tcase_add_test(tc, test_batchnorm_silu_matches_unfused);
+    tcase_add_test(tc, test_batchnorm_dx_fresh_and_accumulated);
     tcase_add_test(tc, test_batchnorm_silu_tails);
     tcase_add_test(tc, test_upsample2x);
     suite_add_tcase(s, tc);

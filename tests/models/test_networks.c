@@ -236,6 +236,55 @@ START_TEST(test_block_output_shapes)
 }
 END_TEST
 
+/* The first layer's BatchNorm3d + SiLU runs fused (bl_bn_silu_forward): same output,
+ * running statistics, batch counter and gradients as silu(bl_bn_forward(x)), in training
+ * and eval mode. */
+START_TEST(test_bn_silu_forward_matches_unfused)
+{
+    bl_params *p = bl_params_alloc();
+    bl_builder b = {p, 5};
+    bl_bn bn[2];
+    bl_bn_init(&bn[0], &b, "fused", 3, 1e-5, 0.1);
+    bl_bn_init(&bn[1], &b, "unfused", 3, 1e-5, 0.1);
+    for (int i = 0; i < 2; i++)
+        for (int c = 0; c < 3; c++) {
+            bn[i].weight->data[c] = (bl_real)(0.5 + 0.75 * c);
+            bn[i].bias->data[c] = (bl_real)(0.3 * c - 0.2);
+        }
+    for (int training = 1; training >= 0; training--) {
+        bl_ctx *ctx = bl_ctx_alloc(0);
+        bl_params_zero_grad(p);
+        bl_tensor *y[2], *x[2];
+        bl_tensor *r = randn(ctx, 5, BL_SHAPE(2, 3, 1, 5, 4), 11);
+        for (int i = 0; i < 2; i++) {
+            x[i] = randn(ctx, 5, BL_SHAPE(2, 3, 1, 5, 4), 7); /* (B, C, D, H, W) */
+            for (int64_t k = 0; k < x[i]->numel; k++) x[i]->data[k] = 3 * x[i]->data[k] + 1;
+            x[i]->requires_grad = 1;
+            y[i] = i == 0 ? bl_bn_silu_forward(ctx, &bn[0], x[0], training)
+                          : bl_silu(ctx, bl_bn_forward(ctx, &bn[1], x[1], training));
+            bl_backward(ctx, bl_sum(ctx, bl_mul(ctx, y[i], r)));
+        }
+        for (int64_t k = 0; k < y[0]->numel; k++) {
+            ck_assert_double_eq_tol(y[0]->data[k], y[1]->data[k], 1e-5);
+            ck_assert_double_eq_tol(x[0]->grad[k], x[1]->grad[k], 1e-5);
+        }
+        for (int c = 0; c < 3; c++) {
+            ck_assert_double_eq_tol(bn[0].weight->grad[c], bn[1].weight->grad[c], 1e-4);
+            ck_assert_double_eq_tol(bn[0].bias->grad[c], bn[1].bias->grad[c], 1e-4);
+            ck_assert_double_eq_tol(bn[0].running_mean->data[c], bn[1].running_mean->data[c], 1e-6);
+            ck_assert_double_eq_tol(bn[0].running_var->data[c], bn[1].running_var->data[c], 1e-6);
+        }
+        /* the inputs have mean 1 and variance 3: one training step moved the statistics */
+        ck_assert(fabs(bn[0].running_mean->data[0]) > 0.01);
+        ck_assert(bn[0].bias->grad[1] != 0 && x[0]->grad[0] != 0);
+        ck_assert(bn[0].num_batches_tracked->data[0] == 1);
+        ck_assert(bn[1].num_batches_tracked->data[0] == 1);
+        bl_ctx_free(ctx);
+    }
+    bl_params_free(p);
+}
+END_TEST
+
 START_TEST(test_network_output_shapes_tiny)
 {
     bl_params *p = bl_params_alloc();
@@ -302,6 +351,7 @@ static Suite *networks_suite(void)
     TCase *tf = tcase_create("forward");
     tcase_set_timeout(tf, 120);
     tcase_add_test(tf, test_block_output_shapes);
+    tcase_add_test(tf, test_bn_silu_forward_matches_unfused);
     tcase_add_test(tf, test_network_output_shapes_tiny);
     tcase_add_test(tf, test_default_encoder_forward_shapes);
     suite_add_tcase(s, tf);
