@@ -1,6 +1,6 @@
 /* Data files shipped with bliss-c (colour models, ...): data/<rel> in the source tree, installed
  * to <prefix>/<datadir>/bliss-c/<rel> by meson. The library never reads outside these places
- * (in particular not ../shared).
+ * (never the specification folder beside the project).
  *
  * Search order for a relative name `rel` (first existing file wins):
  *   1. $BLISS_DATA_DIR/<rel>            an explicit override (relocated installs, tests)
