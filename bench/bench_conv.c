@@ -22,20 +22,10 @@
 #include <time.h>
 
 #include "autograd/conv_kernels.h"
+#include "bench/bench_common.h"
 #include "autograd/ops.h"
 
-#ifdef BL_REAL_DOUBLE
-#define BL_GEMM cblas_dgemm
-#else
-#define BL_GEMM cblas_sgemm
-#endif
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void fill(bl_real *p, int64_t n, uint64_t seed)
 {
@@ -62,23 +52,6 @@ static bl_tensor *dot_loss(bl_ctx *ctx, bl_tensor *y, const bl_real *g)
     bl_node *node = bl_tape_push(ctx, "dot_loss", dot_loss_backward, l, 1, in, sizeof g);
     if (node) *(const bl_real **)node->saved = g;
     return l;
-}
-
-static double gemm_gflops(int n, int reps)
-{
-    bl_real *a = bl_malloc((size_t)n * n * sizeof *a), *b = bl_malloc((size_t)n * n * sizeof *b);
-    bl_real *c = bl_malloc((size_t)n * n * sizeof *c);
-    fill(a, (int64_t)n * n, 1);
-    fill(b, (int64_t)n * n, 2);
-    double best = 1e30;
-    for (int r = 0; r < reps + 1; r++) { /* the first run warms up threads and pages */
-        double t = now();
-        BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = now() - t;
-        if (r > 0 && t < best) best = t;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * (double)n / best / 1e9;
 }
 
 typedef struct shape {
@@ -111,12 +84,12 @@ static timing run_shape(const shape *s, int batch, int reps)
         bl_ctx_reset(ctx);
         bl_tensor_zero_grad(x);
         bl_tensor_zero_grad(w);
-        double t0 = now();
+        double t0 = bl_bench_now();
         bl_tensor *y = is3d ? bl_conv3d_depth(ctx, x, w, bias, s->pad)
                             : bl_conv2d(ctx, x, w, NULL, s->stride, s->pad);
-        double t1 = now();
+        double t1 = bl_bench_now();
         bl_backward(ctx, dot_loss(ctx, y, g));
-        double t2 = now();
+        double t2 = bl_bench_now();
         if (r > 0 && t2 - t0 < best.fwd + best.bwd) {
             best.fwd = t1 - t0;
             best.bwd = t2 - t1;
@@ -178,7 +151,7 @@ int main(int argc, char **argv)
     /* The sgemm rate is measured before every configuration too and the best of all is the
      * reference: on a shared machine the best observed rates of both are the comparable ones. */
     const int gemm_n = quick ? 512 : 2048;
-    double peak = gemm_gflops(gemm_n, quick ? 1 : 5);
+    double peak = bl_bench_gemm_gflops(gemm_n, quick ? 1 : 5);
     printf("bl_real = %s, OpenMP threads %d, OpenBLAS threads %d (%s)\n", BL_REAL_NAME,
            omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename());
     const bl_conv_tuning tu = bl_conv_get_tuning();
@@ -196,7 +169,7 @@ int main(int argc, char **argv)
             const int batch = quick ? 2 : only_batch ? only_batch : batches[b];
             if ((only_shape >= 0 && i != only_shape) || (only_batch && b > 0)) continue;
             if (!quick) {
-                const double g = gemm_gflops(gemm_n, 2);
+                const double g = bl_bench_gemm_gflops(gemm_n, 2);
                 if (g > peak) peak = g;
             }
             row_shape[n_rows] = s;

@@ -31,43 +31,12 @@
 #include <time.h>
 
 #include "autograd/optim.h"
+#include "bench/bench_common.h"
 #include "lib/rng.h"
 #include "models/encoder.h"
 #include "models/trainer.h"
 
-#ifdef BL_REAL_DOUBLE
-#define BL_GEMM cblas_dgemm
-#else
-#define BL_GEMM cblas_sgemm
-#endif
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double sgemm_gflops(int n, int reps)
-{
-    bl_real *a = bl_malloc((size_t)n * n * sizeof *a), *b = bl_malloc((size_t)n * n * sizeof *b),
-            *c = bl_malloc((size_t)n * n * sizeof *c);
-    for (int64_t i = 0; i < (int64_t)n * n; i++) {
-        a[i] = (bl_real)((i * 7 % 13) - 6) / 13;
-        b[i] = (bl_real)((i * 5 % 11) - 5) / 11;
-    }
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        BL_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double dt = now() - t0;
-        if (dt < best) best = dt;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * n * (double)n / best / 1e9;
-}
 
 /* ---- FLOPs of one training step (convolutions only) ---- */
 
@@ -167,7 +136,7 @@ static step_result run_steps(bl_encoder *enc, int64_t B, int64_t S, int reps, in
     for (int64_t i = 0; i < B * 5 * 6 * S * S; i++) xdata[i] = (bl_real)bl_rng_normal(r);
     step_result res = {1e30, 0, 0};
     for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up (arena growth, page faults) */
-        double t0 = now();
+        double t0 = bl_bench_now();
         bl_tensor *x = bl_from_data(ctx, 5, BL_SHAPE(B, 5, 6, S, S), xdata);
         bl_tensor *loss;
         bl_params_zero_grad(enc->params);
@@ -179,7 +148,7 @@ static step_result run_steps(bl_encoder *enc, int64_t B, int64_t S, int reps, in
         bl_adam_step(adam);
         res.loss = loss->data[0];
         bl_ctx_reset(ctx);
-        double ms = 1e3 * (now() - t0);
+        double ms = 1e3 * (bl_bench_now() - t0);
         if (rep > 0 && ms < res.ms) res.ms = ms;
     }
     if (reps == 0) res.ms = 0;
@@ -226,9 +195,9 @@ static int run_curve(int64_t n_steps, int64_t B, int64_t S, double lr)
     bl_trainer *tr = bl_trainer_alloc(enc, &to, bl_sim_source_batches(src, 0), (bl_batch_source){0});
     printf("single-batch loop: base config (P = 38, checkerboard on), B = %lld, %lld x %lld, lr %g, "
            "%lld steps\n", (long long)B, (long long)S, (long long)S, lr, (long long)n_steps);
-    const double t0 = now();
+    const double t0 = bl_bench_now();
     bl_status st = bl_trainer_fixed_batch_loop(tr, n_steps, lr, 10, stdout, NULL);
-    const double dt = now() - t0;
+    const double dt = bl_bench_now() - t0;
     if (st) fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
     else printf("%.1f ms per step; true sources in the batch: %lld\n", 1e3 * dt / (double)n_steps,
                 (long long)bl_tile_catalog_total_sources(tr->fixed_truth));
@@ -281,7 +250,7 @@ int main(int argc, char **argv)
     printf("bench_encoder: %d OpenMP threads, bl_real = %s, images %lld x %lld\n",
            omp_get_max_threads(), BL_REAL_NAME, (long long)S, (long long)S);
     const int gemm_n = quick ? 256 : 2048, gemm_reps = quick ? 1 : 3;
-    double peak = sgemm_gflops(gemm_n, gemm_reps), best_peak = peak;
+    double peak = bl_bench_gemm_gflops(gemm_n, gemm_reps), best_peak = peak;
     printf("sgemm %d^3: %.1f GFLOP/s\n", gemm_n, peak);
 
     /* redshift config: P = 40, checkerboard off */
@@ -308,7 +277,7 @@ int main(int argc, char **argv)
         step_result r = run_steps(enc, batches[i], S, reps, 1);
         rss = peak_rss_kb();
         arena = r.arena_peak;
-        const double after = sgemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
+        const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
         best_peak = local > best_peak ? local : best_peak;
         const double gf = step_flops * batches[i] / (r.ms / 1e3) / 1e9;
         printf("%4d %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, local,
@@ -329,7 +298,7 @@ int main(int argc, char **argv)
                base_flops / 1e9);
         for (int i = 0; i < nb; i++) {
             step_result r = run_steps(eb, batches[i], S, reps, 0);
-            const double after = sgemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
+            const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
             best_peak = local > best_peak ? local : best_peak;
             const double gf = base_flops * batches[i] / (r.ms / 1e3) / 1e9;
             printf("%4d %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, local,

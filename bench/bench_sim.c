@@ -14,14 +14,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_common.h"
 #include "lib/sim/simulate.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static double load1(void)
 {
@@ -80,13 +75,13 @@ int main(int argc, char **argv)
         double prior_time = 0;
         int64_t sources = 0;
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = bl_bench_now();
             bl_simulator_generate(sim, 1, (uint64_t)r, batch);
-            t[r] = now() - t0;
+            t[r] = bl_bench_now() - t0;
             sources += bl_tile_catalog_total_sources(batch->tile_catalog);
-            t0 = now();
+            t0 = bl_bench_now();
             bl_tile_catalog *c = bl_prior_sample(bl_simulator_prior(sim), 1, (uint64_t)r);
-            prior_time += now() - t0;
+            prior_time += bl_bench_now() - t0;
             bl_tile_catalog_free(c);
         }
         qsort(t, (size_t)reps, sizeof *t, cmp_double);
