@@ -16,18 +16,8 @@
 static char tmpdir[256];
 static const char *const bands[3] = {"g", "r", "i"};
 
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bl_test_fits_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void setup(void) { bl_check_tmpdir(tmpdir, sizeof tmpdir, "bl_test_fits"); }
+static void teardown(void) { bl_check_tmpdir_remove(tmpdir); }
 
 static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", tmpdir, name); }
 

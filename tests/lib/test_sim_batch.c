@@ -18,18 +18,8 @@
 
 static char tmpdir[256];
 
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bl_test_batch_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void setup(void) { bl_check_tmpdir(tmpdir, sizeof tmpdir, "bl_test_batch"); }
+static void teardown(void) { bl_check_tmpdir_remove(tmpdir); }
 
 /* the default config with a small batch and `extra` overrides */
 static bl_simulator *small_sim(int B, int ntiles, const char *const *extra, int n_extra)
