@@ -268,6 +268,18 @@ static void conv_im2col_band(const bl_conv_geom *g, const bl_real *x, int64_t b,
     }
 }
 
+/* The vertical-taps paths apply to stride-1 kernels with several rows whose kernel row
+ * C kw is long enough for an efficient GEMM, when a chunk of output rows stays within one
+ * image; *p is then their chunk plan (inner dimension C kw). */
+static int conv_taps_plan(const bl_conv_geom *g, bl_conv_plan *p)
+{
+    const int64_t kt = g->C * g->kw;
+    if (g->stride != 1 || g->kh < 2 || !conv_tuning.taps_min_k || kt < conv_tuning.taps_min_k)
+        return 0;
+    *p = conv_plan(g, kt);
+    return p->per <= 1;
+}
+
 /* Stride-1 forward by vertical taps: Y = sum_i W_i Band_i, W_i (M, C kw) the kernel row i and
  * Band_i the band matrix shifted by i rows (a column offset of i Wo: no copy). The band is kh
  * times smaller than the full column matrix, so im2col writes kh times less, while the GEMMs
@@ -278,10 +290,8 @@ static int conv_forward_taps(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *
                              const bl_real *w, bl_real *y, int accumulate)
 {
     const int64_t kt = g->C * g->kw;
-    if (g->stride != 1 || g->kh < 2 || !conv_tuning.taps_min_k || kt < conv_tuning.taps_min_k)
-        return 0;
-    const bl_conv_plan p = conv_plan(g, kt);
-    if (p.per > 1) return 0;
+    bl_conv_plan p;
+    if (!conv_taps_plan(g, &p)) return 0;
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo, kh = g->kh;
@@ -343,10 +353,8 @@ static int conv_dweight_taps(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *
                              const bl_real *dy, bl_real *dw)
 {
     const int64_t kt = g->C * g->kw;
-    if (g->stride != 1 || g->kh < 2 || !conv_tuning.taps_min_k || kt < conv_tuning.taps_min_k)
-        return 0;
-    const bl_conv_plan p = conv_plan(g, kt);
-    if (p.per > 1) return 0;
+    bl_conv_plan p;
+    if (!conv_taps_plan(g, &p)) return 0;
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int64_t K = g->C * g->kh * g->kw, hw = g->Ho * g->Wo, kh = g->kh;
