@@ -1,5 +1,5 @@
-/* Elementwise ops with numpy/PyTorch broadcasting, forward and backward side by side, and the
- * broadcasting engine they share with the other op families (see ops_internal.h).
+/* Elementwise ops with numpy/PyTorch broadcasting, forward and backward side by side, on the
+ * broadcasting engine of the kernel layer (ops_kernels.c, ops_internal.h).
  *
  * Backward of a broadcast input: the output-shaped contribution is summed over the dims the
  * input was broadcast along (bl_reduce_acc). When the input already has the output's layout
@@ -10,183 +10,12 @@
 #include "autograd/ops.h"
 #include "autograd/ops_internal.h"
 
-/* Length of the pieces a long row is cut into for the parallel loop (shape-only, so results do
- * not depend on the number of threads). */
-#define BL_CHUNK 4096
-
 static const double bl_sqrt1_2 = 0.70710678118654752440;   /* 1/sqrt(2) */
 static const double bl_2_sqrtpi = 1.12837916709551257390;  /* 2/sqrt(pi) */
 static const double bl_log_sqrt_2pi = 0.91893853320467274178; /* log(sqrt(2 pi)) */
 
 /* ------------------------------------------------------------------------------------------ */
-/* broadcasting engine */
-
-static void bl_raw_shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
-{
-    bl_tensor t;
-    memset(&t, 0, sizeof t);
-    bl_tensor_set_shape(&t, ndim, shape);
-    bl_shape_str(&t, buf, n);
-}
-
-void bl_bcast_shape(const char *op, int n, const bl_tensor *const *t, int *ndim, int64_t *shape)
-{
-    int nd = 0;
-    int64_t sh[BL_MAX_DIMS];
-    for (int k = 0; k < n; k++) {
-        BL_ASSERT(t[k], "%s: input %d is NULL", op, k);
-        int tn = t[k]->ndim, rn = nd > tn ? nd : tn;
-        int64_t res[BL_MAX_DIMS];
-        for (int i = 0; i < rn; i++) { /* i counts dims from the right */
-            int64_t x = i < nd ? sh[nd - 1 - i] : 1, y = i < tn ? t[k]->shape[tn - 1 - i] : 1;
-            if (x == y || y == 1) {
-                res[rn - 1 - i] = x;
-            } else if (x == 1) {
-                res[rn - 1 - i] = y;
-            } else {
-                char sa[96], sb[96];
-                bl_raw_shape_str(nd, sh, sa, sizeof sa);
-                bl_abort(__FILE__, __LINE__, "%s: cannot broadcast %s with %s", op, sa,
-                         bl_shape_str(t[k], sb, sizeof sb));
-            }
-        }
-        nd = rn;
-        memcpy(sh, res, (size_t)rn * sizeof *sh);
-    }
-    *ndim = nd;
-    memcpy(shape, sh, (size_t)nd * sizeof *sh);
-}
-
-void bl_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride)
-{
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        stride[d] = s;
-        s *= shape[d];
-    }
-}
-
-void bl_bcast_strides(const char *op, const bl_tensor *t, int ndim, const int64_t *shape,
-                      int64_t *stride)
-{
-    int64_t ts[BL_MAX_DIMS];
-    int off = ndim - t->ndim;
-    if (off < 0) goto fail;
-    bl_contiguous_strides(t->ndim, t->shape, ts);
-    for (int d = 0; d < ndim; d++) {
-        if (d < off) {
-            stride[d] = 0;
-        } else if (t->shape[d - off] == shape[d]) {
-            stride[d] = shape[d] == 1 ? 0 : ts[d - off];
-        } else if (t->shape[d - off] == 1) {
-            stride[d] = 0;
-        } else {
-            goto fail;
-        }
-    }
-    return;
-fail:;
-    char sa[96], sb[96];
-    bl_raw_shape_str(ndim, shape, sb, sizeof sb);
-    bl_abort(__FILE__, __LINE__, "%s: cannot broadcast %s to %s", op, bl_shape_str(t, sa, sizeof sa),
-             sb);
-}
-
-int bl_iter_coalesce(int ndim, const int64_t *shape, int n_src, const int64_t (*stride)[BL_MAX_DIMS],
-                     int64_t *cshape, int64_t (*cstride)[BL_MAX_DIMS])
-{
-    /* built innermost first, reversed at the end */
-    int64_t sh[BL_MAX_DIMS], st[BL_ITER_MAX_SRC][BL_MAX_DIMS];
-    int m = 0;
-    for (int d = ndim - 1; d >= 0; d--) {
-        if (shape[d] == 1) continue;
-        if (m > 0) {
-            int merge = 1;
-            for (int k = 0; k < n_src; k++)
-                if (stride[k][d] != st[k][m - 1] * sh[m - 1]) merge = 0;
-            if (merge) {
-                sh[m - 1] *= shape[d];
-                continue;
-            }
-        }
-        sh[m] = shape[d];
-        for (int k = 0; k < n_src; k++) st[k][m] = stride[k][d];
-        m++;
-    }
-    if (m == 0) {
-        sh[0] = 1;
-        for (int k = 0; k < n_src; k++) st[k][0] = 0;
-        m = 1;
-    }
-    for (int i = 0; i < m; i++) {
-        cshape[i] = sh[m - 1 - i];
-        for (int k = 0; k < n_src; k++) cstride[k][i] = st[k][m - 1 - i];
-    }
-    return m;
-}
-
-void bl_strided_apply(bl_real *dst, int ndim, const int64_t *shape, int n_src,
-                      const bl_real *const *src, const int64_t (*stride)[BL_MAX_DIMS],
-                      bl_row_fn *row, const double *param)
-{
-    BL_ASSERT(n_src >= 1 && n_src <= BL_ITER_MAX_SRC, "bl_strided_apply: %d sources", n_src);
-    int64_t numel = bl_shape_numel(ndim, shape);
-    if (numel == 0) return;
-    int64_t csh[BL_MAX_DIMS], cst[BL_ITER_MAX_SRC][BL_MAX_DIMS];
-    int nd = bl_iter_coalesce(ndim, shape, n_src, stride, csh, cst);
-    int64_t inner = csh[nd - 1], nrows = numel / inner;
-    int64_t nch = (inner + BL_CHUNK - 1) / BL_CHUNK, nwork = nrows * nch;
-    int64_t ist[BL_ITER_MAX_SRC];
-    for (int k = 0; k < n_src; k++) ist[k] = cst[k][nd - 1];
-
-#pragma omp parallel for if (numel > BL_OMP_MIN) schedule(static)
-    for (int64_t w = 0; w < nwork; w++) {
-        int64_t r = w / nch, j0 = (w % nch) * BL_CHUNK;
-        int64_t len = inner - j0 < BL_CHUNK ? inner - j0 : BL_CHUNK;
-        int64_t off[BL_ITER_MAX_SRC] = {0};
-        int64_t rem = r;
-        for (int d = nd - 2; d >= 0; d--) {
-            int64_t i = rem % csh[d];
-            rem /= csh[d];
-            for (int k = 0; k < n_src; k++) off[k] += i * cst[k][d];
-        }
-        const bl_real *s[BL_ITER_MAX_SRC];
-        for (int k = 0; k < n_src; k++) s[k] = src[k] + off[k] + j0 * ist[k];
-        row(dst + r * inner + j0, s, ist, len, param);
-    }
-}
-
-void bl_bcast_apply(const char *op, bl_real *dst, int ndim, const int64_t *shape, int n_src,
-                    const bl_tensor *const *src, bl_row_fn *row, const double *param)
-{
-    int64_t st[BL_ITER_MAX_SRC][BL_MAX_DIMS];
-    const bl_real *data[BL_ITER_MAX_SRC];
-    for (int k = 0; k < n_src; k++) {
-        bl_bcast_strides(op, src[k], ndim, shape, st[k]);
-        data[k] = src[k]->data;
-    }
-    bl_strided_apply(dst, ndim, shape, n_src, data, (const int64_t(*)[BL_MAX_DIMS])st, row, param);
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* row kernels: STMT uses o[i] and x (, y, z) = the sources' elements at i */
-
-#define BL_ROW1(NAME, STMT)                                                                    \
-    void NAME(bl_real *restrict o, const bl_real *const *s, const int64_t *st, int64_t n,    \
-              const double *p)                                                                 \
-    {                                                                                          \
-        const bl_real *restrict A = s[0];                                                      \
-        const int64_t sa = st[0];                                                              \
-        (void)p;                                                                               \
-        if (sa == 1) {                                                                         \
-            for (int64_t i = 0; i < n; i++) { const bl_real x = A[i]; STMT; }                 \
-        } else if (sa == 0) {                                                                  \
-            const bl_real x = A[0];                                                            \
-            for (int64_t i = 0; i < n; i++) { STMT; }                                          \
-        } else {                                                                               \
-            for (int64_t i = 0; i < n; i++) { const bl_real x = A[i * sa]; STMT; }            \
-        }                                                                                      \
-    }
 
 #define BL_ROW2(NAME, STMT)                                                                    \
     static void NAME(bl_real *restrict o, const bl_real *const *s, const int64_t *st,         \
@@ -231,9 +60,6 @@ void bl_bcast_apply(const char *op, bl_real *dst, int ndim, const int64_t *shape
         }                                                                                      \
     }
 
-BL_ROW1(bl_row_copy, o[i] = x)
-BL_ROW1(bl_row_copy_acc, o[i] += x)
-
 BL_ROW2(bl_row_add, o[i] = x + y)
 BL_ROW2(bl_row_sub, o[i] = x - y)
 BL_ROW2(bl_row_mul, o[i] = x * y)
@@ -249,14 +75,6 @@ BL_ROW2(bl_row_where_a, o[i] = x != 0 ? y : 0)
 BL_ROW2(bl_row_where_a_acc, if (x != 0) o[i] += y)
 BL_ROW2(bl_row_where_b, o[i] = x != 0 ? 0 : y)
 BL_ROW2(bl_row_where_b_acc, if (x == 0) o[i] += y)
-
-bl_tensor bl_ops_grad_view(const bl_tensor *out)
-{
-    bl_tensor v = *out;
-    v.data = out->grad;
-    v.grad = NULL;
-    return v;
-}
 
 /* grad(in) += reduce_to_in(row(src...)) with row evaluated over out's shape. When `in` has
  * out's layout (equal numel) row_acc accumulates directly, otherwise row_set fills a

@@ -6,22 +6,6 @@
 #include "autograd/ops.h"
 #include "autograd/ops_internal.h"
 
-int bl_ops_dim(const char *op, const bl_tensor *a, int dim)
-{
-    char s[96];
-    int d = dim < 0 ? dim + a->ndim : dim;
-    if (d < 0 || d >= a->ndim)
-        bl_abort(__FILE__, __LINE__, "%s: dim %d out of range for shape %s", op, dim,
-                 bl_shape_str(a, s, sizeof s));
-    return d;
-}
-
-void bl_ops_split_dims(const bl_tensor *a, int dim, int64_t *outer, int64_t *inner)
-{
-    *outer = bl_shape_numel(dim, a->shape);
-    *inner = bl_shape_numel(a->ndim - dim - 1, a->shape + dim + 1);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* reshape: a view */
 
@@ -340,4 +324,47 @@ bl_tensor *bl_pad2d(bl_ctx *ctx, bl_tensor *a, int top, int bottom, int left, in
 bl_tensor *bl_crop2d(bl_ctx *ctx, bl_tensor *a, int top, int bottom, int left, int right)
 {
     return bl_border2d(ctx, "bl_crop2d", a, top, bottom, left, right, -1, bl_crop2d_backward);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* nearest upsampling x2 */
+
+static void upsample2x_backward(bl_ctx *ctx, bl_node *node)
+{
+    bl_tensor *x = node->in[0];
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], rows = W ? x->numel / W : 0;
+    const bl_real *dy = node->out->grad;
+    bl_real *dx = bl_grad(ctx, x);
+    /* each input pixel receives the sum of its 4 children */
+#pragma omp parallel for schedule(static) if (x->numel > BL_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t plane = r / H, i = r % H;
+        const bl_real *d0 = dy + (plane * 2 * H + 2 * i) * 2 * W, *d1 = d0 + 2 * W;
+        bl_real *d = dx + r * W;
+        for (int64_t j = 0; j < W; j++) d[j] += d0[2 * j] + d0[2 * j + 1] + d1[2 * j] + d1[2 * j + 1];
+    }
+}
+
+bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x)
+{
+    char sx[96];
+    BL_ASSERT(x->ndim >= 2, "bl_upsample2x: x %s needs at least 2 dims (..., H, W)",
+              bl_shape_str(x, sx, 96));
+    int64_t shape[BL_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    const int64_t H = shape[x->ndim - 2], W = shape[x->ndim - 1], rows = x->numel / (W ? W : 1);
+    shape[x->ndim - 2] = 2 * H;
+    shape[x->ndim - 1] = 2 * W;
+    bl_tensor *y = bl_new(ctx, x->ndim, shape);
+#pragma omp parallel for schedule(static) if (x->numel > BL_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t plane = r / H, i = r % H;
+        const bl_real *s = x->data + r * W;
+        bl_real *y0 = y->data + (plane * 2 * H + 2 * i) * 2 * W, *y1 = y0 + 2 * W;
+        for (int64_t j = 0; j < W; j++) y0[2 * j] = y0[2 * j + 1] = s[j];
+        memcpy(y1, y0, (size_t)(2 * W) * sizeof *y1);
+    }
+    bl_tensor *in[1] = {x};
+    bl_tape_push(ctx, "bl_upsample2x", upsample2x_backward, y, 1, in, 0);
+    return y;
 }
