@@ -48,10 +48,7 @@ void *bl_scratch(bl_ctx *ctx, size_t bytes) { return bl_arena_push(ctx->arena, b
 
 bl_tensor *bl_new(bl_ctx *ctx, int ndim, const int64_t *shape)
 {
-    bl_tensor *t = bl_arena_push_zero(ctx->arena, sizeof *t);
-    bl_tensor_set_shape(t, ndim, shape);
-    t->data = bl_arena_push(ctx->arena, (size_t)t->numel * sizeof(bl_real));
-    return t;
+    return bl_tensor_push(ctx->arena, ndim, shape);
 }
 
 bl_tensor *bl_zeros(bl_ctx *ctx, int ndim, const int64_t *shape)

@@ -34,6 +34,7 @@
 #include "bench/bench_common.h"
 #include "lib/rng.h"
 #include "models/encoder.h"
+#include "lib/sim/source.h"
 #include "models/trainer.h"
 
 

@@ -29,6 +29,7 @@
 #include "dists/vardist.h"
 #include "lib/sim/simulate.h"
 #include "models/encoder.h"
+#include "lib/sim/source.h"
 #include "models/trainer.h"
 
 static int fail(const char *what)
@@ -147,7 +148,7 @@ int main(int argc, char **argv)
     bl_ctx *ctx = bl_ctx_alloc(0); /* our batch and the final inference; the trainer has its own */
     bl_tensor *x;
     bl_tile_catalog *truth;
-    if (batches.get(batches.user, ctx, 0, &x, &truth)) return fail("batch");
+    if (batches.get(batches.user, bl_ctx_arena(ctx), 0, &x, &truth)) return fail("batch");
     const bl_tensor *z = bl_tile_catalog_require(truth, "redshifts"); /* (B, ht, wt, S, 1) */
     double zmin = INFINITY, zmax = -INFINITY;
     for (int64_t t = 0; t < bl_tile_catalog_n_tiles(truth); t++)

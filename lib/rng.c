@@ -1,9 +1,15 @@
 #include "lib/rng.h"
 
 #include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
 #include <stdlib.h>
 
 #include "lib/error.h"
+
+struct bl_rng {
+    gsl_rng *r;
+    uint64_t seed, stream;
+};
 
 static uint64_t bl_splitmix64(uint64_t x)
 {

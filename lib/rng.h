@@ -7,13 +7,9 @@
 #ifndef BL_RNG_H
 #define BL_RNG_H
 
-#include <gsl/gsl_rng.h>
 #include <stdint.h>
 
-typedef struct bl_rng {
-    gsl_rng *r;
-    uint64_t seed, stream;
-} bl_rng;
+typedef struct bl_rng bl_rng; /* opaque: no public header exposes a third-party type */
 
 /* Mix (seed, stream) into a 64-bit value (splitmix64 of both): distinct ids -> unrelated seeds. */
 uint64_t bl_rng_mix(uint64_t seed, uint64_t stream);

@@ -53,6 +53,14 @@ bl_tensor *bl_tensor_alloc(const char *name, int ndim, const int64_t *shape, int
     return t;
 }
 
+bl_tensor *bl_tensor_push(bl_arena *arena, int ndim, const int64_t *shape)
+{
+    bl_tensor *t = bl_arena_push_zero(arena, sizeof *t);
+    bl_tensor_set_shape(t, ndim, shape);
+    t->data = bl_arena_push(arena, (size_t)t->numel * sizeof(bl_real));
+    return t;
+}
+
 void bl_tensor_free(bl_tensor *t)
 {
     if (!t) return;

@@ -5,13 +5,15 @@
  *
  * Two lifetimes (DESIGN §2): persistent tensors (parameters, gradients, optimiser state,
  * running statistics) are made with bl_tensor_alloc and freed with bl_tensor_free; per-step
- * tensors live in an arena (see autograd/tape.h: bl_new) and die at bl_ctx_reset. */
+ * tensors live in an arena (bl_tensor_push; autograd/tape.h's bl_new pushes onto the ctx's
+ * arena) and die when the arena is reset. */
 #ifndef BL_TENSOR_H
 #define BL_TENSOR_H
 
 #include <stdint.h>
 #include <stdio.h>
 
+#include "lib/arena.h"
 #include "lib/error.h"
 
 #ifdef BL_REAL_DOUBLE
@@ -49,6 +51,8 @@ char *bl_shape_str(const bl_tensor *t, char *buf, size_t n);
  * (zeroed) when requires_grad. */
 bl_tensor *bl_tensor_alloc(const char *name, int ndim, const int64_t *shape, int requires_grad);
 void bl_tensor_free(bl_tensor *t);
+/* Per-step tensor in `arena`, data uninitialised, no gradient; gone at the arena's reset. */
+bl_tensor *bl_tensor_push(bl_arena *arena, int ndim, const int64_t *shape);
 
 void bl_tensor_fill(bl_tensor *t, bl_real value);
 void bl_tensor_copy(bl_tensor *dst, const bl_tensor *src);  /* same numel */

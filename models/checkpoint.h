@@ -25,7 +25,7 @@
 
 #include "autograd/optim.h"
 #include "autograd/params.h"
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 
 #define BL_CHECKPOINT_FORMAT "bliss-c-checkpoint"
 

@@ -17,7 +17,7 @@
 #ifndef BL_REFERENCE_H
 #define BL_REFERENCE_H
 
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 #include "models/encoder.h"
 
 /* *out = the set (free with bl_safetensors_free); NULL on error (bad input). */

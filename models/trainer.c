@@ -6,59 +6,6 @@
 
 #include "models/checkpoint.h"
 
-/* ---- simulated batches ---- */
-
-struct bl_sim_source {
-    const bl_simulator *sim;
-    bl_normalize_opts norm;
-    uint64_t seed, first;
-    bl_sim_batch *batch; /* reused for every batch */
-};
-
-bl_sim_source *bl_sim_source_alloc(const bl_simulator *sim, const bl_normalize_opts *norm,
-                                   uint64_t seed, uint64_t first)
-{
-    bl_sim_source *s = bl_calloc(1, sizeof *s);
-    s->sim = sim;
-    s->norm = *norm;
-    s->seed = seed;
-    s->first = first;
-    s->batch = bl_sim_batch_alloc(sim);
-    return s;
-}
-
-void bl_sim_source_free(bl_sim_source *s)
-{
-    if (!s) return;
-    bl_sim_batch_free(s->batch);
-    free(s);
-}
-
-/* normalised images (B, n_bands, C, H, W) of images/background/psf_params in ctx */
-static bl_status bl_normalize_batch(const bl_normalize_opts *norm, bl_ctx *ctx, const bl_tensor *images,
-                                    const bl_tensor *background, const bl_tensor *psf, bl_tensor **x)
-{
-    *x = bl_new(ctx, 5, BL_SHAPE(images->shape[0], norm->n_bands, bl_normalize_channels(norm),
-                                 images->shape[2], images->shape[3]));
-    return bl_normalize(norm, images, background, norm->concat_psf_params ? psf : NULL, *x);
-}
-
-static bl_status bl_sim_source_get(void *user, bl_ctx *ctx, int64_t index, bl_tensor **x,
-                                   bl_tile_catalog **truth)
-{
-    bl_sim_source *s = user;
-    bl_simulator_generate(s->sim, s->seed, s->first + (uint64_t)index, s->batch);
-    bl_status st = bl_normalize_batch(&s->norm, ctx, s->batch->images, s->batch->background,
-                                      s->batch->psf_params, x);
-    *truth = st ? NULL : bl_tile_catalog_copy(s->batch->tile_catalog);
-    return st;
-}
-
-bl_batch_source bl_sim_source_batches(bl_sim_source *s, int64_t n_batches)
-{
-    return (bl_batch_source){.user = s, .get = bl_sim_source_get, .n_batches = n_batches};
-}
-
 bl_trainer_opts bl_trainer_opts_default(void)
 {
     return (bl_trainer_opts){.adam = bl_adam_defaults(), .fixed_batch = 0, .arena_bytes = 0};
@@ -92,11 +39,11 @@ void bl_trainer_free(bl_trainer *tr)
 static bl_status bl_trainer_batch(bl_trainer *tr, bl_tensor **x, bl_tile_catalog **truth, int *owned)
 {
     *owned = 1;
-    if (!tr->opts.fixed_batch) return tr->train.get(tr->train.user, tr->ctx, tr->step, x, truth);
+    if (!tr->opts.fixed_batch) return tr->train.get(tr->train.user, bl_ctx_arena(tr->ctx), tr->step, x, truth);
     if (!tr->fixed_truth) {
         bl_tensor *x0;
         bl_tile_catalog *t0;
-        bl_status st = tr->train.get(tr->train.user, tr->ctx, 0, &x0, &t0);
+        bl_status st = tr->train.get(tr->train.user, bl_ctx_arena(tr->ctx), 0, &x0, &t0);
         if (st) return st;
         tr->fixed_x = bl_malloc((size_t)x0->numel * sizeof(bl_real));
         memcpy(tr->fixed_x, x0->data, (size_t)x0->numel * sizeof(bl_real));
@@ -149,7 +96,7 @@ bl_status bl_trainer_validate(bl_trainer *tr, double *val_loss)
     for (int64_t i = 0; i < tr->val.n_batches && !st; i++) {
         bl_tensor *x, *l;
         bl_tile_catalog *truth;
-        st = tr->val.get(tr->val.user, tr->ctx, i, &x, &truth);
+        st = tr->val.get(tr->val.user, bl_ctx_arena(tr->ctx), i, &x, &truth);
         if (st) {
             bl_ctx_reset(tr->ctx);
             break;

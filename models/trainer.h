@@ -13,32 +13,9 @@
 #include <stdio.h>
 
 #include "autograd/optim.h"
-#include "lib/normalize.h"
-#include "lib/safetensors.h"
-#include "lib/sim/simulate.h"
+#include "lib/batch.h"
+#include "lib/io/safetensors.h"
 #include "models/encoder.h"
-
-/* Where batches come from. get() fills batch `index` of the stream: the normalised images
- * (B, n_bands, ch_per_band, H, W) as a tensor in ctx (per step) and a true tile catalog that
- * the caller frees. A validation source must return the same batch for the same index every
- * time (a fixed validation set); a training source may draw fresh data for every index. */
-typedef struct bl_batch_source {
-    void *user;
-    bl_status (*get)(void *user, bl_ctx *ctx, int64_t index, bl_tensor **x, bl_tile_catalog **truth);
-    int64_t n_batches; /* batches in one pass (validation), or 0: unbounded (fresh data) */
-} bl_batch_source;
-
-/* ---- batch sources ---- */
-
-/* Fresh simulated batches: batch `index` is bl_simulator_generate(sim, seed, first + index),
- * normalised with `norm`. A validation set is a source with a `first` far from the training
- * stream's (the trainer asks it for indices 0 .. n_batches - 1 every time: a fixed set). */
-typedef struct bl_sim_source bl_sim_source;
-bl_sim_source *bl_sim_source_alloc(const bl_simulator *sim, const bl_normalize_opts *norm,
-                                   uint64_t seed, uint64_t first);
-void bl_sim_source_free(bl_sim_source *s);
-/* The source as a bl_batch_source with n_batches (0: unbounded). */
-bl_batch_source bl_sim_source_batches(bl_sim_source *s, int64_t n_batches);
 
 typedef struct bl_trainer_opts {
     bl_adam_opts adam;       /* torch defaults; BLISS: lr 1e-3 (redshift 1e-4) */

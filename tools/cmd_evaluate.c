@@ -1,11 +1,12 @@
 /* bliss evaluate: metrics of a checkpoint on a dataset (docs/cli.md, docs/metrics.md). */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/atomic_file.h"
-#include "lib/metrics.h"
+#include "lib/io/atomic_file.h"
+#include "lib/eval/metrics.h"
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
@@ -43,6 +44,17 @@ static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_
     return st;
 }
 
+/* the metrics of one result as a JSON object (new reference) */
+static json_t *bl_cli_metrics_json(const bl_metrics_result *r, const char *const *band_names)
+{
+    char *text = bl_metrics_result_to_json(r, band_names);
+    json_error_t err;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &err);
+    BL_ASSERT(j, "bl_cli_metrics_json: bl_metrics_result_to_json wrote invalid JSON: %s", err.text);
+    free(text);
+    return j;
+}
+
 int bl_cmd_evaluate(bl_cli *cli)
 {
     bl_settings *s = NULL;
@@ -77,7 +89,7 @@ int bl_cmd_evaluate(bl_cli *cli)
     for (int64_t b = 0; b < n_batches; b++) {
         bl_tensor *x;
         bl_tile_catalog *truth;
-        if (src.get(src.user, ctx, b, &x, &truth)) goto done;
+        if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
         /* spec §4.11: the target is filtered by flux, cropped like the prediction */
         bl_tile_catalog *target = bl_tile_catalog_filter_by_flux(truth, s->encoder.min_flux_threshold,
                                                                  INFINITY, band);
@@ -112,8 +124,8 @@ int bl_cmd_evaluate(bl_cli *cli)
     double nll = r[0].redshift_nll;
     int64_t n_nll = r[0].n_nll;
     r[0].n_nll = 0;
-    json_object_set_new(root, "mode", bl_metrics_result_to_json(&r[0], s->band_names));
-    json_object_set_new(root, "sample", bl_metrics_result_to_json(&r[1], s->band_names));
+    json_object_set_new(root, "mode", bl_cli_metrics_json(&r[0], s->band_names));
+    json_object_set_new(root, "sample", bl_cli_metrics_json(&r[1], s->band_names));
     if (n_nll > 0) {
         json_t *mg = json_object();
         json_object_set_new(mg, "redshift_nll", isfinite(nll) ? json_real(nll) : json_null());

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/fits.h"
-#include "lib/safetensors.h"
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"

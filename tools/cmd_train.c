@@ -116,7 +116,7 @@ static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_bat
     bl_ctx *ctx = tr->ctx;
     bl_tensor *x;
     bl_tile_catalog *truth;
-    if (src.get(src.user, ctx, 0, &x, &truth) != BL_OK) {
+    if (src.get(src.user, bl_ctx_arena(ctx), 0, &x, &truth) != BL_OK) {
         fprintf(stderr, "bliss train: warning: no batch for the q(redshift) statistics: %s\n",
                 bl_error_message());
         bl_ctx_reset(ctx);

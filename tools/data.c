@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/fits.h"
+#include "lib/io/fits.h"
 #include "lib/rng.h"
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 
 /* Stream ids of simulated batches: training batch i is stream i; the validation and test sets
  * use disjoint ranges, so the fixed validation set never depends on how long training ran. */
@@ -202,25 +202,10 @@ static int64_t bl_data_train_batch(bl_cli_data *d, int64_t i)
 bl_status bl_cli_normalize(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
                            const bl_tensor *background, bl_tensor **x)
 {
-    return bl_cli_normalize_psf(s, ctx, images, background, NULL, x);
+    return bl_normalize_push(&s->normalize, bl_ctx_arena(ctx), images, background, NULL, x);
 }
 
-bl_status bl_cli_normalize_psf(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
-                               const bl_tensor *background, const bl_tensor *psf_params,
-                               bl_tensor **x)
-{
-    const bl_normalize_opts *o = &s->normalize;
-    *x = NULL;
-    if (o->concat_psf_params && !psf_params)
-        return bl_error(BL_ERR_ARG, "encoder.image_normalizer.concat_psf_params needs psf_params, which this input lacks");
-    bl_tensor *t = bl_new(ctx, 5, BL_SHAPE(images->shape[0], o->n_bands, bl_normalize_channels(o),
-                                           images->shape[2], images->shape[3]));
-    bl_status st = bl_normalize(o, images, background, psf_params, t);
-    if (st == BL_OK) *x = t;
-    return st;
-}
-
-static bl_status bl_data_get(void *user, bl_ctx *ctx, int64_t index, bl_tensor **x,
+static bl_status bl_data_get(void *user, bl_arena *arena, int64_t index, bl_tensor **x,
                              bl_tile_catalog **truth)
 {
     bl_split_user *u = user;
@@ -239,7 +224,7 @@ static bl_status bl_data_get(void *user, bl_ctx *ctx, int64_t index, bl_tensor *
         st = bl_data_load(d, g);
     }
     if (st == BL_OK)
-        st = bl_cli_normalize_psf(d->s, ctx, d->batch->images, d->batch->background,
+        st = bl_normalize_push(&d->s->normalize, arena, d->batch->images, d->batch->background,
                                   d->batch->psf_params, x);
     if (st == BL_OK) *truth = bl_tile_catalog_copy(d->batch->tile_catalog);
     return st;

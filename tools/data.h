@@ -34,9 +34,6 @@ bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor *
  * (encoder.image_normalizer); psf_params (B, NB, 6) only when it concatenates them. */
 bl_status bl_cli_normalize(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
                            const bl_tensor *background, bl_tensor **x);
-bl_status bl_cli_normalize_psf(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,
-                               const bl_tensor *background, const bl_tensor *psf_params,
-                               bl_tensor **x);
 /* Batches in a dataset (0 when simulating). */
 int64_t bl_cli_data_n_batches(const bl_cli_data *d);
 /* The simulator (NULL for a dataset). */

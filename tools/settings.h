@@ -12,8 +12,8 @@
 
 #include "dists/vardist.h"
 #include "lib/config.h"
-#include "lib/metrics.h"
-#include "lib/normalize.h"
+#include "lib/eval/metrics.h"
+#include "lib/sim/normalize.h"
 #include "lib/sim/simulate.h"
 #include "models/encoder.h"
 

@@ -21,7 +21,7 @@
 #include <stdio.h>
 
 #include "autograd/optim.h"
-#include "lib/curve.h"
+#include "lib/io/curve.h"
 #include "lib/error.h"
 #include "lib/progress.h"
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/fits.h"
-#include "lib/safetensors.h"
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
 #include "lib/sim/deconvolve.h"
 
 /* stream tag of the pixel noise (any constant distinct from the prior's name hashes) */

@@ -84,7 +84,7 @@ bl_status bl_simulator_render(const bl_simulator *sim, const bl_tile_catalog *ca
  * others and the field table, and returns BL_ERR_FORMAT naming the tensor otherwise. */
 bl_status bl_sim_batch_write(const bl_sim_batch *batch, const char *path);
 bl_status bl_sim_batch_read(bl_sim_batch **out, const char *path);
-/* FITS for astronomers (lib/fits.h): images and background per band and the full catalog. */
+/* FITS for astronomers (lib/io/fits.h): images and background per band and the full catalog. */
 bl_status bl_sim_batch_write_fits(const bl_sim_batch *batch, const char *path);
 
 #endif

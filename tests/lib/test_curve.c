@@ -1,4 +1,4 @@
-/* Training-curve CSV and PNG (lib/curve.h), atomic writes, progress output. */
+/* Training-curve CSV and PNG (lib/io/curve.h), atomic writes, progress output. */
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/atomic_file.h"
-#include "lib/curve.h"
+#include "lib/io/atomic_file.h"
+#include "lib/io/curve.h"
 #include "lib/progress.h"
 #include "tests/bl_check.h"
 

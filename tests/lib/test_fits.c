@@ -1,4 +1,4 @@
-/* FITS files (lib/fits.h): bit-exact round trips of image cubes and catalog tables, the header
+/* FITS files (lib/io/fits.h): bit-exact round trips of image cubes and catalog tables, the header
  * keywords read back independently with cfitsio, and damaged files. */
 #include <check.h>
 #include <fitsio.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "lib/catalog.h"
-#include "lib/fits.h"
+#include "lib/io/fits.h"
 #include "tests/bl_check.h"
 
 static char tmpdir[256];

@@ -1,11 +1,11 @@
-/* Linear assignment and the catalog matcher (lib/match.h). Expected matches are worked out by
+/* Linear assignment and the catalog matcher (lib/eval/match.h). Expected matches are worked out by
  * hand in the comments; random instances are compared with exhaustive enumeration. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "lib/match.h"
+#include "lib/eval/match.h"
 #include "lib/rng.h"
 #include "tests/bl_check.h"
 

@@ -1,4 +1,4 @@
-/* safetensors (lib/safetensors.h): bit-exact round trips, the exact bytes of a small file
+/* safetensors (lib/io/safetensors.h): bit-exact round trips, the exact bytes of a small file
  * worked out by hand from the format description, and every kind of damaged file. */
 #include <check.h>
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 #include "tests/bl_check.h"
 
 static char tmpdir[256];

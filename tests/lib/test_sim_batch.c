@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/fits.h"
-#include "lib/safetensors.h"
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
 #include "lib/sim/deconvolve.h"
 #include "lib/sim/simulate.h"
 #include "tests/bl_check.h"

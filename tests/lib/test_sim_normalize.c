@@ -1,11 +1,11 @@
-/* The input normaliser (lib/normalize.h, spec §4.1) on examples computed by hand, against an
+/* The input normaliser (lib/sim/normalize.h, spec §4.1) on examples computed by hand, against an
  * independent padded-array implementation, and on bad inputs. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/normalize.h"
+#include "lib/sim/normalize.h"
 #include "tests/bl_check.h"
 
 #define TOL 1e-5

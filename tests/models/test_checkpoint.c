@@ -9,6 +9,7 @@
 
 #include "autograd/ops.h"
 #include "models/checkpoint.h"
+#include "lib/sim/source.h"
 #include "models/trainer.h"
 #include "test_models_util.h"
 #include "tests/bl_check.h"
@@ -37,10 +38,10 @@ typedef struct rand_source {
     int poison; /* index whose input holds a NaN (-1: none) */
 } rand_source;
 
-static bl_status rand_get(void *user, bl_ctx *ctx, int64_t index, bl_tensor **x, bl_tile_catalog **truth)
+static bl_status rand_get(void *user, bl_arena *arena, int64_t index, bl_tensor **x, bl_tile_catalog **truth)
 {
     rand_source *s = user;
-    *x = tm_random_input(ctx, s->B, 32, 32, s->seed * 1000 + (uint64_t)index);
+    *x = tm_random_input_in(arena, s->B, 32, 32, s->seed * 1000 + (uint64_t)index);
     if (index == s->poison) (*x)->data[17] = NAN;
     *truth = tm_random_truth(s->B, 8, 8, 4, s->seed * 1000 + (uint64_t)index, 0);
     return BL_OK;
@@ -319,8 +320,8 @@ START_TEST(test_trainer_on_simulated_batches)
     bl_batch_source bs = bl_sim_source_batches(train, 0);
     bl_tensor *xa, *xb;
     bl_tile_catalog *ta, *tb;
-    ck_assert_int_eq(bs.get(bs.user, ctx, 5, &xa, &ta), BL_OK);
-    ck_assert_int_eq(bs.get(bs.user, ctx, 5, &xb, &tb), BL_OK);
+    ck_assert_int_eq(bs.get(bs.user, bl_ctx_arena(ctx), 5, &xa, &ta), BL_OK);
+    ck_assert_int_eq(bs.get(bs.user, bl_ctx_arena(ctx), 5, &xb, &tb), BL_OK);
     ck_assert_int_eq(xa->shape[2], 6);
     ck_assert(memcmp(xa->data, xb->data, (size_t)xa->numel * sizeof(bl_real)) == 0);
     ck_assert_int_eq(bl_tile_catalog_total_sources(ta), bl_tile_catalog_total_sources(tb));

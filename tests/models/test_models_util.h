@@ -20,13 +20,19 @@ static inline bl_net_arch tm_tiny_arch(void)
 }
 
 /* (B, 5, 6, H, W) with N(0, 1) entries from stream `seed` */
-static inline bl_tensor *tm_random_input(bl_ctx *ctx, int64_t B, int64_t H, int64_t W, uint64_t seed)
+static inline bl_tensor *tm_random_input_in(bl_arena *arena, int64_t B, int64_t H, int64_t W,
+                                            uint64_t seed)
 {
-    bl_tensor *x = bl_new(ctx, 5, BL_SHAPE(B, 5, 6, H, W));
+    bl_tensor *x = bl_tensor_push(arena, 5, BL_SHAPE(B, 5, 6, H, W));
     bl_rng *r = bl_rng_alloc(1234, seed);
     for (int64_t i = 0; i < x->numel; i++) x->data[i] = (bl_real)bl_rng_normal(r);
     bl_rng_free(r);
     return x;
+}
+
+static inline bl_tensor *tm_random_input(bl_ctx *ctx, int64_t B, int64_t H, int64_t W, uint64_t seed)
+{
+    return tm_random_input_in(bl_ctx_arena(ctx), B, H, W, seed);
 }
 
 /* A true catalog with S = 1: half the tiles hold a source, 60% of them galaxies; fluxes

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 #include "models/reference.h"
 #include "tests/bl_check.h"
 

@@ -6,9 +6,9 @@
 #include <png.h>
 #include <time.h>
 
-#include "lib/curve.h"
-#include "lib/fits.h"
-#include "lib/safetensors.h"
+#include "lib/io/curve.h"
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
 #include "lib/sim/simulate.h"
 #include "tests/bl_check.h"
 

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/atomic_file.h"
+#include "lib/io/atomic_file.h"
 #include "tests/bl_check.h"
 #include "tools/train_loop.h"
 

@@ -1,4 +1,4 @@
-#include "lib/curve.h"
+#include "lib/io/curve.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/atomic_file.h"
+#include "lib/io/atomic_file.h"
 
 static const char bl_curve_header[] = "step,train_loss,val_loss,lr,seconds";
 

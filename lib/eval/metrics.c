@@ -1,4 +1,6 @@
-#include "lib/metrics.h"
+#include "lib/eval/metrics.h"
+
+#include <jansson.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -272,7 +274,7 @@ static void bl_band_name(char *buf, size_t n, const char *const *band_names, int
         snprintf(buf, n, "band%d", c);
 }
 
-json_t *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *band_names)
+static json_t *bl_metrics_result_json(const bl_metrics_result *r, const char *const *band_names)
 {
     json_t *o = json_object();
     json_object_set_new(o, "detection_precision", bl_json_number(r->precision));
@@ -317,6 +319,15 @@ json_t *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const 
     }
     json_object_set_new(o, "bins", bins);
     return o;
+}
+
+char *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *band_names)
+{
+    json_t *o = bl_metrics_result_json(r, band_names);
+    char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    BL_ASSERT(s, "bl_metrics_result_to_json: out of memory");
+    return s;
 }
 
 static void bl_print_row(FILE *f, const char *label, int n, const double *v)

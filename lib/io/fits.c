@@ -1,11 +1,11 @@
-#include "lib/fits.h"
+#include "lib/io/fits.h"
 
 #include <fitsio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/atomic_file.h"
+#include "lib/io/atomic_file.h"
 
 #ifdef BL_REAL_DOUBLE
 #define BL_FITS_TREAL TDOUBLE

@@ -1,4 +1,4 @@
-#include "lib/match.h"
+#include "lib/eval/match.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  *
  * A bl_metrics accumulates over batches, like the original's torchmetrics objects: each
  * bl_metrics_update matches the estimated full catalog to the true one image by image
- * (lib/match.h: Hungarian matching within dist_slack) and adds to the counts; then
+ * (lib/eval/match.h: Hungarian matching within dist_slack) and adds to the counts; then
  * bl_metrics_compute turns the counts into:
  *   detection precision / recall / F1, overall and per magnitude bin (mag_band, 2 = r);
  *   source-type accuracy over matched pairs;
@@ -17,14 +17,13 @@
 #ifndef BL_METRICS_H
 #define BL_METRICS_H
 
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "lib/catalog.h"
 #include "lib/config.h"
 #include "lib/error.h"
-#include "lib/match.h"
+#include "lib/eval/match.h"
 
 #define BL_METRICS_MAX_CUTOFFS 32
 #define BL_METRICS_MAX_BANDS 16
@@ -94,8 +93,9 @@ typedef struct bl_metrics_result {
 void bl_metrics_compute(const bl_metrics *m, bl_metrics_result *r);
 /* A JSON object with the metric keys (detection_precision, ..., flux_err_<band>_mae,
  * <param>_mae, redshift_mse, redshift_nll, counts, and "bins"); NaN as null. band_names has
- * n_bands entries (NULL: "band<i>"). New reference. */
-json_t *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *band_names);
+ * n_bands entries (NULL: "band<i>"). Returns the JSON text (no newline), malloc'd: free() it.
+ * (Text rather than a JSON library's type: no public header exposes a third-party type.) */
+char *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *band_names);
 /* A readable table, one column per result (e.g. "mode", "sample"), then the per-bin detection
  * table of each. */
 void bl_metrics_print_table(FILE *f, int n, const char *const *titles,

@@ -1,4 +1,4 @@
-#include "lib/atomic_file.h"
+#include "lib/io/atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

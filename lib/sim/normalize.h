@@ -56,6 +56,11 @@ int bl_normalize_channels(const bl_normalize_opts *o);
  * errors (abort). */
 bl_status bl_normalize(const bl_normalize_opts *o, const bl_tensor *images, const bl_tensor *background,
                        const bl_tensor *psf_params, bl_tensor *out);
+/* bl_normalize into a new tensor (B, n_bands, C, H, W) pushed on `arena` (*out, NULL on error);
+ * concat_psf_params with psf_params NULL is BL_ERR_ARG naming the option. */
+bl_status bl_normalize_push(const bl_normalize_opts *o, bl_arena *arena, const bl_tensor *images,
+                            const bl_tensor *background, const bl_tensor *psf_params,
+                            bl_tensor **out);
 
 /* The local z-score of one H x W plane (H, W >= 5) into out (may not alias x); `work` holds
  * 4*H*W doubles. Exposed for tests. */

@@ -1,4 +1,4 @@
-#include "lib/normalize.h"
+#include "lib/sim/normalize.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -197,4 +197,20 @@ bl_status bl_normalize(const bl_normalize_opts *o, const bl_tensor *images, cons
         free(work);
     }
     return BL_OK;
+}
+
+bl_status bl_normalize_push(const bl_normalize_opts *o, bl_arena *arena, const bl_tensor *images,
+                            const bl_tensor *background, const bl_tensor *psf_params,
+                            bl_tensor **out)
+{
+    *out = NULL;
+    if (o->concat_psf_params && !psf_params)
+        return bl_error(BL_ERR_ARG, "encoder.image_normalizer.concat_psf_params needs psf_params, "
+                                    "which this input lacks");
+    bl_tensor *t = bl_tensor_push(arena, 5, BL_SHAPE(images->shape[0], o->n_bands,
+                                                     bl_normalize_channels(o), images->shape[2],
+                                                     images->shape[3]));
+    bl_status st = bl_normalize(o, images, background, psf_params, t);
+    if (st == BL_OK) *out = t;
+    return st;
 }

@@ -11,7 +11,7 @@
  * Reading checks everything a damaged or hostile file can get wrong and returns BL_ERR_FORMAT
  * (never crashes): truncated length prefix, header length beyond the file, invalid JSON,
  * duplicate names, unknown dtype, negative or overflowing shape, offsets that are out of range,
- * overlap, leave holes, or disagree with shape x dtype size. Writing goes through lib/atomic_file.h
+ * overlap, leave holes, or disagree with shape x dtype size. Writing goes through lib/io/atomic_file.h
  * (temporary file, then rename), so a failed write never leaves a half-written file under the
  * final name.
  *

@@ -1,5 +1,5 @@
 /* Training curves: the points a run records, a CSV for programs and a PNG plot for people
- * (docs/cli.md). Both files are written atomically (lib/atomic_file.h).
+ * (docs/cli.md). Both files are written atomically (lib/io/atomic_file.h).
  *
  * CSV: a header line `step,train_loss,val_loss,lr,seconds`, then one line per point; a value
  * that was not measured at that step (val_loss between validations) is an empty field. Numbers

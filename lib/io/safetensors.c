@@ -1,6 +1,6 @@
-#include "lib/safetensors.h"
+#include "lib/io/safetensors.h"
 
-#include "lib/atomic_file.h"
+#include "lib/io/atomic_file.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "lib/safetensors.c assumes a little-endian host (the file format is little-endian)"
+#error "lib/io/safetensors.c assumes a little-endian host (the file format is little-endian)"
 #endif
 
 /* A header larger than this is certainly not ours (the reference implementation caps at
