@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the element type of this build (lib/tensor.h: BL_REAL_SYMBOL) */
+const int BL_REAL_SYMBOL = (int)sizeof(bl_real);
+
 int64_t bl_shape_numel(int ndim, const int64_t *shape)
 {
     int64_t n = 1;

@@ -19,10 +19,20 @@
 #ifdef BL_REAL_DOUBLE
 typedef double bl_real;
 #define BL_REAL_NAME "double"
+#define BL_REAL_SYMBOL bl_real_is_double_rebuild_with_the_library_s_BL_REAL_DOUBLE_setting
 #else
 typedef float bl_real;
 #define BL_REAL_NAME "float"
+#define BL_REAL_SYMBOL bl_real_is_float_rebuild_with_the_library_s_BL_REAL_DOUBLE_setting
 #endif
+
+/* Every library build defines the one symbol of its element type (lib/tensor.c) and every
+ * translation unit that includes this header references the symbol of the type it was
+ * compiled with. A program compiled for float but linked with a double library (or the
+ * reverse) thus fails to link, or to load, naming the symbol, instead of reading doubles as
+ * floats. */
+extern const int BL_REAL_SYMBOL;
+__attribute__((used, unused)) static const int *const bl_real_check_ = &BL_REAL_SYMBOL;
 
 #define BL_MAX_DIMS 5
 

@@ -244,8 +244,8 @@ static void write_file(const char *dir, const char *name, const char *text)
 /* the overrides lists are applied by bl_config_load itself, in file order */
 START_TEST(test_config_override_lists)
 {
-    char dir[] = "/tmp/bl_test_core_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char dir[64];
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_core");
     write_file(dir, "base.cfg",
                "train = { lr = 0.1; steps = 10; name = \"base\"; };\n"
                "overrides_base = ( \"train.steps = 20\", \"train.name = changed\" );\n");

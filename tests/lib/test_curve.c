@@ -18,8 +18,7 @@ static char dir[256];
 
 static void make_dir(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/bl_test_curve_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_curve");
 }
 
 static void remove_dir(void)

@@ -379,8 +379,8 @@ START_TEST(test_color_model_files)
     char path[4096];
     ck_assert_int_eq(bl_data_find("color_models/sdss_color_models.txt", path, sizeof path), BL_OK);
     /* a truncated copy and an override directory */
-    char dir[] = "/tmp/bl_test_gmm_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char dir[64];
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_gmm");
     char cmd[16384], sub[300];
     snprintf(sub, sizeof sub, "%s/color_models", dir);
     snprintf(cmd, sizeof cmd, "mkdir -p %s && head -n 300 %s > %s/cut.txt && cp %s %s/full.txt", sub,

@@ -30,18 +30,15 @@ __attribute__((unused)) static void cli_read_file(const char *path, char *buf, s
     if (f) fclose(f);
 }
 
-/* Run `bliss args...` (NULL-terminated) in directory `cwd` (NULL: current). */
-__attribute__((unused)) static void cli_run(cli_result *r, const char *cwd, ...)
+/* Run `bliss args[0] args[1] ...` (args NULL-terminated) in directory `cwd` (NULL: current). */
+__attribute__((unused)) static void cli_runv(cli_result *r, const char *cwd, const char *const *args)
 {
     const char *bin = getenv("BLISS");
     ck_assert_msg(bin != NULL, "set BLISS to the bliss binary (meson test does)");
     const char *argv[64];
     int n = 0;
     argv[n++] = bin;
-    va_list ap;
-    va_start(ap, cwd);
-    for (const char *a; (a = va_arg(ap, const char *)) && n < 63;) argv[n++] = a;
-    va_end(ap);
+    for (; *args && n < 63; args++) argv[n++] = *args;
     argv[n] = NULL;
     char out_path[] = "/tmp/bl_cli_out_XXXXXX", err_path[] = "/tmp/bl_cli_err_XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
@@ -64,6 +61,19 @@ __attribute__((unused)) static void cli_run(cli_result *r, const char *cwd, ...)
     cli_read_file(err_path, r->err, sizeof r->err);
     unlink(out_path);
     unlink(err_path);
+}
+
+/* Run `bliss args...` (NULL-terminated) in directory `cwd` (NULL: current). */
+__attribute__((unused)) static void cli_run(cli_result *r, const char *cwd, ...)
+{
+    const char *args[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, cwd);
+    for (const char *a; (a = va_arg(ap, const char *)) && n < 63;) args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    cli_runv(r, cwd, args);
 }
 
 __attribute__((unused)) static void cli_write(const char *dir, const char *name, const char *text)

@@ -8,8 +8,7 @@ static cli_result r;
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/bl_test_cli_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_cli");
     /* the simulator's defaults beside the test configs (@include paths are relative to the
      * top-level file's directory), and a small config of our own on top */
     cli_link_configs(dir);
@@ -97,146 +96,96 @@ START_TEST(test_factors_table)
 }
 END_TEST
 
-START_TEST(test_unknown_key)
-{
-    cli_write(dir, "typo.cfg",
-              "@include \"sim_default.cfg\"\n"
-              "train: {\n"
-              "  steps_per_epoch = 8;\n"
-              "  lrr = 0.1;\n"
-              "};\n");
-    cli_run(&r, NULL, "factors", "-c", path("typo.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "typo.cfg:4: unknown key 'train.lrr'");
+/* Config errors and accepted overrides, one row per `bliss factors` run: the config written as
+ * `file` (text NULL: no file written), extra arguments, the exit status and what stderr must
+ * contain. Rows run in order (tcase_add_loop_test), so a row may include an earlier row's file. */
+typedef struct cli_case {
+    const char *file, *text;
+    const char *args[8];
+    int status;
+    const char *msgs[2];
+} cli_case;
+
+#define SIM "@include \"sim_default.cfg\"\n"
+static const cli_case cases[] = {
+    /* unknown keys: the file and line of the key */
+    {"typo.cfg", SIM "train: {\n  steps_per_epoch = 8;\n  lrr = 0.1;\n};\n", {0}, 1,
+     {"typo.cfg:4: unknown key 'train.lrr'"}},
     /* in an included file: that file and its line */
-    cli_write(dir, "inc.cfg", "@include \"typo.cfg\"\n");
-    cli_run(&r, NULL, "factors", "-c", path("inc.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "typo.cfg:4: unknown key 'train.lrr'");
+    {"inc.cfg", "@include \"typo.cfg\"\n", {0}, 1, {"typo.cfg:4: unknown key 'train.lrr'"}},
     /* a whole unknown group */
-    cli_write(dir, "grp.cfg", "@include \"sim_default.cfg\"\n\ntrainer: { epochs = 3; };\n");
-    cli_run(&r, NULL, "factors", "-c", path("grp.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "grp.cfg:3: unknown key 'trainer.epochs'");
+    {"grp.cfg", SIM "\ntrainer: { epochs = 3; };\n", {0}, 1,
+     {"grp.cfg:3: unknown key 'trainer.epochs'"}},
     /* an unknown key in a factor entry */
-    cli_write(dir, "fac.cfg", "@include \"sim_default.cfg\"\nfactors = (\n  { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; colum = 0; }\n);\n");
-    cli_run(&r, NULL, "factors", "-c", path("fac.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "fac.cfg:3");
-    ck_assert_has(r.err, "colum");
-}
-END_TEST
-
-START_TEST(test_wrong_type)
-{
-    cli_write(dir, "type.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  steps_per_epoch = \"many\";\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("type.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "type.cfg:3: key 'train.steps_per_epoch' must be an integer");
-    cli_write(dir, "type2.cfg", "@include \"sim_default.cfg\"\nencoder: {\n  use_checkerboard = 1;\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("type2.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "type2.cfg:3: key 'encoder.use_checkerboard' must be true or false");
-    /* from the command line */
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "prior.batch_size=big", NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "prior.batch_size=big: expected an integer");
-}
-END_TEST
-
-START_TEST(test_missing_include_and_syntax)
-{
-    cli_write(dir, "noinc.cfg", "encoder: { tiles_to_crop = 1; };\n@include \"nope.cfg\"\n");
-    cli_run(&r, NULL, "factors", "-c", path("noinc.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "noinc.cfg:2");
-    ck_assert_has(r.err, "include");
-    cli_write(dir, "syntax.cfg", "encoder: {\n  double_detect = false;\n  tiles_to_crop = = 1;\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("syntax.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "syntax.cfg:3");
-    cli_run(&r, NULL, "factors", "-c", path("absent.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "absent.cfg: cannot open");
-}
-END_TEST
-
-START_TEST(test_out_of_range)
-{
-    cli_write(dir, "range.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  steps_per_epoch = 8;\n  optimizer: {\n    lr = -0.5;\n  };\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("range.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range.cfg:5: key 'train.optimizer.lr' = -0.5 is out of range");
-    cli_write(dir, "range2.cfg", "@include \"sim_default.cfg\"\nmetrics: {\n  mag_band = 7;\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("range2.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range2.cfg:3: key 'metrics.mag_band' = 7 is out of range");
+    {"fac.cfg", SIM "factors = (\n  { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; colum = 0; }\n);\n",
+     {0}, 1, {"fac.cfg:3", "colum"}},
+    /* wrong types */
+    {"type.cfg", SIM "train: {\n  steps_per_epoch = \"many\";\n};\n", {0}, 1,
+     {"type.cfg:3: key 'train.steps_per_epoch' must be an integer"}},
+    {"type2.cfg", SIM "encoder: {\n  use_checkerboard = 1;\n};\n", {0}, 1,
+     {"type2.cfg:3: key 'encoder.use_checkerboard' must be true or false"}},
+    {"ok.cfg", NULL, {"--set", "prior.batch_size=big"}, 1,
+     {"prior.batch_size=big: expected an integer"}},
+    /* missing include, syntax error, missing file */
+    {"noinc.cfg", "encoder: { tiles_to_crop = 1; };\n@include \"nope.cfg\"\n", {0}, 1,
+     {"noinc.cfg:2", "include"}},
+    {"syntax.cfg", "encoder: {\n  double_detect = false;\n  tiles_to_crop = = 1;\n};\n", {0}, 1,
+     {"syntax.cfg:3"}},
+    {"absent.cfg", NULL, {0}, 1, {"absent.cfg: cannot open"}},
+    /* values out of range */
+    {"range.cfg", SIM "train: {\n  steps_per_epoch = 8;\n  optimizer: {\n    lr = -0.5;\n  };\n};\n",
+     {0}, 1, {"range.cfg:5: key 'train.optimizer.lr' = -0.5 is out of range"}},
+    {"range2.cfg", SIM "metrics: {\n  mag_band = 7;\n};\n", {0}, 1,
+     {"range2.cfg:3: key 'metrics.mag_band' = 7 is out of range"}},
     /* a value of the included simulator config, changed by an override */
-    cli_write(dir, "range3.cfg", "@include \"sim_default.cfg\"\noverrides = ( \"prior.tile_slen = 3\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("range3.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "key 'prior.tile_slen' = 3");
-    cli_write(dir, "range4.cfg", "@include \"sim_default.cfg\"\ntrain: {\n  scheduler: {\n    milestones = [10, 5];\n  };\n};\n");
-    cli_run(&r, NULL, "factors", "-c", path("range4.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "range4.cfg:4: key 'train.scheduler.milestones'");
+    {"range3.cfg", SIM "overrides = ( \"prior.tile_slen = 3\" );\n", {0}, 1,
+     {"key 'prior.tile_slen' = 3"}},
+    {"range4.cfg", SIM "train: {\n  scheduler: {\n    milestones = [10, 5];\n  };\n};\n", {0}, 1,
+     {"range4.cfg:4: key 'train.scheduler.milestones'"}},
     /* the simulator's own checks name the key too */
-    cli_write(dir, "range5.cfg", "@include \"sim_default.cfg\"\noverrides = ( \"prior.prob_galaxy = 1.5\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("range5.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "prob_galaxy");
-}
-END_TEST
-
-START_TEST(test_overrides_and_set)
-{
-    /* overrides change included values; a value out of range is reported as such */
-    cli_write(dir, "ov.cfg",
-              "@include \"ok.cfg\"\n"
-              "overrides = (\n"
-              "  \"prior.batch_size = 4\",\n"
-              "  \"train.optimizer.lr = 1e-4\"\n"
-              ");\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov.cfg"), NULL);
-    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
-    cli_write(dir, "ov_bad.cfg",
-              "@include \"ok.cfg\"\n"
-              "overrides = (\n"
-              "  \"prior.batch_size = 4\",\n"
-              "  \"train.nosuch.lr = 1e-4\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov_bad.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "ov_bad.cfg:4: override \"train.nosuch.lr=1e-4\"");
-    cli_write(dir, "ov_type.cfg", "@include \"ok.cfg\"\noverrides = ( \"prior.batch_size = 1.5\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov_type.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "ov_type.cfg:2: override");
-    ck_assert_has(r.err, "expected an integer");
-    cli_write(dir, "ov_str.cfg", "@include \"ok.cfg\"\noverrides = ( 3 );\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov_str.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "ov_str.cfg:2");
+    {"range5.cfg", SIM "overrides = ( \"prior.prob_galaxy = 1.5\" );\n", {0}, 1, {"prob_galaxy"}},
+    /* overrides change included values */
+    {"ov.cfg", "@include \"ok.cfg\"\noverrides = (\n  \"prior.batch_size = 4\",\n  \"train.optimizer.lr = 1e-4\"\n);\n",
+     {0}, 0, {0}},
+    {"ov_bad.cfg", "@include \"ok.cfg\"\noverrides = (\n  \"prior.batch_size = 4\",\n  \"train.nosuch.lr = 1e-4\" );\n",
+     {0}, 1, {"ov_bad.cfg:4: override \"train.nosuch.lr=1e-4\""}},
+    {"ov_type.cfg", "@include \"ok.cfg\"\noverrides = ( \"prior.batch_size = 1.5\" );\n", {0}, 1,
+     {"ov_type.cfg:2: override", "expected an integer"}},
+    {"ov_str.cfg", "@include \"ok.cfg\"\noverrides = ( 3 );\n", {0}, 1, {"ov_str.cfg:2"}},
     /* --set: a new key in an existing group is still checked as unknown */
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.lrr=0.1", NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "unknown key 'train.lrr'");
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "train.steps_per_epoch=0", NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "'train.steps_per_epoch' = 0 is out of range");
+    {"ok.cfg", NULL, {"--set", "train.lrr=0.1"}, 1, {"unknown key 'train.lrr'"}},
+    {"ok.cfg", NULL, {"--set", "train.steps_per_epoch=0"}, 1,
+     {"'train.steps_per_epoch' = 0 is out of range"}},
     /* 80 x 80 images in 2-pixel tiles: 40 x 40 tiles */
-    cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--set", "prior.tile_slen=2", "--set",
-            "prior.n_tiles_h=40", "--set", "prior.n_tiles_w=40", "--seed", "7", NULL);
-    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
-    ck_assert_has(r.out, "tile_slen 2");
+    {"ok.cfg", NULL,
+     {"--set", "prior.tile_slen=2", "--set", "prior.n_tiles_h=40", "--set", "prior.n_tiles_w=40",
+      "--seed", "7"},
+     0, {0}},
     /* overrides lists of several files apply in file order: the including file wins */
-    cli_write(dir, "ov2.cfg", "@include \"ov.cfg\"\noverrides_more = ( \"prior.tile_slen = 2\", \"prior.n_tiles_h = 40\", \"prior.n_tiles_w = 40\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov2.cfg"), NULL);
-    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
-    ck_assert_has(r.out, "tile_slen 2");
-    cli_write(dir, "ov3.cfg", "@include \"ov.cfg\"\noverrides = ( \"prior.tile_slen = 2\" );\n");
-    cli_run(&r, NULL, "factors", "-c", path("ov3.cfg"), NULL);
-    ck_assert_int_eq(r.status, 1);
-    ck_assert_has(r.err, "ov3.cfg:2: duplicate setting name");
+    {"ov2.cfg", "@include \"ov.cfg\"\noverrides_more = ( \"prior.tile_slen = 2\", \"prior.n_tiles_h = 40\", \"prior.n_tiles_w = 40\" );\n",
+     {0}, 0, {0}},
+    {"ov3.cfg", "@include \"ov.cfg\"\noverrides = ( \"prior.tile_slen = 2\" );\n", {0}, 1,
+     {"ov3.cfg:2: duplicate setting name"}},
+};
+#undef SIM
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+/* Row _i, after the files of rows 0 .. _i - 1 (a row may include them). */
+START_TEST(test_config_case)
+{
+    for (int k = 0; k <= _i; k++)
+        if (cases[k].text) cli_write(dir, cases[k].file, cases[k].text);
+    const cli_case *c = &cases[_i];
+    const char *argv[16] = {"factors", "-c", path(c->file)};
+    int n = 3;
+    for (int k = 0; k < 8 && c->args[k]; k++) argv[n++] = c->args[k];
+    argv[n] = NULL;
+    cli_runv(&r, NULL, argv);
+    ck_assert_msg(r.status == c->status, "row %d (%s): exit %d, expected %d; stderr: %s", _i, c->file,
+                  r.status, c->status, r.err);
+    for (int k = 0; k < 2 && c->msgs[k]; k++) ck_assert_has(r.err, c->msgs[k]);
+    if (c->status == 0 && c->args[0] && !strcmp(c->args[1], "prior.tile_slen=2"))
+        ck_assert_has(r.out, "tile_slen 2");
 }
 END_TEST
 
@@ -248,11 +197,7 @@ static Suite *cli_config_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_factors_table);
-    tcase_add_test(tc, test_unknown_key);
-    tcase_add_test(tc, test_wrong_type);
-    tcase_add_test(tc, test_missing_include_and_syntax);
-    tcase_add_test(tc, test_out_of_range);
-    tcase_add_test(tc, test_overrides_and_set);
+    tcase_add_loop_test(tc, test_config_case, 0, N_CASES);
     suite_add_tcase(s, tc);
     return s;
 }

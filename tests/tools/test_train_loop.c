@@ -77,8 +77,7 @@ static FILE *devnull;
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/bl_test_train_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_train");
     devnull = fopen("/dev/null", "w");
 }
 
