@@ -30,7 +30,7 @@ void bl_trainer_free(bl_trainer *tr)
     if (!tr) return;
     bl_adam_free(tr->adam);
     bl_ctx_free(tr->ctx);
-    free(tr->fixed_x);
+    bl_tensor_free(tr->fixed_x);
     bl_tile_catalog_free(tr->fixed_truth);
     free(tr);
 }
@@ -45,12 +45,11 @@ static bl_status bl_trainer_batch(bl_trainer *tr, bl_tensor **x, bl_tile_catalog
         bl_tile_catalog *t0;
         bl_status st = tr->train.get(tr->train.user, bl_ctx_arena(tr->ctx), 0, &x0, &t0);
         if (st) return st;
-        tr->fixed_x = bl_malloc((size_t)x0->numel * sizeof(bl_real));
-        memcpy(tr->fixed_x, x0->data, (size_t)x0->numel * sizeof(bl_real));
-        memcpy(tr->fixed_shape, x0->shape, sizeof tr->fixed_shape);
+        tr->fixed_x = bl_tensor_alloc("fixed_batch", x0->ndim, x0->shape, 0);
+        bl_tensor_copy(tr->fixed_x, x0);
         tr->fixed_truth = t0;
     }
-    *x = bl_from_data(tr->ctx, 5, tr->fixed_shape, tr->fixed_x);
+    *x = tr->fixed_x; /* read-only input: used in place, no copy per step */
     *truth = tr->fixed_truth;
     *owned = 0;
     return BL_OK;

@@ -33,8 +33,7 @@ typedef struct bl_trainer {
     bl_trainer_opts opts;
     int64_t step;            /* optimizer steps taken */
     /* the single batch of the fixed-batch loop, kept between steps */
-    bl_real *fixed_x;
-    int64_t fixed_shape[5];
+    bl_tensor *fixed_x;      /* persistent; the network reads it in place every step */
     bl_tile_catalog *fixed_truth;
 } bl_trainer;
 
