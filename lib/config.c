@@ -394,11 +394,7 @@ static bl_status bl_config_apply_override_list(bl_config *cfg, config_setting_t 
                             name, i);
         char *a = bl_strip_assignment(config_setting_get_string(e));
         bl_status st = bl_config_set(cfg, a);
-        if (st) {
-            char msg[768];
-            snprintf(msg, sizeof msg, "%s", bl_error_message());
-            st = bl_error(st, "%s: override \"%s\": %s", where, a, msg);
-        }
+        if (st) st = bl_error_context(st, "%s: override \"%s\"", where, a);
         free(a);
         if (st) return st;
     }

@@ -21,6 +21,20 @@ bl_status bl_error(bl_status status, const char *fmt, ...)
     return status;
 }
 
+bl_status bl_error_context(bl_status status, const char *fmt, ...)
+{
+    char prev[sizeof bl_last_message];
+    snprintf(prev, sizeof prev, "%s", bl_last_message);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(bl_last_message, sizeof bl_last_message, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof bl_last_message)
+        snprintf(bl_last_message + n, sizeof bl_last_message - (size_t)n, ": %s", prev);
+    if (bl_handler) bl_handler(status, bl_last_message);
+    return status;
+}
+
 const char *bl_error_message(void) { return bl_last_message; }
 
 const char *bl_status_name(bl_status status)

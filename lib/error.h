@@ -28,6 +28,9 @@ typedef void bl_error_handler(bl_status status, const char *message);
 bl_status bl_error(bl_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last message recorded by this thread ("" if none). */
 const char *bl_error_message(void);
+/* Record `status` with the message "<fmt ...>: <the message recorded so far>": the one way to
+ * add context (a file, a key, an index) to an error that a callee reported. */
+bl_status bl_error_context(bl_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *bl_status_name(bl_status status);
 /* Replace the handler called by bl_error; returns the previous one (NULL = no handler). */
 bl_error_handler *bl_set_error_handler(bl_error_handler *handler);

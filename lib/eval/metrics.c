@@ -154,9 +154,7 @@ bl_status bl_metrics_update(bl_metrics *m, const bl_full_catalog *truth, const b
         st = bl_match_plocs(truth->plocs->data + b * Mt * 2, nt, est->plocs->data + b * Me * 2, ne,
                             &m->opts.match, tmag, emag, ti, ei, &n);
         if (st != BL_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", bl_error_message());
-            st = bl_error(st, "metrics: matching image %lld: %s", (long long)b, msg);
+            st = bl_error_context(st, "metrics: matching image %lld", (long long)b);
             break;
         }
         for (int i = 0; i < nt; i++) m->n_true[bl_mag_bin(&m->opts, tmag[i])]++;

@@ -396,10 +396,8 @@ bl_status bl_prior_alloc(bl_prior **out, const bl_prior_params *p)
     prior->p = *p;
     if ((s = bl_gmm_load(&prior->star_gmm, p->color_model_file, p->star_color_model)) != BL_OK ||
         (s = bl_gmm_load(&prior->galaxy_gmm, p->color_model_file, p->galaxy_color_model)) != BL_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", bl_error_message());
         bl_prior_free(prior);
-        return bl_error(s, "prior colour models (color_model_file '%s'): %s", p->color_model_file, msg);
+        return bl_error_context(s, "prior colour models (color_model_file '%s')", p->color_model_file);
     }
     const bl_gmm *g[2] = {prior->star_gmm, prior->galaxy_gmm};
     for (int i = 0; i < 2; i++)

@@ -140,6 +140,12 @@ START_TEST(test_error_channel_and_handler)
     ck_assert_str_eq(last_message, "x.safetensors: cannot open");
     ck_assert_str_eq(bl_error_message(), "x.safetensors: cannot open");
     ck_assert_str_eq(bl_status_name(BL_ERR_CONFIG), "config error");
+    /* context added by a caller goes in front of the callee's message, with the new status */
+    st = bl_error_context(BL_ERR_CONFIG, "checkpoint '%s'", "run/last.safetensors");
+    ck_assert_int_eq(st, BL_ERR_CONFIG);
+    ck_assert_int_eq(last_status, BL_ERR_CONFIG);
+    ck_assert_str_eq(bl_error_message(), "checkpoint 'run/last.safetensors': x.safetensors: cannot open");
+    ck_assert_str_eq(last_message, bl_error_message());
     /* GSL errors no longer abort: they arrive as bl errors */
     bl_gsl_install_handler();
     gsl_error("domain error in test", "test_core.c", 1, 1 /* GSL_EDOM */);
