@@ -29,8 +29,13 @@ bl_status bl_error_context(bl_status status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(bl_last_message, sizeof bl_last_message, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof bl_last_message)
-        snprintf(bl_last_message + n, sizeof bl_last_message - (size_t)n, ": %s", prev);
+    /* append ": prev", cut to the buffer (the front, which names the context, is kept) */
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof bl_last_message ? (size_t)n : sizeof bl_last_message - 1;
+    const char *parts[2] = {": ", prev};
+    for (int k = 0; k < 2; k++)
+        for (const char *c = parts[k]; *c && used + 1 < sizeof bl_last_message; c++)
+            bl_last_message[used++] = *c;
+    bl_last_message[used] = 0;
     if (bl_handler) bl_handler(status, bl_last_message);
     return status;
 }
