@@ -179,7 +179,7 @@ int bl_cmd_train(bl_cli *cli)
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)t->seed);
     bl_trainer_opts topts = bl_trainer_opts_default();
-    topts.adam = (bl_adam_opts){t->lr, t->beta1, t->beta2, t->eps, t->weight_decay};
+    topts.adam = t->adam;
     topts.fixed_batch = t->fixed_batch;
     bl_batch_source train_src = bl_cli_data_source(data, BL_DATA_TRAIN, 0);
     bl_batch_source val_src = t->val_batches > 0 ? bl_cli_data_source(data, BL_DATA_VAL, t->val_batches)
@@ -228,7 +228,7 @@ int bl_cmd_train(bl_cli *cli)
         .out_dir = out_dir, .plot_width = (int)t->plot_width, .plot_height = (int)t->plot_height,
         .title = title, .log = stdout, .progress = BL_PROGRESS_AUTO, .stop = &bl_stop_flag,
     };
-    plan.schedule.base_lr = t->lr;
+    plan.schedule.base_lr = t->adam.lr;
     plan.schedule.gamma = t->gamma;
     plan.schedule.n_milestones = t->n_milestones;
     for (int i = 0; i < t->n_milestones; i++) plan.schedule.milestones[i] = (int)t->milestones[i];

@@ -5,6 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+bl_train_settings bl_train_settings_default(void)
+{
+    return (bl_train_settings){.seed = 42, .data = "simulate", .steps_per_epoch = 128,
+                               .val_batches = 10, .max_epochs = 50, .min_epochs = 1, .patience = 5,
+                               .max_steps = 0, .fixed_batch = 0, .print_every = 10,
+                               .checkpoint_every = 0, .adam = bl_adam_defaults(),
+                               .n_milestones = 1, .milestones = {32}, .gamma = 0.1,
+                               .output_dir = "output", .plot_width = 800, .plot_height = 500};
+}
+
+bl_generate_settings bl_generate_settings_default(void)
+{
+    return (bl_generate_settings){.n_files = 32, .n_batches_per_file = 16,
+                                  .output_dir = "data/sim", .fits = 0};
+}
+
 /* integer key in [lo, hi] */
 static bl_status bl_get_int(bl_config *cfg, const char *key, int64_t def, int64_t lo, int64_t hi,
                             int64_t *v)
@@ -31,16 +47,18 @@ static bl_status bl_read_encoder(bl_settings *s)
     bl_status st;
     int64_t v;
     s->encoder = bl_encoder_opts_default();
-    if ((st = bl_get_int(cfg, "encoder.tiles_to_crop", 1, 0, 64, &v))) return st;
+    if ((st = bl_get_int(cfg, "encoder.tiles_to_crop", s->encoder.tiles_to_crop, 0, 64, &v))) return st;
     s->encoder.tiles_to_crop = (int)v;
-    if ((st = bl_get_double(cfg, "encoder.min_flux_threshold", 0, 0, INFINITY,
-                            &s->encoder.min_flux_threshold)))
+    if ((st = bl_get_double(cfg, "encoder.min_flux_threshold", s->encoder.min_flux_threshold, 0,
+                            INFINITY, &s->encoder.min_flux_threshold)))
         return st;
-    if ((st = bl_get_int(cfg, "encoder.flux_band", 2, 0, s->n_bands - 1, &v))) return st;
+    if ((st = bl_get_int(cfg, "encoder.flux_band", s->encoder.flux_band, 0, s->n_bands - 1, &v))) return st;
     s->encoder.flux_band = (int)v;
-    if ((st = bl_config_bool(cfg, "encoder.use_checkerboard", 1, 0, &s->encoder.use_checkerboard)))
+    if ((st = bl_config_bool(cfg, "encoder.use_checkerboard", s->encoder.use_checkerboard, 0,
+                             &s->encoder.use_checkerboard)))
         return st;
-    if ((st = bl_config_bool(cfg, "encoder.double_detect", 0, 0, &s->encoder.double_detect)))
+    if ((st = bl_config_bool(cfg, "encoder.double_detect", s->encoder.double_detect, 0,
+                             &s->encoder.double_detect)))
         return st;
 
     const char *base;
@@ -84,34 +102,34 @@ static bl_status bl_read_train(bl_settings *s)
     bl_config *cfg = s->cfg;
     bl_train_settings *t = &s->train;
     bl_status st;
-    if ((st = bl_get_int(cfg, "train.seed", 42, 0, INT64_MAX, &t->seed)) ||
-        (st = bl_config_string(cfg, "train.data", "simulate", 0, &t->data)) ||
-        (st = bl_get_int(cfg, "train.steps_per_epoch", 128, 1, INT64_MAX, &t->steps_per_epoch)) ||
-        (st = bl_get_int(cfg, "train.val_batches", 10, 0, 1 << 20, &t->val_batches)) ||
-        (st = bl_get_int(cfg, "train.max_epochs", 50, 1, INT64_MAX, &t->max_epochs)) ||
-        (st = bl_get_int(cfg, "train.min_epochs", 1, 0, INT64_MAX, &t->min_epochs)) ||
-        (st = bl_get_int(cfg, "train.patience", 5, 0, INT64_MAX, &t->patience)) ||
-        (st = bl_get_int(cfg, "train.max_steps", 0, 0, INT64_MAX, &t->max_steps)) ||
-        (st = bl_config_bool(cfg, "train.fixed_batch", 0, 0, &t->fixed_batch)) ||
-        (st = bl_get_int(cfg, "train.print_every", 10, 1, INT64_MAX, &t->print_every)) ||
-        (st = bl_get_int(cfg, "train.checkpoint_every", 0, 0, INT64_MAX, &t->checkpoint_every)) ||
-        (st = bl_get_double(cfg, "train.optimizer.lr", 1e-3, 0, 1e3, &t->lr)) ||
-        (st = bl_get_double(cfg, "train.optimizer.beta1", 0.9, 0, 0.999999, &t->beta1)) ||
-        (st = bl_get_double(cfg, "train.optimizer.beta2", 0.999, 0, 0.999999999, &t->beta2)) ||
-        (st = bl_get_double(cfg, "train.optimizer.eps", 1e-8, 0, 1, &t->eps)) ||
-        (st = bl_get_double(cfg, "train.optimizer.weight_decay", 0, 0, 1, &t->weight_decay)) ||
-        (st = bl_get_double(cfg, "train.scheduler.gamma", 0.1, 0, 1, &t->gamma)) ||
-        (st = bl_config_string(cfg, "train.output_dir", "output", 0, &t->output_dir)) ||
-        (st = bl_get_int(cfg, "train.plot.width", 800, 64, 10000, &t->plot_width)) ||
-        (st = bl_get_int(cfg, "train.plot.height", 500, 64, 10000, &t->plot_height)))
+    *t = bl_train_settings_default();
+    /* every default comes from the struct just filled (one place for each number) */
+    if ((st = bl_get_int(cfg, "train.seed", t->seed, 0, INT64_MAX, &t->seed)) ||
+        (st = bl_config_string(cfg, "train.data", t->data, 0, &t->data)) ||
+        (st = bl_get_int(cfg, "train.steps_per_epoch", t->steps_per_epoch, 1, INT64_MAX, &t->steps_per_epoch)) ||
+        (st = bl_get_int(cfg, "train.val_batches", t->val_batches, 0, 1 << 20, &t->val_batches)) ||
+        (st = bl_get_int(cfg, "train.max_epochs", t->max_epochs, 1, INT64_MAX, &t->max_epochs)) ||
+        (st = bl_get_int(cfg, "train.min_epochs", t->min_epochs, 0, INT64_MAX, &t->min_epochs)) ||
+        (st = bl_get_int(cfg, "train.patience", t->patience, 0, INT64_MAX, &t->patience)) ||
+        (st = bl_get_int(cfg, "train.max_steps", t->max_steps, 0, INT64_MAX, &t->max_steps)) ||
+        (st = bl_config_bool(cfg, "train.fixed_batch", t->fixed_batch, 0, &t->fixed_batch)) ||
+        (st = bl_get_int(cfg, "train.print_every", t->print_every, 1, INT64_MAX, &t->print_every)) ||
+        (st = bl_get_int(cfg, "train.checkpoint_every", t->checkpoint_every, 0, INT64_MAX, &t->checkpoint_every)) ||
+        (st = bl_get_double(cfg, "train.optimizer.lr", t->adam.lr, 0, 1e3, &t->adam.lr)) ||
+        (st = bl_get_double(cfg, "train.optimizer.beta1", t->adam.beta1, 0, 0.999999, &t->adam.beta1)) ||
+        (st = bl_get_double(cfg, "train.optimizer.beta2", t->adam.beta2, 0, 0.999999999, &t->adam.beta2)) ||
+        (st = bl_get_double(cfg, "train.optimizer.eps", t->adam.eps, 0, 1, &t->adam.eps)) ||
+        (st = bl_get_double(cfg, "train.optimizer.weight_decay", t->adam.weight_decay, 0, 1, &t->adam.weight_decay)) ||
+        (st = bl_get_double(cfg, "train.scheduler.gamma", t->gamma, 0, 1, &t->gamma)) ||
+        (st = bl_config_string(cfg, "train.output_dir", t->output_dir, 0, &t->output_dir)) ||
+        (st = bl_get_int(cfg, "train.plot.width", t->plot_width, 64, 10000, &t->plot_width)) ||
+        (st = bl_get_int(cfg, "train.plot.height", t->plot_height, 64, 10000, &t->plot_height)))
         return st;
     if (t->min_epochs > t->max_epochs)
         return bl_error(BL_ERR_CONFIG, "%s: key 'train.min_epochs' = %lld exceeds train.max_epochs = %lld",
                         bl_config_where(cfg, "train.min_epochs"), (long long)t->min_epochs,
                         (long long)t->max_epochs);
     double ms[BL_MAX_MILESTONES];
-    t->n_milestones = 1;
-    t->milestones[0] = 32;
     if (bl_config_exists(cfg, "train.scheduler.milestones")) {
         if ((st = bl_config_doubles(cfg, "train.scheduler.milestones", 0, BL_MAX_MILESTONES, ms,
                                     &t->n_milestones)))
@@ -155,10 +173,11 @@ static bl_status bl_read_generate(bl_settings *s)
     bl_config *cfg = s->cfg;
     bl_generate_settings *g = &s->generate;
     bl_status st;
-    if ((st = bl_get_int(cfg, "generate.n_files", 32, 1, 1 << 20, &g->n_files)) ||
-        (st = bl_get_int(cfg, "generate.n_batches_per_file", 16, 1, 1 << 20, &g->n_batches_per_file)) ||
-        (st = bl_config_string(cfg, "generate.output_dir", "data/sim", 0, &g->output_dir)) ||
-        (st = bl_config_bool(cfg, "generate.fits", 0, 0, &g->fits)))
+    *g = bl_generate_settings_default();
+    if ((st = bl_get_int(cfg, "generate.n_files", g->n_files, 1, 1 << 20, &g->n_files)) ||
+        (st = bl_get_int(cfg, "generate.n_batches_per_file", g->n_batches_per_file, 1, 1 << 20, &g->n_batches_per_file)) ||
+        (st = bl_config_string(cfg, "generate.output_dir", g->output_dir, 0, &g->output_dir)) ||
+        (st = bl_config_bool(cfg, "generate.fits", g->fits, 0, &g->fits)))
         return st;
     return BL_OK;
 }

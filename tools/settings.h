@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "autograd/optim.h"
 #include "dists/vardist.h"
 #include "lib/config.h"
 #include "lib/eval/metrics.h"
@@ -31,7 +32,7 @@ typedef struct bl_train_settings {
     int fixed_batch;           /* 0; 1: the seed's loop, one batch for every step */
     int64_t print_every;       /* 10 */
     int64_t checkpoint_every;  /* 0: last.safetensors at epoch ends only; else also every N steps */
-    double lr, beta1, beta2, eps, weight_decay;   /* Adam: 1e-3, 0.9, 0.999, 1e-8, 0 */
+    bl_adam_opts adam;         /* train.optimizer: torch's defaults (bl_adam_defaults) */
     int n_milestones;
     int64_t milestones[BL_MAX_MILESTONES];        /* [32] epochs */
     double gamma;                                 /* 0.1 */
@@ -39,12 +40,17 @@ typedef struct bl_train_settings {
     int64_t plot_width, plot_height;              /* 800 x 500 */
 } bl_train_settings;
 
+/* The defaults of every train.* key: the readers start from this struct. */
+bl_train_settings bl_train_settings_default(void);
+
 typedef struct bl_generate_settings {
     int64_t n_files;           /* 32 */
     int64_t n_batches_per_file;/* 16 */
     const char *output_dir;    /* "data/sim" */
     int fits;                  /* 0: also export every file's images and catalog as FITS */
 } bl_generate_settings;
+
+bl_generate_settings bl_generate_settings_default(void);
 
 typedef struct bl_settings {
     bl_config *cfg;

@@ -51,7 +51,7 @@ bl_status bl_metrics_opts_from_config(bl_config *cfg, const char *group, int n_b
                                &opts->match.dist_slack)) ||
         (st = bl_config_check_range(cfg, key, opts->match.dist_slack, 0, INFINITY)))
         return st;
-    if ((st = bl_config_double(cfg, BL_KEY("mag_slack"), 0, 0, &opts->match.mag_slack)) ||
+    if ((st = bl_config_double(cfg, BL_KEY("mag_slack"), opts->match.mag_slack, 0, &opts->match.mag_slack)) ||
         (st = bl_config_check_range(cfg, key, opts->match.mag_slack, 0, INFINITY)))
         return st;
     if ((st = bl_config_int(cfg, BL_KEY("mag_band"), opts->mag_band, 0, &band)) ||
@@ -70,7 +70,7 @@ bl_status bl_metrics_opts_from_config(bl_config *cfg, const char *group, int n_b
                 return bl_error(BL_ERR_CONFIG, "%s: key '%s': cutoffs must be finite and strictly increasing (entry %d = %g)",
                                 bl_config_where(cfg, key), key, i, opts->mag_cutoffs[i]);
     }
-    if ((st = bl_config_bool(cfg, BL_KEY("exclude_last_bin"), 0, 0, &opts->exclude_last_bin)))
+    if ((st = bl_config_bool(cfg, BL_KEY("exclude_last_bin"), opts->exclude_last_bin, 0, &opts->exclude_last_bin)))
         return st;
 #undef BL_KEY
     return BL_OK;

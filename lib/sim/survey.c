@@ -111,11 +111,13 @@ bl_status bl_survey_from_config(bl_survey *sv, bl_config *cfg, const char *path)
                             "string)", bl_config_where(cfg, key), key, k);
         snprintf(sv->band_names[k], BL_BAND_NAME_MAX, "%s", name);
     }
+    bl_survey def;
+    bl_survey_default(&def); /* the optional keys' defaults */
     int64_t slen = 0;
     double shift = 0;
     if ((s = bl_config_double(cfg, BL_KEY("pixel_scale"), 0, 1, &sv->pixel_scale)) != BL_OK ||
-        (s = bl_config_int(cfg, BL_KEY("psf_slen"), 25, 1, &slen)) != BL_OK ||
-        (s = bl_config_double(cfg, BL_KEY("pixel_shift"), 0, 0, &shift)) != BL_OK)
+        (s = bl_config_int(cfg, BL_KEY("psf_slen"), def.psf_slen, 1, &slen)) != BL_OK ||
+        (s = bl_config_double(cfg, BL_KEY("pixel_shift"), def.pixel_shift, 0, &shift)) != BL_OK)
         return s;
     sv->psf_slen = (int)slen;
     sv->pixel_shift = shift;
