@@ -142,12 +142,12 @@ START_TEST(test_sdss_table)
         ck_assert_int_eq(s->raw_offset[k], rows[i].offset);
         ck_assert_str_eq(s->factors[k].kind->name, rows[i].kind);
     }
-    ck_assert_double_eq(bl_vardist_spec_find(s, "galsim_beta_radians")->opts.high, M_PI);
+    ck_assert_double_eq(bl_vardist_spec_find(s, "galsim_beta_radians")->opts[1], M_PI);
     ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_r")->column, 2);
     ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_r")->point, BL_POINT_MODE);
     ck_assert_int_eq(bl_vardist_spec_find(s, "galaxy_flux_r")->point, BL_POINT_MEDIAN);
-    ck_assert_int_eq(bl_vardist_spec_find(s, "galsim_a_b")->mask, BL_MASK_GALAXY);
-    ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_i")->mask, BL_MASK_STAR);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "galsim_a_b")->mask, BL_MASK_GALAXY);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "star_flux_i")->mask, BL_MASK_STAR);
 
     /* redshift: one call, P = 40, raw 38-39 */
     ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
@@ -413,7 +413,7 @@ START_TEST(test_config_entry)
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_eq(f->kind, bl_dist_normal);
     ck_assert_str_eq(f->field, "redshifts");
-    ck_assert_int_eq(f->mask, BL_MASK_ON);
+    ck_assert_ptr_eq(f->mask, BL_MASK_ON);
     ck_assert_int_eq(f->point, BL_POINT_MODE);
     ck_assert_int_eq(f->column, 0);
     bl_vardist_spec_free(s);
@@ -425,7 +425,7 @@ START_TEST(test_config_entry)
                                  &s),
                      BL_OK);
     f = bl_vardist_spec_find(s, "dust");
-    ck_assert_double_eq(f->opts.high, 2);
+    ck_assert_double_eq(f->opts[1], 2);
     ck_assert_int_eq(f->column, 5);
     ck_assert_int_eq(f->point, BL_POINT_MEDIAN);
     ck_assert_double_eq(f->offset, 1e-9);
@@ -462,16 +462,20 @@ START_TEST(test_config_bad_entries)
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   column = 1; }\n);\n",
          "bad.cfg:3", "'factors.[0].column'", "do not fit"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   low = 0.0; }\n);\n",
-         "bad.cfg:3", "'factors.[0].low'", "takes no low/high"},
+         "bad.cfg:3", "'factors.[0].low'", "unknown key"},
         {"factors = (\n { name = \"z\"; kind = \"logitnormal\"; field = \"redshifts\"; high = 1.0; }\n);\n",
-         "bad.cfg:2", "'factors.[0]'", "needs both 'low' and 'high'"},
+         "bad.cfg:2", "'factors.[0]'", "kind 'logitnormal' needs the option 'low'"},
+        {"factors = (\n { name = \"z\"; kind = \"logitnormal\"; field = \"redshifts\";\n low = 1.0;\n high = 1.0; }\n);\n",
+         "bad.cfg:4", "'factors.[0].high'", "low < high"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   mask = \"sometimes\"; }\n);\n",
-         "bad.cfg:3", "'factors.[0].mask'", "mask 'sometimes'"},
+         "bad.cfg:3", "'factors.[0].mask'", "unknown mask 'sometimes' (known: always, on, star, galaxy"},
         {"factors = (\n { name = \"z\"; field = \"redshifts\"; }\n);\n", "bad.cfg:2", "'factors.[0]'",
          "no 'kind'"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   column = \"one\"; }\n);\n",
          "bad.cfg:3", "factors.[0].column", "integer"},
         {"factors = 5;\n", "bad.cfg:1", "'factors'", "list"},
+        {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; },\n 3\n);\n", "bad.cfg:3",
+         "'factors.[1]'", "must be a group"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bl_vardist_spec *s;
@@ -489,7 +493,7 @@ START_TEST(test_config_bad_entries)
     ck_assert_int_eq(bl_config_load(&cfg, BL_DISTS_TEST_DIR "/bad_factor.cfg"), BL_OK);
     bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
     ck_assert_int_eq(bl_vardist_spec_add_config(s, cfg, "factors"), BL_ERR_CONFIG);
-    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad_factor.cfg:6: key 'factors.[0].fields'"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad_factor.cfg:6: unknown key 'factors.[0].fields'"));
     bl_config_free(cfg);
     bl_vardist_spec_free(s);
 }
