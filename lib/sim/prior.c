@@ -2,6 +2,7 @@
 
 #include "lib/registry.h"
 
+#include <gsl/gsl_cdf.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -171,12 +172,19 @@ static void bl_sample_gamma(const bl_field_sampler *s, const bl_prior *prior, bl
     (void)prior;
 }
 
+static double bl_cdf_uniform(const double *p, double x)
+{
+    return x <= p[0] ? 0 : (x >= p[1] ? 1 : (x - p[0]) / (p[1] - p[0]));
+}
+
+static double bl_cdf_gamma(const double *p, double x) { return gsl_cdf_gamma_P(x, p[0], 1 / p[1]); }
+
 static const bl_sampler_kind bl_kind_uniform = {
     .name = "uniform", .n_params = 2, .param_names = {"min", "max"}, .example_params = {0.0, 1.0},
-    .check = bl_check_uniform, .sample = bl_sample_uniform};
+    .check = bl_check_uniform, .cdf = bl_cdf_uniform, .sample = bl_sample_uniform};
 static const bl_sampler_kind bl_kind_gamma = {
     .name = "gamma", .n_params = 2, .param_names = {"alpha", "beta"}, .example_params = {2.0, 4.0},
-    .check = bl_check_gamma, .sample = bl_sample_gamma};
+    .check = bl_check_gamma, .cdf = bl_cdf_gamma, .sample = bl_sample_gamma};
 const bl_sampler_kind *const bl_sampler_uniform = &bl_kind_uniform;
 const bl_sampler_kind *const bl_sampler_gamma = &bl_kind_gamma;
 

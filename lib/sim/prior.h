@@ -53,6 +53,10 @@ typedef struct bl_sampler_kind {
     /* BL_ERR_CONFIG naming `where` (e.g. "cfg:12: prior.fields.[0]") and the parameter when a
      * value is impossible; NULL: any finite values */
     bl_status (*check)(const double *params, const char *where);
+    /* optional: P(X <= x) of every value the kind draws, when the values are independent
+     * draws of one distribution (uniform, gamma): the generated tests compare the draws with
+     * it (Kolmogorov-Smirnov); NULL when there is no such closed form */
+    double (*cdf)(const double *params, double x);
     /* Fill field `s->field` (or n_sources) of image b. k = width of the field. */
     void (*sample)(const bl_field_sampler *s, const bl_prior *prior, bl_rng *rng,
                    bl_tile_catalog *cat, int64_t b);
