@@ -386,6 +386,77 @@ START_TEST(test_new_field_factor)
 }
 END_TEST
 
+/* a mask of the user's: registered with one call, then named in a config entry like a
+ * built-in one; the nll counts the factor exactly in the tiles it selects */
+static void select_empty(const bl_tile_catalog *cat, uint8_t *out)
+{
+    for (int64_t t = 0; t < bl_tile_catalog_n_tiles(cat); t++)
+        for (int64_t s = 0; s < cat->S; s++) out[t * cat->S + s] = cat->n_sources[t] == 0;
+}
+
+START_TEST(test_registered_mask)
+{
+    static const bl_factor_mask empty = {"empty", select_empty};
+    int n0 = bl_factor_mask_count();
+    ck_assert_int_eq(n0, 4);
+    ck_assert_ptr_eq(bl_factor_mask_find("galaxy"), BL_MASK_GALAXY);
+    ck_assert_ptr_null(bl_factor_mask_find("empty"));
+    ck_assert_int_eq(bl_factor_mask_register(&empty), BL_OK);
+    ck_assert_int_eq(bl_factor_mask_register(&empty), BL_OK); /* the same descriptor again */
+    static const bl_factor_mask dup = {"on", select_empty}, unnamed = {NULL, select_empty};
+    ck_assert_int_eq(bl_factor_mask_register(&dup), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "factor mask 'on' is already registered"));
+    ck_assert_int_eq(bl_factor_mask_register(&unnamed), BL_ERR_ARG);
+    ck_assert_int_eq(bl_factor_mask_count(), n0 + 1);
+    ck_assert_ptr_eq(bl_factor_mask_at(n0), &empty);
+
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "factors = ( { name = \"z\"; kind = \"normal\"; "
+                                                  "field = \"redshifts\"; mask = \"empty\"; } );", "m.cfg"),
+                     BL_OK);
+    bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4), *z = bl_vardist_spec_alloc_sdss(NB, 4);
+    ck_assert_msg(bl_vardist_spec_add_config(z, cfg, "factors") == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+    bl_config_free(cfg);
+    ck_assert_ptr_eq(bl_vardist_spec_find(z, "z")->mask, &empty);
+    bl_tile_catalog *c = three_tiles();
+    bl_tensor *zt = bl_tile_catalog_add(c, "redshifts");
+    zt->data[0] = NAN, zt->data[1] = NAN, zt->data[2] = 0.9f;
+    bl_tensor *n38, *n40;
+    ck_assert_int_eq(bl_vardist_nll(ctx, bl_vardist_spec_make_dist(ctx, s, make_x(1, 1, 3, 38)), c, &n38), BL_OK);
+    ck_assert_int_eq(bl_vardist_nll(ctx, bl_vardist_spec_make_dist(ctx, z, make_x(1, 1, 3, 40)), c, &n40), BL_OK);
+    ck_assert(n40->data[0] == n38->data[0]);
+    ck_assert(n40->data[1] == n38->data[1]);
+    double r[2] = {(bl_real)raw_value(2, 38), (bl_real)raw_value(2, 39)};
+    ck_assert_double_eq_tol(n40->data[2] - n38->data[2], -ref_normal(r, (double)(bl_real)0.9), 1e-4);
+    /* the factor table prints the mask's name */
+    char buf[8192];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    bl_vardist_spec_print(f, z);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "redshifts[0]       empty"));
+    bl_tile_catalog_free(c);
+    bl_vardist_spec_free(s);
+    bl_vardist_spec_free(z);
+}
+END_TEST
+
+/* a kind without options refuses option values set in C, naming the factor and the kind */
+START_TEST(test_options_of_kinds_without)
+{
+    bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "z", .kind = bl_dist_normal, .opts = {0, 1},
+                                                          .field = "redshifts"}),
+                     BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "factor 'z': kind 'normal' takes 0 options, but opts[1] = 1"));
+    /* a factor without a mask counts everywhere */
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "z", .kind = bl_dist_normal, .field = "redshifts"}),
+                     BL_OK);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "z")->mask, BL_MASK_ALWAYS);
+    bl_vardist_spec_free(s);
+}
+END_TEST
+
 /* ---- config entries ---- */
 
 static bl_status from_config(const char *text, bl_vardist_spec **spec)
@@ -511,6 +582,8 @@ int main(void)
     tcase_add_test(tc, test_sample_use_mode);
     tcase_add_test(tc, test_sample_draws);
     tcase_add_test(tc, test_new_field_factor);
+    tcase_add_test(tc, test_registered_mask);
+    tcase_add_test(tc, test_options_of_kinds_without);
     tcase_add_test(tc, test_config_entry);
     tcase_add_test(tc, test_config_bad_entries);
     suite_add_tcase(s, tc);
