@@ -52,20 +52,21 @@ static bl_status bl_add_entry(bl_vardist_spec *spec, bl_config *cfg, const char 
 
     bl_factor f = {.name = s_name, .field = s_field, .column = (int)column, .offset = offset};
     f.kind = s_kind ? bl_dist_kind_find(s_kind) : NULL;
+    if (s_kind && !f.kind) { /* before the unknown keys: its options would look like typos */
+        char kinds[512];
+        bl_dist_kind_names(kinds, sizeof kinds);
+        return bl_entry_error(cfg, bl_entry_key(key, sizeof key, entry, "kind"),
+                              "unknown distribution kind '%s' (known: %s)", s_kind, kinds);
+    }
     if (f.kind) /* the kind's options: all required */
-        for (int i = 0; i < f.kind->n_opts; i++) BL_GET(bl_config_double, f.kind->opt_names[i], 0.0, 0, &f.opts[i]);
+        for (int i = 0; i < f.kind->n_opts; i++)
+            BL_GET(bl_config_double, f.kind->opt_names[i], 0.0, 0, &f.opts[i]);
     /* every key this entry can have is read: what is left is a typo */
     if ((st = bl_config_check_unused_in(cfg, entry)) != BL_OK) return st;
 
     const char *required[] = {"name", "kind", "field"}, *given[] = {s_name, s_kind, s_field};
     for (size_t j = 0; j < sizeof required / sizeof required[0]; j++)
         if (!given[j]) return bl_entry_error(cfg, entry, "the factor entry has no '%s'", required[j]);
-    if (!f.kind) {
-        char kinds[512];
-        bl_dist_kind_names(kinds, sizeof kinds);
-        return bl_entry_error(cfg, bl_entry_key(key, sizeof key, entry, "kind"),
-                              "unknown distribution kind '%s' (known: %s)", s_kind, kinds);
-    }
     for (int i = 0; i < f.kind->n_opts; i++)
         if (!bl_config_exists(cfg, bl_entry_key(key, sizeof key, entry, f.kind->opt_names[i])))
             return bl_entry_error(cfg, entry, "kind '%s' needs the option '%s'", f.kind->name,

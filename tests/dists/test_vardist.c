@@ -538,6 +538,8 @@ START_TEST(test_config_bad_entries)
          "bad.cfg:2", "'factors.[0]'", "kind 'logitnormal' needs the option 'low'"},
         {"factors = (\n { name = \"z\"; kind = \"logitnormal\"; field = \"redshifts\";\n low = 1.0;\n high = 1.0; }\n);\n",
          "bad.cfg:4", "'factors.[0].high'", "low < high"},
+        {"factors = (\n { name = \"z\";\n kind = \"logitnorml\"; low = 0.0; high = 1.0; field = \"redshifts\"; }\n);\n",
+         "bad.cfg:3", "'factors.[0].kind'", "unknown distribution kind 'logitnorml'"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   mask = \"sometimes\"; }\n);\n",
          "bad.cfg:3", "'factors.[0].mask'", "unknown mask 'sometimes' (known: always, on, star, galaxy"},
         {"factors = (\n { name = \"z\"; field = \"redshifts\"; }\n);\n", "bad.cfg:2", "'factors.[0]'",
