@@ -16,7 +16,7 @@
  *
  * The kind table (bl_dist_kind_find, lib/registry.h) starts with the five built-ins; a new
  * kind is one bl_dist_kind_register call, after which configs can name it and the generated
- * tests (tests/dists/test_kinds.c) check it. A descriptor without a name, a dimension, a value
+ * tests (tests/dists/test_kinds_generated.c) check it. A descriptor without a name, a dimension, a value
  * dimension, log_prob, sample or mode, or with unnamed options, is refused with a message
  * naming what is missing, as is a second kind of the same name. */
 #ifndef BL_DIST_KIND_H
@@ -50,8 +50,8 @@ typedef struct bl_dist_kind {
     void (*loc_scale)(const double *opts, const bl_real *raw, double *loc, double *scale);
 } bl_dist_kind;
 
-/* The built-in kinds (spec §3.2). Raw parameters:
- * Options: logitnormal has `low`, `high` (the support); the others have none.
+/* The built-in kinds (spec §3.2); only logitnormal has options: `low`, `high` (the support).
+ * Raw parameters:
  *   bernoulli    1  [logit]                 p = clamp(sigmoid(x), 1e-4, 1 - 1e-4); value 0/1
  *   normal       2  [mean, logvar]          sd = exp(clamp(logvar, -20, 20) / 2)
  *   lognormal    2  [mu, logvar]            sigma = exp(clamp(logvar, -6, 10) / 2)
