@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "dists/kind.h"
+#include "lib/registry.h"
 
 static const double bl_log_sqrt_2pi = 0.91893853320467274178; /* log(sqrt(2 pi)) */
 
@@ -23,6 +24,8 @@ static const double bl_log_sqrt_2pi = 0.91893853320467274178; /* log(sqrt(2 pi))
 #define BL_TDBN_LV_LO (-6.0)
 #define BL_TDBN_LV_HI 3.0
 #define BL_BERNOULLI_P_LO 1e-4
+/* logitnormal options, in the order of its opt_names */
+enum { BL_LN_LOW, BL_LN_HIGH };
 /* logitnormal clamps u into [FLT_MIN, 1 - FLT_EPSILON] as the original's float32 sigmoid
  * transform does; the same constants are used in the double build */
 #define BL_U_LO ((double)FLT_MIN)
@@ -50,12 +53,6 @@ bl_tensor *bl_normal_log_density(bl_ctx *ctx, bl_tensor *mu, bl_tensor *logvar, 
 /* (..., 1) -> (...) */
 static bl_tensor *bl_drop_last(bl_ctx *ctx, bl_tensor *a) { return bl_sum_dim(ctx, a, -1, 0); }
 
-static bl_status bl_no_check(const bl_dist_opts *opts)
-{
-    (void)opts;
-    return BL_OK;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* bernoulli: [logit] -> p = clamp(sigmoid(x), 1e-4, 1 - 1e-4); value 0/1                   */
 
@@ -64,7 +61,7 @@ static double bl_bernoulli_p(const bl_real *raw)
     return bl_clampd(bl_sigmoidd((double)raw[0]), BL_BERNOULLI_P_LO, 1 - BL_BERNOULLI_P_LO);
 }
 
-static bl_tensor *bl_bernoulli_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw,
+static bl_tensor *bl_bernoulli_log_prob(bl_ctx *ctx, const double *opts, bl_tensor *raw,
                                         bl_tensor *value)
 {
     (void)opts;
@@ -73,30 +70,30 @@ static bl_tensor *bl_bernoulli_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, b
     return bl_drop_last(ctx, lp);
 }
 
-static void bl_bernoulli_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
+static void bl_bernoulli_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     (void)opts;
     value[0] = bl_rng_uniform(rng) < bl_bernoulli_p(raw) ? 1 : 0;
 }
 
 /* argmax([1 - p, p]): 1 iff p > 1/2 (a tie goes to 0, as torch.argmax) */
-static void bl_bernoulli_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_bernoulli_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     value[0] = bl_bernoulli_p(raw) > 0.5 ? 1 : 0;
 }
 
 static const bl_dist_kind bl_bernoulli_kind = {
-    .name = "bernoulli", .dim = 1, .value_dim = 1, .uses_range = 0,
+    .name = "bernoulli", .dim = 1, .value_dim = 1, .discrete = 1,
     .log_prob = bl_bernoulli_log_prob, .sample = bl_bernoulli_sample,
-    .mode = bl_bernoulli_mode, .median = bl_bernoulli_mode, .check_opts = bl_no_check,
+    .mode = bl_bernoulli_mode, .median = bl_bernoulli_mode,
 };
 const bl_dist_kind *const bl_dist_bernoulli = &bl_bernoulli_kind;
 
 /* ---------------------------------------------------------------------------------------- */
 /* normal: [mean, logvar] -> N(mean, exp(clamp(logvar, -20, 20) / 2))                        */
 
-static bl_tensor *bl_normal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw,
+static bl_tensor *bl_normal_log_prob(bl_ctx *ctx, const double *opts, bl_tensor *raw,
                                      bl_tensor *value)
 {
     (void)opts;
@@ -105,19 +102,19 @@ static bl_tensor *bl_normal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_t
     return bl_drop_last(ctx, bl_normal_log_density(ctx, mu, lv, value));
 }
 
-static void bl_normal_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
+static void bl_normal_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     (void)opts;
     value[0] = (bl_real)(raw[0] + bl_sd(raw[1], BL_NORMAL_LV_LO, BL_NORMAL_LV_HI) * bl_rng_normal(rng));
 }
 
-static void bl_normal_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_normal_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     value[0] = raw[0];
 }
 
-static void bl_normal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+static void bl_normal_loc_scale(const double *opts, const bl_real *raw, double *loc,
                                 double *scale)
 {
     (void)opts;
@@ -126,9 +123,9 @@ static void bl_normal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, do
 }
 
 static const bl_dist_kind bl_normal_kind = {
-    .name = "normal", .dim = 2, .value_dim = 1, .uses_range = 0,
+    .name = "normal", .dim = 2, .value_dim = 1,
     .log_prob = bl_normal_log_prob, .sample = bl_normal_sample,
-    .mode = bl_normal_mode, .median = bl_normal_mode, .check_opts = bl_no_check,
+    .mode = bl_normal_mode, .median = bl_normal_mode,
     .loc_scale = bl_normal_loc_scale,
 };
 const bl_dist_kind *const bl_dist_normal = &bl_normal_kind;
@@ -136,7 +133,7 @@ const bl_dist_kind *const bl_dist_normal = &bl_normal_kind;
 /* ---------------------------------------------------------------------------------------- */
 /* lognormal: [mu, logvar] -> log Y ~ N(mu, exp(clamp(logvar, -6, 10) / 2))                 */
 
-static bl_tensor *bl_lognormal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw,
+static bl_tensor *bl_lognormal_log_prob(bl_ctx *ctx, const double *opts, bl_tensor *raw,
                                         bl_tensor *value)
 {
     (void)opts;
@@ -147,7 +144,7 @@ static bl_tensor *bl_lognormal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, b
     return bl_drop_last(ctx, bl_sub(ctx, bl_normal_log_density(ctx, mu, lv, ly), ly));
 }
 
-static void bl_lognormal_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
+static void bl_lognormal_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     (void)opts;
     double s = bl_sd(raw[1], BL_LOGNORMAL_LV_LO, BL_LOGNORMAL_LV_HI);
@@ -155,21 +152,21 @@ static void bl_lognormal_sample(const bl_dist_opts *opts, const bl_real *raw, bl
 }
 
 /* exp(mu - sigma^2) */
-static void bl_lognormal_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_lognormal_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     double s = bl_sd(raw[1], BL_LOGNORMAL_LV_LO, BL_LOGNORMAL_LV_HI);
     value[0] = (bl_real)exp(raw[0] - s * s);
 }
 
-static void bl_lognormal_median(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_lognormal_median(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     value[0] = (bl_real)exp(raw[0]);
 }
 
 /* of log Y */
-static void bl_lognormal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+static void bl_lognormal_loc_scale(const double *opts, const bl_real *raw, double *loc,
                                    double *scale)
 {
     (void)opts;
@@ -178,9 +175,9 @@ static void bl_lognormal_loc_scale(const bl_dist_opts *opts, const bl_real *raw,
 }
 
 static const bl_dist_kind bl_lognormal_kind = {
-    .name = "lognormal", .dim = 2, .value_dim = 1, .uses_range = 0,
+    .name = "lognormal", .dim = 2, .value_dim = 1,
     .log_prob = bl_lognormal_log_prob, .sample = bl_lognormal_sample,
-    .mode = bl_lognormal_mode, .median = bl_lognormal_median, .check_opts = bl_no_check,
+    .mode = bl_lognormal_mode, .median = bl_lognormal_median,
     .loc_scale = bl_lognormal_loc_scale,
 };
 const bl_dist_kind *const bl_dist_lognormal = &bl_lognormal_kind;
@@ -189,22 +186,22 @@ const bl_dist_kind *const bl_dist_lognormal = &bl_lognormal_kind;
 /* logitnormal(low, high): [mu, logvar] -> Y = low + (high - low) sigmoid(Z),                 */
 /* Z ~ N(mu, exp(clamp(logvar, -10, 10) / 2))                                                 */
 
-static bl_status bl_logitnormal_check(const bl_dist_opts *opts)
+static bl_status bl_logitnormal_check(const double *opts)
 {
-    if (!(opts->high > opts->low) || !isfinite(opts->low) || !isfinite(opts->high))
+    if (!(opts[BL_LN_HIGH] > opts[BL_LN_LOW]))
         return bl_error(BL_ERR_ARG, "logitnormal needs finite low < high (got low %g, high %g)",
-                        opts->low, opts->high);
+                        opts[BL_LN_LOW], opts[BL_LN_HIGH]);
     return BL_OK;
 }
 
-static bl_tensor *bl_logitnormal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw,
+static bl_tensor *bl_logitnormal_log_prob(bl_ctx *ctx, const double *opts, bl_tensor *raw,
                                           bl_tensor *value)
 {
-    double scale = opts->high - opts->low;
+    double scale = opts[BL_LN_HIGH] - opts[BL_LN_LOW];
     bl_tensor *mu = bl_col(ctx, raw, 0, 1);
     bl_tensor *lv = bl_clamp(ctx, bl_col(ctx, raw, 1, 2), BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI);
     /* u in (0, 1), z = logit u; log q(y) = log N(z) - log scale - log u - log(1 - u) */
-    bl_tensor *u = bl_clamp(ctx, bl_mul_scalar(ctx, bl_add_scalar(ctx, value, -opts->low), 1 / scale),
+    bl_tensor *u = bl_clamp(ctx, bl_mul_scalar(ctx, bl_add_scalar(ctx, value, -opts[BL_LN_LOW]), 1 / scale),
                             BL_U_LO, BL_U_HI);
     bl_tensor *lu = bl_log(ctx, u), *l1u = bl_log1p(ctx, bl_neg(ctx, u));
     bl_tensor *z = bl_sub(ctx, lu, l1u);
@@ -212,18 +209,18 @@ static bl_tensor *bl_logitnormal_log_prob(bl_ctx *ctx, const bl_dist_opts *opts,
     return bl_drop_last(ctx, bl_sub(ctx, bl_normal_log_density(ctx, mu, lv, z), jac));
 }
 
-static double bl_logitnormal_y(const bl_dist_opts *opts, double z)
+static double bl_logitnormal_y(const double *opts, double z)
 {
-    return opts->low + (opts->high - opts->low) * bl_clampd(bl_sigmoidd(z), BL_U_LO, BL_U_HI);
+    return opts[BL_LN_LOW] + (opts[BL_LN_HIGH] - opts[BL_LN_LOW]) * bl_clampd(bl_sigmoidd(z), BL_U_LO, BL_U_HI);
 }
 
-static void bl_logitnormal_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
+static void bl_logitnormal_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     double s = bl_sd(raw[1], BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI);
     value[0] = (bl_real)bl_logitnormal_y(opts, raw[0] + s * bl_rng_normal(rng));
 }
 
-static void bl_logitnormal_median(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_logitnormal_median(const double *opts, const bl_real *raw, bl_real *value)
 {
     value[0] = (bl_real)bl_logitnormal_y(opts, raw[0]);
 }
@@ -241,7 +238,7 @@ static double bl_logitnormal_log_u(double z, double mu, double s2)
  * [mu - s^2, mu + s^2] (g <= 0 at the left end, >= 0 at the right). g is increasing when
  * s^2 <= 2 (unimodal); otherwise up to three roots: scan for sign changes, bisect each, keep
  * the one of highest density. */
-static void bl_logitnormal_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_logitnormal_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     double mu = raw[0], s = bl_sd(raw[1], BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI), s2 = s * s;
     enum { N_GRID = 256 };
@@ -269,7 +266,7 @@ static void bl_logitnormal_mode(const bl_dist_opts *opts, const bl_real *raw, bl
 }
 
 /* of Z, before the sigmoid */
-static void bl_logitnormal_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc,
+static void bl_logitnormal_loc_scale(const double *opts, const bl_real *raw, double *loc,
                                      double *scale)
 {
     (void)opts;
@@ -278,7 +275,8 @@ static void bl_logitnormal_loc_scale(const bl_dist_opts *opts, const bl_real *ra
 }
 
 static const bl_dist_kind bl_logitnormal_kind = {
-    .name = "logitnormal", .dim = 2, .value_dim = 1, .uses_range = 1,
+    .name = "logitnormal", .dim = 2, .value_dim = 1, .n_opts = 2,
+    .opt_names = {"low", "high"}, .example_opts = {0.0, 1.0},
     .log_prob = bl_logitnormal_log_prob, .sample = bl_logitnormal_sample,
     .mode = bl_logitnormal_mode, .median = bl_logitnormal_median, .check_opts = bl_logitnormal_check,
     .loc_scale = bl_logitnormal_loc_scale,
@@ -306,7 +304,7 @@ bl_tensor *bl_tdbn_log_prob_params(bl_ctx *ctx, bl_tensor *mu, bl_tensor *sigma,
     return bl_sum_dim(ctx, bl_sub(ctx, phi, log_z), -1, 0);
 }
 
-static bl_tensor *bl_tdbn_log_prob(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw,
+static bl_tensor *bl_tdbn_log_prob(bl_ctx *ctx, const double *opts, bl_tensor *raw,
                                    bl_tensor *value)
 {
     (void)opts;
@@ -345,7 +343,7 @@ static void bl_tdbn_params(const bl_real *raw, double mu[2], double s[2])
     }
 }
 
-static void bl_tdbn_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
+static void bl_tdbn_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     (void)opts;
     double mu[2], s[2];
@@ -354,7 +352,7 @@ static void bl_tdbn_sample(const bl_dist_opts *opts, const bl_real *raw, bl_rng 
         value[d] = (bl_real)bl_truncnorm_icdf(mu[d], s[d], 0, 1, bl_rng_uniform_pos(rng));
 }
 
-static void bl_tdbn_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_tdbn_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     double mu[2], s[2];
@@ -363,7 +361,7 @@ static void bl_tdbn_mode(const bl_dist_opts *opts, const bl_real *raw, bl_real *
     value[1] = (bl_real)mu[1];
 }
 
-static void bl_tdbn_median(const bl_dist_opts *opts, const bl_real *raw, bl_real *value)
+static void bl_tdbn_median(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
     double mu[2], s[2];
@@ -394,16 +392,26 @@ double bl_tdbn_cdf(const bl_real *raw, const double v[2])
 }
 
 /* of the normals before truncation */
-static void bl_tdbn_loc_scale(const bl_dist_opts *opts, const bl_real *raw, double *loc, double *scale)
+static void bl_tdbn_loc_scale(const double *opts, const bl_real *raw, double *loc, double *scale)
 {
     (void)opts;
     bl_tdbn_params(raw, loc, scale);
 }
 
 static const bl_dist_kind bl_tdbn_kind = {
-    .name = "tdbn", .dim = 4, .value_dim = 2, .uses_range = 0,
+    .name = "tdbn", .dim = 4, .value_dim = 2,
     .log_prob = bl_tdbn_log_prob, .sample = bl_tdbn_sample,
-    .mode = bl_tdbn_mode, .median = bl_tdbn_median, .check_opts = bl_no_check,
+    .mode = bl_tdbn_mode, .median = bl_tdbn_median,
     .loc_scale = bl_tdbn_loc_scale,
 };
 const bl_dist_kind *const bl_dist_tdbn = &bl_tdbn_kind;
+
+/* ---------------------------------------------------------------------------------------- */
+/* The kind table (dists/kind.c): the built-ins, then registered kinds                       */
+
+static const char *bl_dist_kind_name(const void *kind) { return ((const bl_dist_kind *)kind)->name; }
+static const void *const bl_builtin_kinds[] = {&bl_bernoulli_kind, &bl_normal_kind, &bl_lognormal_kind,
+                                               &bl_logitnormal_kind, &bl_tdbn_kind};
+static const void *bl_registered_kinds[64]; /* capacity for registered kinds */
+bl_registry bl_dist_kinds =
+    BL_REGISTRY_INIT("distribution kind", bl_builtin_kinds, bl_registered_kinds, bl_dist_kind_name);

@@ -1,24 +1,13 @@
-/* The table of distribution kinds: the built-ins plus registered ones. */
+/* The table of distribution kinds (a lib/registry.h registry): the built-ins plus registered
+ * ones. */
+#include <math.h>
 #include <string.h>
 
 #include "dists/kind.h"
+#include "lib/registry.h"
 
-/* Fixed capacity: kinds are registered once at start-up; descriptors are not copied. */
-#define BL_MAX_KINDS 64
-
-static const bl_dist_kind *bl_kinds[BL_MAX_KINDS];
-static int bl_n_kinds = -1; /* -1: built-ins not entered yet */
-
-static void bl_kinds_init(void)
-{
-    if (bl_n_kinds >= 0) return;
-    bl_kinds[0] = bl_dist_bernoulli;
-    bl_kinds[1] = bl_dist_normal;
-    bl_kinds[2] = bl_dist_lognormal;
-    bl_kinds[3] = bl_dist_logitnormal;
-    bl_kinds[4] = bl_dist_tdbn;
-    bl_n_kinds = 5;
-}
+/* the registry of dists/builtin_kinds.c, where the built-in descriptors are visible */
+extern bl_registry bl_dist_kinds;
 
 bl_status bl_dist_kind_check(const bl_dist_kind *kind)
 {
@@ -41,10 +30,21 @@ bl_status bl_dist_kind_check(const bl_dist_kind *kind)
                         name);
     if (!kind->sample) return bl_error(BL_ERR_ARG, "distribution kind '%s': no sample function", name);
     if (!kind->mode) return bl_error(BL_ERR_ARG, "distribution kind '%s': no mode function", name);
+    if (kind->n_opts < 0 || kind->n_opts > BL_DIST_MAX_OPTS)
+        return bl_error(BL_ERR_ARG, "distribution kind '%s': %d options (at most %d)", name,
+                        kind->n_opts, BL_DIST_MAX_OPTS);
+    for (int i = 0; i < kind->n_opts; i++) {
+        if (!kind->opt_names[i] || !kind->opt_names[i][0])
+            return bl_error(BL_ERR_ARG, "distribution kind '%s': option %d has no name", name, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(kind->opt_names[i], kind->opt_names[j]) == 0)
+                return bl_error(BL_ERR_ARG, "distribution kind '%s': two options named '%s'", name,
+                                kind->opt_names[i]);
+    }
     return BL_OK;
 }
 
-bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const bl_dist_opts *opts,
+bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const double *opts,
                                  const bl_real *raw, double *loc, double *scale)
 {
     if (!kind->loc_scale)
@@ -57,47 +57,27 @@ bl_status bl_dist_kind_register(const bl_dist_kind *kind)
 {
     bl_status st = bl_dist_kind_check(kind);
     if (st != BL_OK) return st;
-    const bl_dist_kind *old = bl_dist_kind_find(kind->name);
-    if (old == kind) return BL_OK;
-    if (old)
-        return bl_error(BL_ERR_ARG, "distribution kind '%s' is already registered (another descriptor)",
-                        kind->name);
-    if (bl_n_kinds >= BL_MAX_KINDS)
-        return bl_error(BL_ERR_ARG, "distribution kind '%s': the kind table is full (%d)", kind->name,
-                        BL_MAX_KINDS);
-    bl_kinds[bl_n_kinds++] = kind;
-    return BL_OK;
+    return bl_registry_add(&bl_dist_kinds, kind);
 }
 
-const bl_dist_kind *bl_dist_kind_find(const char *name)
+const bl_dist_kind *bl_dist_kind_find(const char *name) { return bl_registry_find(&bl_dist_kinds, name); }
+int bl_dist_kind_count(void) { return bl_registry_count(&bl_dist_kinds); }
+void bl_dist_kind_names(char *buf, size_t n) { bl_registry_names(&bl_dist_kinds, buf, n); }
+const bl_dist_kind *bl_dist_kind_at(int i) { return bl_registry_at(&bl_dist_kinds, i); }
+
+int bl_dist_kind_opt_index(const bl_dist_kind *kind, const char *name)
 {
-    bl_kinds_init();
-    if (!name) return NULL;
-    for (int i = 0; i < bl_n_kinds; i++)
-        if (strcmp(bl_kinds[i]->name, name) == 0) return bl_kinds[i];
-    return NULL;
+    for (int i = 0; i < kind->n_opts; i++)
+        if (strcmp(kind->opt_names[i], name) == 0) return i;
+    return -1;
 }
 
-int bl_dist_kind_count(void)
+bl_status bl_dist_kind_check_opts(const bl_dist_kind *kind, const double *opts)
 {
-    bl_kinds_init();
-    return bl_n_kinds;
-}
-
-const bl_dist_kind *bl_dist_kind_at(int i)
-{
-    bl_kinds_init();
-    BL_ASSERT(i >= 0 && i < bl_n_kinds, "bl_dist_kind_at: index %d of %d kinds", i, bl_n_kinds);
-    return bl_kinds[i];
-}
-
-bl_status bl_dist_kind_check_opts(const bl_dist_kind *kind, const bl_dist_opts *opts)
-{
-    static const bl_dist_opts none = {0, 0};
-    const bl_dist_opts *o = opts ? opts : &none;
-    if (!kind->uses_range && (o->low != 0 || o->high != 0))
-        return bl_error(BL_ERR_ARG, "distribution kind '%s' takes no low/high (got %g, %g)",
-                        kind->name, o->low, o->high);
-    if (kind->check_opts) return kind->check_opts(o);
+    for (int i = 0; i < kind->n_opts; i++)
+        if (!isfinite(opts[i]))
+            return bl_error(BL_ERR_ARG, "distribution kind '%s': option %s = %g is not finite",
+                            kind->name, kind->opt_names[i], opts[i]);
+    if (kind->check_opts) return kind->check_opts(opts);
     return BL_OK;
 }

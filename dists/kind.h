@@ -9,41 +9,49 @@
  *   mode      raw[dim] -> value[value_dim]
  *   median    raw[dim] -> value[value_dim] (NULL: the mode is used)
  *   loc_scale raw[dim] -> loc[value_dim], scale[value_dim] (NULL: none, as for bernoulli)
- * Options: kinds with `uses_range` take (low, high) from the factor (logitnormal); the others
- * refuse them.
+ * Options: a kind names its numeric options (`opt_names`, `n_opts`), as prior sampler kinds
+ * name their parameters; a factor gives one value per name, in that order (config keys of the
+ * same names, e.g. logitnormal's `low` and `high`). Every function receives them as
+ * `opts[0 .. n_opts)`. `example_opts` are valid values the generated tests use.
  *
- * The kind table (bl_dist_kind_find) starts with the five built-ins; a new kind is one
- * bl_dist_kind_register call, after which configs can name it. A descriptor without a name,
- * a dimension, a value dimension, log_prob, sample or mode is refused with a message naming
- * what is missing, as is a second kind of the same name. */
+ * The kind table (bl_dist_kind_find, lib/registry.h) starts with the five built-ins; a new
+ * kind is one bl_dist_kind_register call, after which configs can name it and the generated
+ * tests (tests/dists/test_kinds_generated.c) check it. A descriptor without a name, a dimension, a value
+ * dimension, log_prob, sample or mode, or with unnamed options, is refused with a message
+ * naming what is missing, as is a second kind of the same name. */
 #ifndef BL_DIST_KIND_H
 #define BL_DIST_KIND_H
+
+#include <stddef.h>
 
 #include "autograd/tape.h"
 #include "lib/error.h"
 #include "lib/rng.h"
 
-typedef struct bl_dist_opts {
-    double low, high; /* logitnormal support [low, high]; 0, 0 for kinds without options */
-} bl_dist_opts;
+#define BL_DIST_MAX_OPTS 4
 
 typedef struct bl_dist_kind {
     const char *name;
     int dim;        /* raw (unconstrained) parameters per source */
     int value_dim;  /* numbers in one value: 1, or 2 for tdbn (row, col) */
-    int uses_range; /* takes bl_dist_opts low/high */
-    bl_tensor *(*log_prob)(bl_ctx *ctx, const bl_dist_opts *opts, bl_tensor *raw, bl_tensor *value);
-    void (*sample)(const bl_dist_opts *opts, const bl_real *raw, bl_rng *rng, bl_real *value);
-    void (*mode)(const bl_dist_opts *opts, const bl_real *raw, bl_real *value);
-    void (*median)(const bl_dist_opts *opts, const bl_real *raw, bl_real *value);
-    /* optional: validate options (e.g. high > low); BL_ERR_ARG with a message */
-    bl_status (*check_opts)(const bl_dist_opts *opts);
+    int discrete;   /* values are integers and log_prob is a log probability mass */
+    int n_opts;     /* named options, at most BL_DIST_MAX_OPTS */
+    const char *opt_names[BL_DIST_MAX_OPTS];
+    double example_opts[BL_DIST_MAX_OPTS]; /* valid values (generated tests, docs) */
+    bl_tensor *(*log_prob)(bl_ctx *ctx, const double *opts, bl_tensor *raw, bl_tensor *value);
+    void (*sample)(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value);
+    void (*mode)(const double *opts, const bl_real *raw, bl_real *value);
+    void (*median)(const double *opts, const bl_real *raw, bl_real *value);
+    /* optional: validate finite option values (e.g. high > low); BL_ERR_ARG with a message
+     * naming the option */
+    bl_status (*check_opts)(const double *opts);
     /* optional: raw[dim] -> the location and scale parameters the raw numbers map to,
      * value_dim of each (call through bl_dist_kind_loc_scale) */
-    void (*loc_scale)(const bl_dist_opts *opts, const bl_real *raw, double *loc, double *scale);
+    void (*loc_scale)(const double *opts, const bl_real *raw, double *loc, double *scale);
 } bl_dist_kind;
 
-/* The built-in kinds (spec §3.2). Raw parameters:
+/* The built-in kinds (spec §3.2); only logitnormal has options: `low`, `high` (the support).
+ * Raw parameters:
  *   bernoulli    1  [logit]                 p = clamp(sigmoid(x), 1e-4, 1 - 1e-4); value 0/1
  *   normal       2  [mean, logvar]          sd = exp(clamp(logvar, -20, 20) / 2)
  *   lognormal    2  [mu, logvar]            sigma = exp(clamp(logvar, -6, 10) / 2)
@@ -64,7 +72,7 @@ extern const bl_dist_kind *const bl_dist_tdbn;
  *   lognormal    mu, sigma of log Y          logitnormal  mu, sigma of Z (before the sigmoid)
  *   tdbn         per dimension mu = sigmoid(logit), sigma, before truncation
  * BL_ERR_ARG naming the kind when it has no loc_scale (bernoulli). */
-bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const bl_dist_opts *opts,
+bl_status bl_dist_kind_loc_scale(const bl_dist_kind *kind, const double *opts,
                                  const bl_real *raw, double *loc, double *scale);
 /* BL_OK if `kind` is a usable descriptor (see above), else BL_ERR_ARG naming the problem. */
 bl_status bl_dist_kind_check(const bl_dist_kind *kind);
@@ -72,9 +80,14 @@ bl_status bl_dist_kind_check(const bl_dist_kind *kind);
 bl_status bl_dist_kind_register(const bl_dist_kind *kind);
 const bl_dist_kind *bl_dist_kind_find(const char *name);
 int bl_dist_kind_count(void);
+/* "bernoulli, normal, ...": the registered names, for messages (truncated to n). */
+void bl_dist_kind_names(char *buf, size_t n);
 const bl_dist_kind *bl_dist_kind_at(int i);
-/* Options valid for this kind: range given iff uses_range, and check_opts passes. */
-bl_status bl_dist_kind_check_opts(const bl_dist_kind *kind, const bl_dist_opts *opts);
+/* opts[0 .. n_opts) valid for this kind: finite, and check_opts passes. BL_ERR_ARG naming the
+ * kind and the option. */
+bl_status bl_dist_kind_check_opts(const bl_dist_kind *kind, const double *opts);
+/* Index of the option called `name`, -1 if the kind has none of that name. */
+int bl_dist_kind_opt_index(const bl_dist_kind *kind, const char *name);
 
 /* ---- parameter-level functions of the built-ins (tests, metrics) ---- */
 

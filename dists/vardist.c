@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/ops.h"
+#include "lib/registry.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* The spec                                                                                  */
@@ -52,40 +53,87 @@ static int bl_factor_field_width(const bl_vardist_spec *spec, const char *field)
     return bl_catalog_field_width(field, spec->n_bands);
 }
 
-bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *f)
+/* ---------------------------------------------------------------------------------------- */
+/* The mask table                                                                            */
+
+static const bl_factor_mask bl_mask_always = {"always", NULL};
+static const bl_factor_mask bl_mask_on = {"on", bl_tile_catalog_on_mask};
+static const bl_factor_mask bl_mask_star = {"star", bl_tile_catalog_star_mask};
+static const bl_factor_mask bl_mask_galaxy = {"galaxy", bl_tile_catalog_galaxy_mask};
+const bl_factor_mask *const BL_MASK_ALWAYS = &bl_mask_always;
+const bl_factor_mask *const BL_MASK_ON = &bl_mask_on;
+const bl_factor_mask *const BL_MASK_STAR = &bl_mask_star;
+const bl_factor_mask *const BL_MASK_GALAXY = &bl_mask_galaxy;
+
+static const char *bl_mask_name(const void *m) { return ((const bl_factor_mask *)m)->name; }
+static const void *const bl_builtin_masks[] = {&bl_mask_always, &bl_mask_on, &bl_mask_star, &bl_mask_galaxy};
+static const void *bl_registered_masks[32]; /* capacity for registered masks */
+static bl_registry bl_masks = BL_REGISTRY_INIT("factor mask", bl_builtin_masks, bl_registered_masks,
+                                               bl_mask_name);
+
+bl_status bl_factor_mask_register(const bl_factor_mask *mask) { return bl_registry_add(&bl_masks, mask); }
+const bl_factor_mask *bl_factor_mask_find(const char *name) { return bl_registry_find(&bl_masks, name); }
+int bl_factor_mask_count(void) { return bl_registry_count(&bl_masks); }
+void bl_factor_mask_names(char *buf, size_t n) { bl_registry_names(&bl_masks, buf, n); }
+const bl_factor_mask *bl_factor_mask_at(int i) { return bl_registry_at(&bl_masks, i); }
+
+/* ---------------------------------------------------------------------------------------- */
+
+/* bl_error with *bad_key = key */
+#define BL_FACTOR_FAIL(key, ...) (bad_key ? (void)(*bad_key = (key)) : (void)0, bl_error(BL_ERR_ARG, __VA_ARGS__))
+
+bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *f, const char **bad_key)
 {
-    if (!f->name || !f->name[0]) return bl_error(BL_ERR_ARG, "factor: empty name");
+    if (!f->name || !f->name[0]) return BL_FACTOR_FAIL("name", "factor: empty name");
     const char *name = f->name;
     if (bl_vardist_spec_find(spec, name))
-        return bl_error(BL_ERR_ARG, "factor '%s': a factor of that name is already in the spec", name);
-    if (!f->kind) return bl_error(BL_ERR_ARG, "factor '%s': no distribution kind", name);
+        return BL_FACTOR_FAIL("name", "factor '%s': a factor of that name is already in the spec", name);
+    if (!f->kind) return BL_FACTOR_FAIL("kind", "factor '%s': no distribution kind", name);
     if (bl_dist_kind_check(f->kind) != BL_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", bl_error_message());
-        return bl_error(BL_ERR_ARG, "factor '%s': %s", name, msg);
+        return BL_FACTOR_FAIL("kind", "factor '%s': %s", name, msg);
     }
-    if (bl_dist_kind_check_opts(f->kind, &f->opts) != BL_OK) {
+    for (int i = f->kind->n_opts; i < BL_DIST_MAX_OPTS; i++)
+        if (f->opts[i] != 0)
+            return BL_FACTOR_FAIL("kind", "factor '%s': kind '%s' takes %d option%s, but opts[%d] = %g",
+                                  name, f->kind->name, f->kind->n_opts, f->kind->n_opts == 1 ? "" : "s",
+                                  i, f->opts[i]);
+    if (bl_dist_kind_check_opts(f->kind, f->opts) != BL_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", bl_error_message());
-        return bl_error(BL_ERR_ARG, "factor '%s': %s", name, msg);
+        /* the last option is the one that makes a set of valid-looking values inconsistent */
+        const char *key = f->kind->n_opts ? f->kind->opt_names[f->kind->n_opts - 1] : "kind";
+        for (int i = 0; i < f->kind->n_opts; i++)
+            if (!isfinite(f->opts[i])) key = f->kind->opt_names[i];
+        return BL_FACTOR_FAIL(key, "factor '%s': %s", name, msg);
     }
-    if (!f->field || !f->field[0]) return bl_error(BL_ERR_ARG, "factor '%s': no catalog field", name);
+    if (!f->field || !f->field[0]) return BL_FACTOR_FAIL("field", "factor '%s': no catalog field", name);
     int width = bl_factor_field_width(spec, f->field);
     if (width < 0)
-        return bl_error(BL_ERR_ARG,
-                        "factor '%s': unknown catalog field '%s' (register it with "
-                        "bl_catalog_field_register, or use \"%s\")",
-                        name, f->field, BL_FIELD_N_SOURCES);
+        return BL_FACTOR_FAIL("field",
+                              "factor '%s': unknown catalog field '%s' (register it with "
+                              "bl_catalog_field_register, or use \"%s\")",
+                              name, f->field, BL_FIELD_N_SOURCES);
     if (f->column < 0 || f->column + f->kind->value_dim > width)
-        return bl_error(BL_ERR_ARG,
-                        "factor '%s': columns [%d, %d) of field '%s' do not fit its width %d "
-                        "(kind '%s' explains %d column%s)",
-                        name, f->column, f->column + f->kind->value_dim, f->field, width,
-                        f->kind->name, f->kind->value_dim, f->kind->value_dim > 1 ? "s" : "");
-    if ((unsigned)f->mask > BL_MASK_GALAXY || (unsigned)f->point > BL_POINT_MEDIAN)
-        return bl_error(BL_ERR_ARG, "factor '%s': mask %d / point %d out of range", name, (int)f->mask,
-                        (int)f->point);
-    if (!isfinite(f->offset)) return bl_error(BL_ERR_ARG, "factor '%s': offset %g", name, f->offset);
+        return BL_FACTOR_FAIL("column",
+                              "factor '%s': columns [%d, %d) of field '%s' do not fit its width %d "
+                              "(kind '%s' explains %d column%s)",
+                              name, f->column, f->column + f->kind->value_dim, f->field, width,
+                              f->kind->name, f->kind->value_dim, f->kind->value_dim > 1 ? "s" : "");
+    if (f->mask && !f->mask->name)
+        return BL_FACTOR_FAIL("mask", "factor '%s': the mask has no name", name);
+    if ((unsigned)f->point > BL_POINT_MEDIAN)
+        return BL_FACTOR_FAIL("point", "factor '%s': point %d out of range", name, (int)f->point);
+    if (!isfinite(f->offset)) return BL_FACTOR_FAIL("offset", "factor '%s': offset %g", name, f->offset);
+    return BL_OK;
+}
+#undef BL_FACTOR_FAIL
+
+bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *f)
+{
+    bl_status st = bl_vardist_spec_check(spec, f, NULL);
+    if (st != BL_OK) return st;
     if (spec->n_factors == spec->cap_factors) {
         spec->cap_factors = spec->cap_factors ? 2 * spec->cap_factors : 32;
         spec->factors = bl_realloc(spec->factors, (size_t)spec->cap_factors * sizeof *spec->factors);
@@ -95,6 +143,7 @@ bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *f)
     *g = *f;
     g->name = bl_strdup(f->name);
     g->field = bl_strdup(f->field);
+    if (!g->mask) g->mask = BL_MASK_ALWAYS;
     spec->raw_offset[spec->n_factors++] = spec->dim;
     spec->dim += f->kind->dim;
     return BL_OK;
@@ -124,7 +173,7 @@ bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen)
         bl_factor f = {.name = galsim[k].name, .field = "galaxy_params", .column = k,
                        .mask = BL_MASK_GALAXY, .point = BL_POINT_MEDIAN, .offset = 1e-9};
         f.kind = galsim[k].lognormal ? bl_dist_lognormal : bl_dist_logitnormal;
-        if (!galsim[k].lognormal) f.opts = (bl_dist_opts){0, galsim[k].high};
+        if (!galsim[k].lognormal) f.opts[1] = galsim[k].high; /* low = 0, high */
         bad |= bl_vardist_spec_add(s, &f);
     }
     char name[64];
@@ -145,12 +194,6 @@ bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen)
     return s;
 }
 
-const char *bl_factor_mask_name(bl_factor_mask mask)
-{
-    static const char *const names[] = {"always", "on", "star", "galaxy"};
-    return (unsigned)mask <= BL_MASK_GALAXY ? names[mask] : "?";
-}
-
 const char *bl_factor_point_name(bl_factor_point point)
 {
     return point == BL_POINT_MEDIAN ? "median" : "mode";
@@ -165,10 +208,10 @@ void bl_vardist_spec_print(FILE *f, const bl_vardist_spec *spec)
         char raw[32], kind[48], field[96];
         int r0 = spec->raw_offset[i], r1 = r0 + g->kind->dim - 1;
         if (r1 > r0) snprintf(raw, sizeof raw, "%d-%d", r0, r1); else snprintf(raw, sizeof raw, "%d", r0);
-        if (g->kind->uses_range)
-            snprintf(kind, sizeof kind, "%s(%g,%.4g)", g->kind->name, g->opts.low, g->opts.high);
-        else
-            snprintf(kind, sizeof kind, "%s", g->kind->name);
+        int used = snprintf(kind, sizeof kind, "%s", g->kind->name);
+        for (int o = 0; o < g->kind->n_opts && used < (int)sizeof kind; o++)
+            used += snprintf(kind + used, sizeof kind - (size_t)used, "%s%.4g%s", o ? "," : "(",
+                             g->opts[o], o == g->kind->n_opts - 1 ? ")" : "");
         if (strcmp(g->field, BL_FIELD_N_SOURCES) == 0)
             snprintf(field, sizeof field, "%s", g->field);
         else if (g->kind->value_dim == 1)
@@ -176,7 +219,7 @@ void bl_vardist_spec_print(FILE *f, const bl_vardist_spec *spec)
         else
             snprintf(field, sizeof field, "%s[%d:%d]", g->field, g->column, g->column + g->kind->value_dim);
         fprintf(f, "%3d  %-20s %-21s %3d  %-7s  %-18s %-7s %s\n", i, g->name, kind, g->kind->dim, raw,
-                field, bl_factor_mask_name(g->mask), bl_factor_point_name(g->point));
+                field, g->mask->name, bl_factor_point_name(g->point));
     }
     fprintf(f, "total P = %d\n", spec->dim);
 }
@@ -231,15 +274,19 @@ bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_cata
     }
     int64_t n = dist->B * dist->ht * dist->wt;
     const int64_t *tshape = BL_SHAPE(dist->B, dist->ht, dist->wt);
-    /* masks of slot 0 (S == 1) as 0/1 reals (B, ht, wt) */
+    /* the masks the factors use, on slot 0 (S == 1), as 0/1 reals (B, ht, wt); each computed
+     * once (masks[i] is shared by the factors with the same mask) */
     uint8_t *m8 = bl_scratch(ctx, (size_t)n);
-    bl_tensor *masks[4] = {NULL};
-    void (*mask_fn[4])(const bl_tile_catalog *, uint8_t *) = {
-        NULL, bl_tile_catalog_on_mask, bl_tile_catalog_star_mask, bl_tile_catalog_galaxy_mask};
-    for (int m = BL_MASK_ON; m <= BL_MASK_GALAXY; m++) {
-        mask_fn[m](cat, m8);
-        masks[m] = bl_new(ctx, 3, tshape);
-        for (int64_t t = 0; t < n; t++) masks[m]->data[t] = m8[t];
+    bl_tensor **masks = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *masks);
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor_mask *m = spec->factors[i].mask;
+        masks[i] = NULL;
+        for (int j = 0; j < i && m->select && !masks[i]; j++)
+            if (spec->factors[j].mask == m) masks[i] = masks[j];
+        if (!m->select || masks[i]) continue;
+        m->select(cat, m8);
+        masks[i] = bl_new(ctx, 3, tshape);
+        for (int64_t t = 0; t < n; t++) masks[i]->data[t] = m8[t];
     }
 
     bl_tensor *loss = NULL;
@@ -251,19 +298,19 @@ bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_cata
         bl_real *zero_raw = bl_scratch(ctx, (size_t)kind->dim * sizeof(bl_real));
         bl_real *safe = bl_scratch(ctx, (size_t)vd * sizeof(bl_real));
         memset(zero_raw, 0, (size_t)kind->dim * sizeof(bl_real));
-        (kind->median ? kind->median : kind->mode)(&g->opts, zero_raw, safe);
+        (kind->median ? kind->median : kind->mode)(g->opts, zero_raw, safe);
 
         bl_tensor *value = bl_new(ctx, 4, BL_SHAPE(dist->B, dist->ht, dist->wt, vd));
         const bl_tensor *field = bl_is_count(g) ? NULL : bl_tile_catalog_get(cat, g->field);
         int k = field ? (int)field->shape[4] : 1;
-        bl_tensor *mask = g->mask == BL_MASK_ALWAYS ? NULL : masks[g->mask];
+        bl_tensor *mask = masks[i];
         for (int64_t t = 0; t < n; t++)
             for (int c = 0; c < vd; c++) {
                 bl_real v = field ? field->data[t * k + g->column + c] : (bl_real)cat->n_sources[t];
                 value->data[t * vd + c] =
                     mask && mask->data[t] == 0 ? safe[c] : (bl_real)(v + g->offset);
             }
-        bl_tensor *lp = kind->log_prob(ctx, &g->opts, dist->raw[i], value);
+        bl_tensor *lp = kind->log_prob(ctx, g->opts, dist->raw[i], value);
         char sh[96];
         BL_ASSERT(lp->ndim == 3 && lp->numel == n,
                   "nll: log_prob of kind '%s' (factor '%s') returned %s, expected (B, ht, wt)",
@@ -302,11 +349,11 @@ bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64
                     const bl_factor *g = &spec->factors[i];
                     const bl_real *raw = x + t * P + spec->raw_offset[i];
                     if (!use_mode)
-                        g->kind->sample(&g->opts, raw, rng, v);
+                        g->kind->sample(g->opts, raw, rng, v);
                     else if (g->point == BL_POINT_MEDIAN && g->kind->median)
-                        g->kind->median(&g->opts, raw, v);
+                        g->kind->median(g->opts, raw, v);
                     else
-                        g->kind->mode(&g->opts, raw, v);
+                        g->kind->mode(g->opts, raw, v);
                     if (!fields[i]) {
                         /* a count in a catalog of S = 1 slot */
                         long c = lrint((double)v[0]);

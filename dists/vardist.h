@@ -3,10 +3,12 @@
  *
  * A factor explains value_dim columns of one catalog field with a distribution kind:
  *   name    unique in its spec ("star_flux_r")
- *   kind    a descriptor (dists/kind.h) + its options (low/high for logitnormal)
+ *   kind    a descriptor (dists/kind.h) + its options, opts[i] for kind->opt_names[i]
+ *           (low, high for logitnormal)
  *   field   a catalog field of lib/catalog.h's table, or "n_sources" (the per-tile count)
  *   column  first column of the field explained (the factor covers [column, column+value_dim))
- *   mask    which tiles the nll term counts in: always, on (n_sources > 0), star, galaxy
+ *   mask    which tiles the nll term counts in: a mask of the mask table (always, on
+ *           (n_sources > 0), star, galaxy, or a registered one); NULL means always
  *   point   what sample(use_mode) reports: the kind's mode or its median (spec §3.4)
  *   offset  added to the true value in nll (1e-9 for fluxes and galaxy shapes, spec §3.5)
  *
@@ -30,12 +32,27 @@
 #include "lib/catalog.h"
 #include "lib/config.h"
 
-typedef enum {
-    BL_MASK_ALWAYS = 0,
-    BL_MASK_ON,     /* n_sources > 0 */
-    BL_MASK_STAR,   /* on and source_type == 0 */
-    BL_MASK_GALAXY, /* on and source_type == 1 */
+/* A factor mask: which tiles a factor's nll term counts in. `select` writes 0/1 per slot of
+ * a catalog (B, ht, wt, S), as bl_tile_catalog_on_mask does; NULL selects every tile. The
+ * table starts with the built-ins below; a new mask is one bl_factor_mask_register call, after
+ * which configs can name it (mask = "bright"). Same thread rule as every registry
+ * (lib/registry.h): register before worker threads start. */
+typedef struct bl_factor_mask {
+    const char *name;
+    void (*select)(const bl_tile_catalog *cat, uint8_t *out);
 } bl_factor_mask;
+
+extern const bl_factor_mask *const BL_MASK_ALWAYS; /* every tile */
+extern const bl_factor_mask *const BL_MASK_ON;     /* n_sources > 0 */
+extern const bl_factor_mask *const BL_MASK_STAR;   /* on and source_type == 0 */
+extern const bl_factor_mask *const BL_MASK_GALAXY; /* on and source_type == 1 */
+
+/* BL_ERR_ARG naming the mask when it has no name or its name is taken by another one. */
+bl_status bl_factor_mask_register(const bl_factor_mask *mask);
+const bl_factor_mask *bl_factor_mask_find(const char *name);
+int bl_factor_mask_count(void);
+void bl_factor_mask_names(char *buf, size_t n); /* "always, on, ...", for messages */
+const bl_factor_mask *bl_factor_mask_at(int i);
 
 typedef enum {
     BL_POINT_MODE = 0,
@@ -48,10 +65,10 @@ typedef enum {
 typedef struct bl_factor {
     const char *name;
     const bl_dist_kind *kind;
-    bl_dist_opts opts;
+    double opts[BL_DIST_MAX_OPTS]; /* kind->opt_names order; unused entries 0 */
     const char *field;
     int column;
-    bl_factor_mask mask;
+    const bl_factor_mask *mask;    /* NULL: BL_MASK_ALWAYS */
     bl_factor_point point;
     double offset;
 } bl_factor;
@@ -71,20 +88,28 @@ void bl_vardist_spec_free(bl_vardist_spec *spec);
  * P = 38 for u, g, r, i, z). */
 bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen);
 /* Append a factor (copied). BL_ERR_ARG with a message naming the factor when: the name is
- * empty or taken, the kind descriptor is invalid (dists/kind.h), its options are wrong, the
- * field is unknown, or the columns do not fit the field's width. */
+ * empty or taken, the kind descriptor is invalid (dists/kind.h), its options are wrong (or
+ * set beyond the kind's n_opts), the field is unknown, or the columns do not fit the field's
+ * width. */
 bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *factor);
+/* The checks of bl_vardist_spec_add without adding. On failure *bad_key (if not NULL) names
+ * the part of the factor at fault, as the config key spelling it: "name", "kind", an option
+ * name, "field", "column", "mask", "point" or "offset". */
+bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *factor,
+                                const char **bad_key);
 /* Append one factor per group of the list at `path` (e.g. "factors"), in order:
  *   factors = ( { name = "redshift"; kind = "normal"; field = "redshifts"; mask = "on"; } );
  * Keys: name, kind, field (required); column (0), mask ("on"), point ("mode"), offset (0.0),
- * low, high (logitnormal only, required there), dim (optional check against the kind).
- * Any error (unknown key, kind or field, dim mismatch, wrong type, duplicate name) is
- * BL_ERR_CONFIG naming file:line and the key. A missing list adds nothing. */
+ * the kind's option names (all required: low, high for logitnormal), dim (optional check
+ * against the kind). Keys are read with lib/config's tracked accessors: a key no factor reads
+ * (a typo, an option of another kind) is reported by the caller's bl_config_check_unused as
+ * "file:line: unknown key 'factors.[0].colum'". Any other error (unknown kind, mask or field,
+ * dim mismatch, wrong type, duplicate name, bad option) is BL_ERR_CONFIG naming file:line and
+ * the key. A missing list adds nothing. */
 bl_status bl_vardist_spec_add_config(bl_vardist_spec *spec, bl_config *cfg, const char *path);
 const bl_factor *bl_vardist_spec_find(const bl_vardist_spec *spec, const char *name);
 int bl_vardist_spec_index(const bl_vardist_spec *spec, const char *name); /* -1 if absent */
 static inline int bl_vardist_spec_dim(const bl_vardist_spec *spec) { return spec->dim; }
-const char *bl_factor_mask_name(bl_factor_mask mask);
 const char *bl_factor_point_name(bl_factor_point point);
 /* The factor table: index, name, kind, dim, raw columns, field[columns], mask, point, and
  * the total P. */

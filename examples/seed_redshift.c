@@ -71,7 +71,7 @@ static void print_q_stats(const bl_factor *f, const bl_tensor *raw, const int32_
     for (int64_t t = 0; t < raw->numel / dim; t++) {
         if (use && !use[t]) continue;
         double loc, scale;
-        if (bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + t * dim, &loc, &scale)) return;
+        if (bl_dist_kind_loc_scale(f->kind, f->opts, raw->data + t * dim, &loc, &scale)) return;
         s[0] += loc;
         s2[0] += loc * loc;
         s[1] += scale;

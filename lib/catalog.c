@@ -1,5 +1,7 @@
 #include "lib/catalog.h"
 
+#include "lib/registry.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,62 +13,48 @@
  * original forgot (PORTING.md) and which is a regular (B, ht, wt, S, 1) field here. The spec
  * gives the widths of locs, source_type, the fluxes and galaxy_params; the others follow their
  * meaning (per-band quantities use NB, 2-vectors 2, the rest 1). */
-static const bl_catalog_field_info bl_builtin_fields[] = {
-    {"locs", 2, 0},
-    {"source_type", 1, BL_FIELD_INTEGER},
-    {"star_fluxes", BL_FIELD_PER_BAND, 0},
-    {"galaxy_fluxes", BL_FIELD_PER_BAND, 0},
-    {"galaxy_params", 6, 0},
-    {"redshifts", 1, 0},
-    {"fluxes", BL_FIELD_PER_BAND, 0},
-    {"star_log_fluxes", BL_FIELD_PER_BAND, 0},
-    {"mags", BL_FIELD_PER_BAND, 0},
-    {"ellips", 2, 0},
-    {"snr", BL_FIELD_PER_BAND, 0},
-    {"blendedness", 1, 0},
-    {"galaxy_probs", 1, 0},
-    {"galaxy_blends", 1, 0},
-    {"n_source_log_probs", 1, 0},
-    {"objid", 1, BL_FIELD_INTEGER},
-    {"hlr", 1, 0},
-    {"ra", 1, 0},
-    {"dec", 1, 0},
-    {"matched", 1, BL_FIELD_INTEGER},
-    {"mismatched", 1, BL_FIELD_INTEGER},
-    {"detection_thresholds", 1, 0},
-    {"log_flux_sd", BL_FIELD_PER_BAND, 0},
-    {"loc_sd", 2, 0},
-    {"shear", 2, BL_FIELD_KEEP_ON_FILTER},
-    {"convergence", 1, BL_FIELD_KEEP_ON_FILTER},
+/* a built-in row: a file-scope compound literal, static like any other descriptor */
+#define BL_ROW(name, width, flags) &(const bl_catalog_field_info){name, width, flags}
+static const void *const bl_builtin_fields[] = {
+    BL_ROW("locs", 2, 0),
+    BL_ROW("source_type", 1, BL_FIELD_INTEGER),
+    BL_ROW("star_fluxes", BL_FIELD_PER_BAND, 0),
+    BL_ROW("galaxy_fluxes", BL_FIELD_PER_BAND, 0),
+    BL_ROW("galaxy_params", 6, 0),
+    BL_ROW("redshifts", 1, 0),
+    BL_ROW("fluxes", BL_FIELD_PER_BAND, 0),
+    BL_ROW("star_log_fluxes", BL_FIELD_PER_BAND, 0),
+    BL_ROW("mags", BL_FIELD_PER_BAND, 0),
+    BL_ROW("ellips", 2, 0),
+    BL_ROW("snr", BL_FIELD_PER_BAND, 0),
+    BL_ROW("blendedness", 1, 0),
+    BL_ROW("galaxy_probs", 1, 0),
+    BL_ROW("galaxy_blends", 1, 0),
+    BL_ROW("n_source_log_probs", 1, 0),
+    BL_ROW("objid", 1, BL_FIELD_INTEGER),
+    BL_ROW("hlr", 1, 0),
+    BL_ROW("ra", 1, 0),
+    BL_ROW("dec", 1, 0),
+    BL_ROW("matched", 1, BL_FIELD_INTEGER),
+    BL_ROW("mismatched", 1, BL_FIELD_INTEGER),
+    BL_ROW("detection_thresholds", 1, 0),
+    BL_ROW("log_flux_sd", BL_FIELD_PER_BAND, 0),
+    BL_ROW("loc_sd", 2, 0),
+    BL_ROW("shear", 2, BL_FIELD_KEEP_ON_FILTER),
+    BL_ROW("convergence", 1, BL_FIELD_KEEP_ON_FILTER),
 };
-#define BL_N_BUILTIN_FIELDS ((int)(sizeof bl_builtin_fields / sizeof bl_builtin_fields[0]))
-/* Fixed capacity so that row pointers handed out stay valid. */
-#define BL_MAX_FIELDS 128
+#undef BL_ROW
+/* Registered rows are copied here (fixed capacity, so that row pointers handed out stay
+ * valid); the registry holds pointers to them. */
+static bl_catalog_field_info bl_field_rows[128];
+static const void *bl_registered_fields[sizeof bl_field_rows / sizeof bl_field_rows[0]];
+static const char *bl_field_name(const void *row) { return ((const bl_catalog_field_info *)row)->name; }
+static bl_registry bl_fields = BL_REGISTRY_INIT("catalog field", bl_builtin_fields, bl_registered_fields,
+                                                bl_field_name);
 
-static bl_catalog_field_info bl_field_table[BL_MAX_FIELDS];
-static int bl_n_fields = -1; /* -1: built-ins not copied yet */
+void bl_catalog_fields_reset(void) { bl_registry_reset(&bl_fields); }
 
-static void bl_fields_init(void)
-{
-    if (bl_n_fields >= 0) return;
-    memcpy(bl_field_table, bl_builtin_fields, sizeof bl_builtin_fields);
-    bl_n_fields = BL_N_BUILTIN_FIELDS;
-}
-
-void bl_catalog_fields_reset(void)
-{
-    bl_n_fields = -1;
-    bl_fields_init();
-}
-
-const bl_catalog_field_info *bl_catalog_field_find(const char *name)
-{
-    bl_fields_init();
-    if (!name) return NULL;
-    for (int i = 0; i < bl_n_fields; i++)
-        if (strcmp(bl_field_table[i].name, name) == 0) return &bl_field_table[i];
-    return NULL;
-}
+const bl_catalog_field_info *bl_catalog_field_find(const char *name) { return bl_registry_find(&bl_fields, name); }
 
 int bl_catalog_field_width(const char *name, int n_bands)
 {
@@ -77,7 +65,6 @@ int bl_catalog_field_width(const char *name, int n_bands)
 
 bl_status bl_catalog_field_register(const char *name, int width, unsigned flags)
 {
-    bl_fields_init();
     if (!name || !name[0]) return bl_error(BL_ERR_ARG, "catalog field: empty name");
     if (strlen(name) >= BL_CATALOG_NAME_MAX)
         return bl_error(BL_ERR_ARG, "catalog field '%s': name longer than %d characters", name,
@@ -93,28 +80,18 @@ bl_status bl_catalog_field_register(const char *name, int width, unsigned flags)
                         "cannot register it again with width %d (flags %u)",
                         name, old->width, old->flags, width, flags);
     }
-    if (bl_n_fields >= BL_MAX_FIELDS)
-        return bl_error(BL_ERR_ARG, "catalog field '%s': the field table is full (%d rows)", name,
-                        BL_MAX_FIELDS);
-    bl_catalog_field_info *row = &bl_field_table[bl_n_fields++];
+    if (bl_fields.n_extra >= bl_fields.cap)
+        return bl_error(BL_ERR_ARG, "catalog field '%s': the field table is full (%d registered rows)",
+                        name, bl_fields.cap);
+    bl_catalog_field_info *row = &bl_field_rows[bl_fields.n_extra];
     snprintf(row->name, sizeof row->name, "%s", name);
     row->width = width;
     row->flags = flags;
-    return BL_OK;
+    return bl_registry_add(&bl_fields, row);
 }
 
-int bl_catalog_field_count(void)
-{
-    bl_fields_init();
-    return bl_n_fields;
-}
-
-const bl_catalog_field_info *bl_catalog_field_at(int i)
-{
-    bl_fields_init();
-    BL_ASSERT(i >= 0 && i < bl_n_fields, "bl_catalog_field_at: index %d of %d rows", i, bl_n_fields);
-    return &bl_field_table[i];
-}
+int bl_catalog_field_count(void) { return bl_registry_count(&bl_fields); }
+const bl_catalog_field_info *bl_catalog_field_at(int i) { return bl_registry_at(&bl_fields, i); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Field lists shared by tile and full catalogs                                              */

@@ -19,8 +19,8 @@
  * Field names are not free text: every field name and its width k come from ONE process-wide
  * table (bl_catalog_field_*). The built-in rows are listed in catalog.c; a new latent quantity
  * (a simulator sampler, a variational factor) registers its field once with
- * bl_catalog_field_register, after which it is a field like any other. Register before worker
- * threads start: the table is not locked. Adding a field with a name not in the table is a
+ * bl_catalog_field_register, after which it is a field like any other. The table is a
+ * lib/registry.h registry: register before worker threads start (nothing is locked). Adding a field with a name not in the table is a
  * programmer error (abort); user-provided names (configs) are validated with
  * bl_catalog_field_find first.
  *

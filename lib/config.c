@@ -126,6 +126,26 @@ int bl_config_length(bl_config *cfg, const char *path)
     return s ? config_setting_length(s) : 0;
 }
 
+bl_status bl_config_groups(bl_config *cfg, const char *path, int *n)
+{
+    *n = 0;
+    config_setting_t *s = bl_config_find(cfg, path);
+    if (!s) return BL_OK;
+    if (config_setting_type(s) != CONFIG_TYPE_LIST)
+        return bl_error(BL_ERR_CONFIG, "%s: key '%s' must be a list of groups: ( { ... }, { ... } )",
+                        bl_setting_where(cfg, s), path);
+    int len = config_setting_length(s);
+    for (int i = 0; i < len; i++) {
+        config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+            return bl_error(BL_ERR_CONFIG, "%s: key '%s.[%d]' must be a group { key = value; ... }",
+                            bl_setting_where(cfg, e), path, i);
+        bl_config_mark(e);
+    }
+    *n = len;
+    return BL_OK;
+}
+
 const char *bl_config_where(bl_config *cfg, const char *path)
 {
     return bl_setting_where(cfg, config_lookup(&cfg->cfg, path));
@@ -339,12 +359,11 @@ static void bl_setting_path(const config_setting_t *s, char *buf, size_t n)
         snprintf(buf + k, n - k, ".[%d]", config_setting_index(s));
 }
 
-bl_status bl_config_check_unused(bl_config *cfg)
+static bl_status bl_config_unused_below(bl_config *cfg, config_setting_t *top)
 {
-    config_setting_t *root = config_root_setting(&cfg->cfg);
-    int n = config_setting_length(root);
+    int n = config_setting_length(top);
     for (int i = 0; i < n; i++) {
-        config_setting_t *u = bl_config_first_unused(config_setting_get_elem(root, (unsigned)i));
+        config_setting_t *u = bl_config_first_unused(config_setting_get_elem(top, (unsigned)i));
         if (u) {
             char path[512];
             bl_setting_path(u, path, sizeof path);
@@ -352,6 +371,19 @@ bl_status bl_config_check_unused(bl_config *cfg)
         }
     }
     return BL_OK;
+}
+
+bl_status bl_config_check_unused(bl_config *cfg)
+{
+    return bl_config_unused_below(cfg, config_root_setting(&cfg->cfg));
+}
+
+bl_status bl_config_check_unused_in(bl_config *cfg, const char *path)
+{
+    config_setting_t *s = config_lookup(&cfg->cfg, path);
+    int t = s ? config_setting_type(s) : CONFIG_TYPE_NONE;
+    if (t != CONFIG_TYPE_GROUP && t != CONFIG_TYPE_LIST) return BL_OK;
+    return bl_config_unused_below(cfg, s);
 }
 
 /* " a.b = c " -> "a.b=c": spaces around the key, the '=' and the value are allowed in

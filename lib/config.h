@@ -52,6 +52,11 @@ int bl_config_exists(bl_config *cfg, const char *path);
  * as factor entries. Use bl_config_setting_path to get its dotted path for the lookups above. */
 bl_config_setting *bl_config_lookup(bl_config *cfg, const char *path);
 int bl_config_length(bl_config *cfg, const char *path);   /* children of a group/list, 0 if absent */
+/* The list of groups at `path` (factor entries, prior samplers): *n entries, 0 when the key
+ * is absent. BL_ERR_CONFIG naming file:line and the key when it is not a list, or an entry
+ * ("path.[i]") is not a group. The list and its groups count as used; their keys do not until
+ * they are read. */
+bl_status bl_config_groups(bl_config *cfg, const char *path, int *n);
 /* "file:line" of a setting for messages (static thread-local buffer). */
 const char *bl_config_where(bl_config *cfg, const char *path);
 
@@ -60,6 +65,9 @@ const char *bl_config_where(bl_config *cfg, const char *path);
 bl_status bl_config_set(bl_config *cfg, const char *assignment);
 /* BL_ERR_CONFIG naming file:line and the key of the first setting never looked up. */
 bl_status bl_config_check_unused(bl_config *cfg);
+/* The same for the settings below `path` only (a reader that has read all the keys it knows
+ * of one group reports a typo there at once); BL_OK when path is absent. */
+bl_status bl_config_check_unused_in(bl_config *cfg, const char *path);
 const char *bl_config_file(const bl_config *cfg);
 
 #endif

@@ -32,7 +32,7 @@ static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_
     bl_status st = BL_OK;
     for (int64_t t = 0; t < n && st == BL_OK; t++) {
         double l, sd; /* mean and sd = exp(clamp(logvar, -20, 20) / 2) */
-        st = bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + 2 * t, &l, &sd);
+        st = bl_dist_kind_loc_scale(f->kind, f->opts, raw->data + 2 * t, &l, &sd);
         loc[t] = (bl_real)l;
         scale[t] = (bl_real)sd;
         zt[t] = z->data[t * target->S]; /* slot 0: the brightest source after the filter */

@@ -136,7 +136,7 @@ static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_bat
     int64_t tiles = raw->numel / dim;
     for (int64_t t = 0; t < tiles; t++) {
         double loc, scale;
-        if (bl_dist_kind_loc_scale(f->kind, &f->opts, raw->data + t * dim, &loc, &scale)) break;
+        if (bl_dist_kind_loc_scale(f->kind, f->opts, raw->data + t * dim, &loc, &scale)) break;
         int on = truth->n_sources[t] > 0; /* truth is (B, ht, wt) like raw */
         for (int k = 0; k <= on; k++) {
             sum[k][0] += loc;

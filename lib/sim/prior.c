@@ -1,5 +1,8 @@
 #include "lib/sim/prior.h"
 
+#include "lib/registry.h"
+
+#include <gsl/gsl_cdf.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -169,27 +172,35 @@ static void bl_sample_gamma(const bl_field_sampler *s, const bl_prior *prior, bl
     (void)prior;
 }
 
+static double bl_cdf_uniform(const double *p, double x)
+{
+    return x <= p[0] ? 0 : (x >= p[1] ? 1 : (x - p[0]) / (p[1] - p[0]));
+}
+
+static double bl_cdf_gamma(const double *p, double x) { return gsl_cdf_gamma_P(x, p[0], 1 / p[1]); }
+
 static const bl_sampler_kind bl_kind_uniform = {
-    .name = "uniform", .n_params = 2, .param_names = {"min", "max"},
-    .check = bl_check_uniform, .sample = bl_sample_uniform};
+    .name = "uniform", .n_params = 2, .param_names = {"min", "max"}, .example_params = {0.0, 1.0},
+    .check = bl_check_uniform, .cdf = bl_cdf_uniform, .sample = bl_sample_uniform};
 static const bl_sampler_kind bl_kind_gamma = {
-    .name = "gamma", .n_params = 2, .param_names = {"alpha", "beta"},
-    .check = bl_check_gamma, .sample = bl_sample_gamma};
+    .name = "gamma", .n_params = 2, .param_names = {"alpha", "beta"}, .example_params = {2.0, 4.0},
+    .check = bl_check_gamma, .cdf = bl_cdf_gamma, .sample = bl_sample_gamma};
 const bl_sampler_kind *const bl_sampler_uniform = &bl_kind_uniform;
 const bl_sampler_kind *const bl_sampler_gamma = &bl_kind_gamma;
 
-#define BL_MAX_SAMPLER_KINDS 64
-static const bl_sampler_kind *bl_kinds[BL_MAX_SAMPLER_KINDS] = {&bl_kind_uniform, &bl_kind_gamma};
-static int bl_n_kinds = 2;
+/* The kinds configs can name (lib/registry.h): the extra kinds above, then registered ones.
+ * The base samplers' kinds are not in it: the prior adds them itself. */
+static const char *bl_sampler_kind_name(const void *k) { return ((const bl_sampler_kind *)k)->name; }
+static const void *const bl_builtin_sampler_kinds[] = {&bl_kind_uniform, &bl_kind_gamma};
+static const void *bl_registered_sampler_kinds[64]; /* capacity for registered kinds */
+static bl_registry bl_sampler_kinds = BL_REGISTRY_INIT("sampler kind", bl_builtin_sampler_kinds,
+                                                       bl_registered_sampler_kinds, bl_sampler_kind_name);
 
-const bl_sampler_kind *bl_sampler_kind_find(const char *name)
-{
-    for (int i = 0; i < bl_n_kinds; i++)
-        if (strcmp(bl_kinds[i]->name, name) == 0) return bl_kinds[i];
-    return NULL;
-}
+const bl_sampler_kind *bl_sampler_kind_find(const char *name) { return bl_registry_find(&bl_sampler_kinds, name); }
+int bl_sampler_kind_count(void) { return bl_registry_count(&bl_sampler_kinds); }
+const bl_sampler_kind *bl_sampler_kind_at(int i) { return bl_registry_at(&bl_sampler_kinds, i); }
 
-static bl_status bl_sampler_kind_check(const bl_sampler_kind *k)
+bl_status bl_sampler_kind_check(const bl_sampler_kind *k)
 {
     if (!k || !k->name || !*k->name) return bl_error(BL_ERR_ARG, "sampler kind without a name");
     if (!k->sample) return bl_error(BL_ERR_ARG, "sampler kind '%s' has no sample function", k->name);
@@ -206,13 +217,7 @@ bl_status bl_sampler_kind_register(const bl_sampler_kind *kind)
 {
     bl_status s = bl_sampler_kind_check(kind);
     if (s != BL_OK) return s;
-    const bl_sampler_kind *old = bl_sampler_kind_find(kind->name);
-    if (old == kind) return BL_OK;
-    if (old) return bl_error(BL_ERR_ARG, "sampler kind '%s' registered twice", kind->name);
-    if (bl_n_kinds == BL_MAX_SAMPLER_KINDS)
-        return bl_error(BL_ERR_ARG, "too many sampler kinds (%d)", BL_MAX_SAMPLER_KINDS);
-    bl_kinds[bl_n_kinds++] = kind;
-    return BL_OK;
+    return bl_registry_add(&bl_sampler_kinds, kind);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -475,9 +480,10 @@ bl_status bl_prior_add(bl_prior *prior, const bl_field_sampler *s)
 
 bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path)
 {
-    int n = bl_config_length(cfg, path);
+    int n;
     char key[512], where[1024];
-    bl_status s;
+    bl_status s = bl_config_groups(cfg, path, &n);
+    if (s != BL_OK) return s;
     for (int i = 0; i < n; i++) {
         const char *name = NULL, *kind_name = NULL, *field = NULL;
 #define BL_ITEM(k) (snprintf(key, sizeof key, "%s.[%d].%s", path, i, k), key)
@@ -486,8 +492,12 @@ bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path)
             return s;
         const bl_sampler_kind *kind = bl_sampler_kind_find(kind_name);
         if (!kind)
-            return bl_error(BL_ERR_CONFIG, "%s: key '%s': unknown sampler '%s' (known: uniform, "
-                            "gamma, or a registered kind)", bl_config_where(cfg, key), key, kind_name);
+        {
+            char known[512];
+            bl_registry_names(&bl_sampler_kinds, known, sizeof known);
+            return bl_error(BL_ERR_CONFIG, "%s: key '%s': unknown sampler '%s' (known: %s)",
+                            bl_config_where(cfg, key), key, kind_name, known);
+        }
         if ((s = bl_config_string(cfg, BL_ITEM("field"), NULL, 1, &field)) != BL_OK) return s;
         if (bl_catalog_field_width(field, prior->p.n_bands) < 0)
             return bl_error(BL_ERR_CONFIG, "%s: key '%s': '%s' is not a catalog field",

@@ -49,9 +49,14 @@ typedef struct bl_sampler_kind {
     const char *name;
     int n_params;
     const char *param_names[BL_SAMPLER_MAX_PARAMS];
+    double example_params[BL_SAMPLER_MAX_PARAMS]; /* valid values (generated tests, docs) */
     /* BL_ERR_CONFIG naming `where` (e.g. "cfg:12: prior.fields.[0]") and the parameter when a
      * value is impossible; NULL: any finite values */
     bl_status (*check)(const double *params, const char *where);
+    /* optional: P(X <= x) of every value the kind draws, when the values are independent
+     * draws of one distribution (uniform, gamma): the generated tests compare the draws with
+     * it (Kolmogorov-Smirnov); NULL when there is no such closed form */
+    double (*cdf)(const double *params, double x);
     /* Fill field `s->field` (or n_sources) of image b. k = width of the field. */
     void (*sample)(const bl_field_sampler *s, const bl_prior *prior, bl_rng *rng,
                    bl_tile_catalog *cat, int64_t b);
@@ -67,9 +72,16 @@ struct bl_field_sampler {
 extern const bl_sampler_kind *const bl_sampler_uniform; /* min, max: U[min, max) per column */
 extern const bl_sampler_kind *const bl_sampler_gamma;   /* alpha, beta: Gamma(shape alpha, rate beta) */
 
-/* Kinds that configs can name ("uniform", "gamma" and any registered one). */
+/* The table of kinds that configs can name ("uniform", "gamma" and any registered one; a
+ * lib/registry.h registry: register before worker threads start). Registering checks the
+ * descriptor (bl_sampler_kind_check: a name, a sample function, 0..BL_SAMPLER_MAX_PARAMS
+ * named parameters) and refuses a second kind of the same name; the generated tests
+ * (tests/lib/test_sim_prior.c) then check the new kind with its example_params. */
 bl_status bl_sampler_kind_register(const bl_sampler_kind *kind);
+bl_status bl_sampler_kind_check(const bl_sampler_kind *kind);
 const bl_sampler_kind *bl_sampler_kind_find(const char *name);
+int bl_sampler_kind_count(void);
+const bl_sampler_kind *bl_sampler_kind_at(int i);
 
 typedef struct bl_prior_params {
     int64_t batch_size, n_tiles_h, n_tiles_w;

@@ -16,18 +16,18 @@
 
 typedef struct {
     const bl_dist_kind *kind;
-    bl_dist_opts opts;
+    const double *opts;
     bl_tensor *value;
 } kind_case;
 
 static bl_tensor *lp_fn(bl_ctx *ctx, bl_tensor *const *in, void *user)
 {
     kind_case *k = user;
-    return k->kind->log_prob(ctx, &k->opts, in[0], k->value);
+    return k->kind->log_prob(ctx, k->opts, in[0], k->value);
 }
 
 /* (2, 3, dim) raw values spread over the interior of the clamps; values inside the support */
-static void check_kind(const bl_dist_kind *kind, bl_dist_opts opts, double raw_scale, double raw_shift,
+static void check_kind(const bl_dist_kind *kind, const double *opts, double raw_scale, double raw_shift,
                        double (*value_of)(int i, int c))
 {
     bl_ctx *ctx = bl_ctx_alloc(1 << 20);
@@ -54,12 +54,12 @@ static double v_pi(int i, int c) { (void)c; return 0.1 + 0.55 * i; }
 
 START_TEST(test_kinds_gradcheck)
 {
-    check_kind(bl_dist_bernoulli, (bl_dist_opts){0, 0}, 2.5, 0.1, v_bit);
-    check_kind(bl_dist_normal, (bl_dist_opts){0, 0}, 1.8, 0.2, v_real);
-    check_kind(bl_dist_lognormal, (bl_dist_opts){0, 0}, 1.6, 0.0, v_pos);
-    check_kind(bl_dist_logitnormal, (bl_dist_opts){0, 1}, 1.9, -0.2, v_unit);
-    check_kind(bl_dist_logitnormal, (bl_dist_opts){0, M_PI}, 1.9, 0.3, v_pi);
-    check_kind(bl_dist_tdbn, (bl_dist_opts){0, 0}, 1.7, -0.3, v_unit);
+    check_kind(bl_dist_bernoulli, (const double[]){0, 0}, 2.5, 0.1, v_bit);
+    check_kind(bl_dist_normal, (const double[]){0, 0}, 1.8, 0.2, v_real);
+    check_kind(bl_dist_lognormal, (const double[]){0, 0}, 1.6, 0.0, v_pos);
+    check_kind(bl_dist_logitnormal, (const double[]){0, 1}, 1.9, -0.2, v_unit);
+    check_kind(bl_dist_logitnormal, (const double[]){0, M_PI}, 1.9, 0.3, v_pi);
+    check_kind(bl_dist_tdbn, (const double[]){0, 0}, 1.7, -0.3, v_unit);
 }
 END_TEST
 

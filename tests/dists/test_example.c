@@ -83,7 +83,7 @@ START_TEST(test_example_config)
     snprintf(cmd, sizeof cmd, "'%s' '%s' 2>&1", example, bad_config);
     out = run(cmd, &status);
     ck_assert_int_ne(status, 0);
-    ck_assert_ptr_nonnull(strstr(out, "bad_factor.cfg:6: key 'factors.[0].fields': unknown key"));
+    ck_assert_ptr_nonnull(strstr(out, "bad_factor.cfg:6: unknown key 'factors.[0].fields'"));
     free(out);
 }
 END_TEST

@@ -22,13 +22,13 @@ static void setup(void) { ctx = bl_ctx_alloc(1 << 20); }
 static void teardown(void) { bl_ctx_free(ctx); }
 
 /* log q(value | raw) of one source */
-static double lp1(const bl_dist_kind *k, bl_dist_opts opts, const double *raw, const double *value)
+static double lp1(const bl_dist_kind *k, const double *opts, const double *raw, const double *value)
 {
     bl_tensor *r = bl_new(ctx, 2, BL_SHAPE(1, k->dim));
     bl_tensor *v = bl_new(ctx, 2, BL_SHAPE(1, k->value_dim));
     for (int i = 0; i < k->dim; i++) r->data[i] = (bl_real)raw[i];
     for (int i = 0; i < k->value_dim; i++) v->data[i] = (bl_real)value[i];
-    bl_tensor *lp = k->log_prob(ctx, &opts, r, v);
+    bl_tensor *lp = k->log_prob(ctx, opts, r, v);
     ck_assert_int_eq(lp->ndim, 1);
     ck_assert_int_eq(lp->numel, 1);
     return (double)lp->data[0];
@@ -38,7 +38,7 @@ static double lp1(const bl_dist_kind *k, bl_dist_opts opts, const double *raw, c
 #define REL 2e-5
 #define ck_close(x, ref) ck_assert_double_eq_tol((x), (ref), REL * (1 + fabs(ref)))
 
-static const bl_dist_opts none = {0, 0};
+static const double none[BL_DIST_MAX_OPTS];
 
 START_TEST(test_log_prob_closed_form)
 {
@@ -51,9 +51,9 @@ START_TEST(test_log_prob_closed_form)
     /* logvar -7.3 clamps to -6 */
     ck_close(lp1(bl_dist_lognormal, none, (double[]){-1.2, -7.3}, (double[]){0.0561}), -564.7769596639347);
     /* logitnormal(0, pi): mu -0.5721, logvar 0.8816, at 1.2087 */
-    ck_close(lp1(bl_dist_logitnormal, (bl_dist_opts){0, M_PI}, (double[]){-0.5721, 0.8816},
+    ck_close(lp1(bl_dist_logitnormal, (const double[]){0, M_PI}, (double[]){-0.5721, 0.8816},
                  (double[]){1.2087}), -1.065752562819891);
-    ck_close(lp1(bl_dist_logitnormal, (bl_dist_opts){0, 1}, (double[]){0.9373, -1.4431}, (double[]){0.7319}),
+    ck_close(lp1(bl_dist_logitnormal, (const double[]){0, 1}, (double[]){0.9373, -1.4431}, (double[]){0.7319}),
              1.4216199035709223);
     /* bernoulli: logit 2.385 -> p = 0.91567630...; log p, log(1 - p) */
     ck_close(lp1(bl_dist_bernoulli, none, (double[]){2.385}, (double[]){1}), -0.08809235713435318);
@@ -68,12 +68,12 @@ START_TEST(test_log_prob_closed_form)
 }
 END_TEST
 
-static double point(void (*fn)(const bl_dist_opts *, const bl_real *, bl_real *), bl_dist_opts o,
+static double point(void (*fn)(const double *, const bl_real *, bl_real *), const double *o,
                     const double *raw, int dim, int c)
 {
     bl_real r[8], v[8];
     for (int i = 0; i < dim; i++) r[i] = (bl_real)raw[i];
-    fn(&o, r, v);
+    fn(o, r, v);
     return (double)v[c];
 }
 
@@ -86,14 +86,14 @@ START_TEST(test_mode_median)
     /* normal: mean */
     ck_close(point(bl_dist_normal->mode, none, (double[]){-2.385, 3}, 2, 0), -2.385);
     /* logitnormal(0, pi) median = pi sigmoid(mu) */
-    ck_close(point(bl_dist_logitnormal->median, (bl_dist_opts){0, M_PI}, (double[]){-0.5721, 0.8816}, 2, 0),
+    ck_close(point(bl_dist_logitnormal->median, (const double[]){0, M_PI}, (double[]){-0.5721, 0.8816}, 2, 0),
              1.1333370963614569);
     /* logitnormal mode (no closed form; python: dense grid + golden section on the density) */
     ck_assert_double_eq_tol(
-        point(bl_dist_logitnormal->mode, (bl_dist_opts){0, 1}, (double[]){0.9373, -1.4431}, 2, 0),
+        point(bl_dist_logitnormal->mode, (const double[]){0, 1}, (double[]){0.9373, -1.4431}, 2, 0),
         0.7409943349368739, 1e-5);
     /* sigma^2 = e^1.5 > 2: bimodal; the higher mode is near 1 */
-    ck_assert_double_eq_tol(point(bl_dist_logitnormal->mode, (bl_dist_opts){0, 1}, (double[]){0.3, 1.5}, 2, 0),
+    ck_assert_double_eq_tol(point(bl_dist_logitnormal->mode, (const double[]){0, 1}, (double[]){0.3, 1.5}, 2, 0),
                             0.9909954302203512, 1e-5);
     /* bernoulli: 1 iff p > 1/2, the tie goes to 0 */
     ck_assert(point(bl_dist_bernoulli->mode, none, (double[]){0.0}, 1, 0) == 0);
@@ -144,7 +144,7 @@ START_TEST(test_tdbn_properties)
     double s[2] = {0, 0}, s2[2] = {0, 0};
     for (int i = 0; i < N; i++) {
         bl_real x[2];
-        bl_dist_tdbn->sample(&none, raw, rng, x);
+        bl_dist_tdbn->sample(none, raw, rng, x);
         for (int d = 0; d < 2; d++) {
             ck_assert(x[d] >= 0 && x[d] < 1);
             s[d] += x[d];
@@ -168,7 +168,7 @@ START_TEST(test_tdbn_histogram)
     bl_rng *rng = bl_rng_alloc(11, 3);
     for (int i = 0; i < N; i++) {
         bl_real x[2];
-        bl_dist_tdbn->sample(&none, raw, rng, x);
+        bl_dist_tdbn->sample(none, raw, rng, x);
         count[(int)(x[0] * NBIN)]++;
     }
     double chi2 = 0;
@@ -188,7 +188,7 @@ START_TEST(test_sample_moments)
 {
     struct {
         const bl_dist_kind *kind;
-        bl_dist_opts opts;
+        double opts[2];
         double raw[2], mean, var;
     } cases[] = {
         {bl_dist_normal, {0, 0}, {2.385, -0.731}, 2.385, 0.48144},          /* var e^-0.731 */
@@ -209,7 +209,7 @@ START_TEST(test_sample_moments)
         double s = 0, sq = 0;
         for (int i = 0; i < N; i++) {
             bl_real x;
-            cases[c].kind->sample(&cases[c].opts, raw, rng, &x);
+            cases[c].kind->sample(cases[c].opts, raw, rng, &x);
             s += x;
             sq += (double)x * x;
         }
@@ -235,8 +235,8 @@ START_TEST(test_density_integrates)
         r->data[2 * i + 1] = 0.8816f;
         v->data[i] = (bl_real)(M_PI * (i + 0.5) / N);
     }
-    bl_dist_opts o = {0, M_PI};
-    bl_tensor *lp = bl_dist_logitnormal->log_prob(ctx, &o, r, v);
+    const double o[2] = {0, M_PI};
+    bl_tensor *lp = bl_dist_logitnormal->log_prob(ctx, o, r, v);
     double mass = 0;
     for (int i = 0; i < N; i++) mass += exp(lp->data[i]) * M_PI / N;
     ck_assert_double_eq_tol(mass, 1, 2e-3);
@@ -245,18 +245,18 @@ END_TEST
 
 /* ---- the kind table ---- */
 
-static bl_tensor *exp_log_prob(bl_ctx *c, const bl_dist_opts *o, bl_tensor *raw, bl_tensor *value)
+static bl_tensor *exp_log_prob(bl_ctx *c, const double *o, bl_tensor *raw, bl_tensor *value)
 {
     (void)o;
     /* rate = e^raw: log rate - rate v */
     return bl_sum_dim(c, bl_sub(c, raw, bl_mul(c, bl_exp(c, raw), value)), -1, 0);
 }
-static void exp_sample(const bl_dist_opts *o, const bl_real *raw, bl_rng *rng, bl_real *v)
+static void exp_sample(const double *o, const bl_real *raw, bl_rng *rng, bl_real *v)
 {
     (void)o;
     v[0] = (bl_real)(-log(bl_rng_uniform_pos(rng)) / exp(raw[0]));
 }
-static void exp_mode(const bl_dist_opts *o, const bl_real *raw, bl_real *v)
+static void exp_mode(const double *o, const bl_real *raw, bl_real *v)
 {
     (void)o;
     (void)raw;
@@ -298,28 +298,37 @@ START_TEST(test_kind_registration)
     /* rate e^0.7 at 0.4: 0.7 - e^0.7 * 0.4 */
     ck_close(lp1(&expo, none, (double[]){0.7}, (double[]){0.4}), 0.7 - exp(0.7) * 0.4);
 
-    /* options: only logitnormal takes a range, and it must be increasing */
-    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_normal, &(bl_dist_opts){0, 1}), BL_ERR_ARG);
-    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_logitnormal, &(bl_dist_opts){0, 1}), BL_OK);
-    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_logitnormal, &(bl_dist_opts){2, 1}), BL_ERR_ARG);
+    /* options: only logitnormal has named options (low, high), finite and increasing */
+    ck_assert_int_eq(bl_dist_normal->n_opts, 0);
+    ck_assert_int_eq(bl_dist_logitnormal->n_opts, 2);
+    ck_assert_int_eq(bl_dist_kind_opt_index(bl_dist_logitnormal, "high"), 1);
+    ck_assert_int_eq(bl_dist_kind_opt_index(bl_dist_logitnormal, "mid"), -1);
+    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_logitnormal, (const double[]){0, 1}), BL_OK);
+    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_logitnormal, (const double[]){2, 1}), BL_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "low < high"));
+    ck_assert_int_eq(bl_dist_kind_check_opts(bl_dist_logitnormal, (const double[]){0, INFINITY}), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "option high = inf is not finite"));
+    static const bl_dist_kind unnamed_opt = {.name = "unnamed_opt", .dim = 1, .value_dim = 1, .n_opts = 1,
+                                             .log_prob = exp_log_prob, .sample = exp_sample, .mode = exp_mode};
+    ck_assert_int_eq(bl_dist_kind_register(&unnamed_opt), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'unnamed_opt': option 0 has no name"));
 }
 END_TEST
 
 /* loc and scale with the kinds' clamps (dists/kind.h), closed forms */
 START_TEST(test_loc_scale)
 {
-    const bl_dist_opts range = {0, 2};
+    const double range[2] = {0, 2};
     double loc[2], scale[2];
-    struct { const bl_dist_kind *kind; const bl_dist_opts *opts; bl_real raw[2]; double loc, scale; } one[] = {
+    struct { const bl_dist_kind *kind; const double *opts; bl_real raw[2]; double loc, scale; } one[] = {
         /* sd = exp(logvar / 2): logvar = log 0.25 -> 0.5 */
-        {bl_dist_normal, &none, {0.3f, (bl_real)log(0.25)}, 0.3, 0.5},
-        {bl_dist_normal, &none, {-1.0f, 50.0f}, -1.0, exp(10.0)},       /* clamp at 20 */
-        {bl_dist_normal, &none, {2.0f, -50.0f}, 2.0, exp(-10.0)},       /* clamp at -20 */
-        {bl_dist_lognormal, &none, {0.5f, 12.0f}, 0.5, exp(5.0)},       /* clamp at 10 */
-        {bl_dist_lognormal, &none, {0.5f, -7.0f}, 0.5, exp(-3.0)},      /* clamp at -6 */
-        {bl_dist_logitnormal, &range, {-0.25f, -30.0f}, -0.25, exp(-5.0)}, /* clamp at -10 */
-        {bl_dist_logitnormal, &range, {0.0f, 1.0f}, 0.0, exp(0.5)},
+        {bl_dist_normal, none, {0.3f, (bl_real)log(0.25)}, 0.3, 0.5},
+        {bl_dist_normal, none, {-1.0f, 50.0f}, -1.0, exp(10.0)},       /* clamp at 20 */
+        {bl_dist_normal, none, {2.0f, -50.0f}, 2.0, exp(-10.0)},       /* clamp at -20 */
+        {bl_dist_lognormal, none, {0.5f, 12.0f}, 0.5, exp(5.0)},       /* clamp at 10 */
+        {bl_dist_lognormal, none, {0.5f, -7.0f}, 0.5, exp(-3.0)},      /* clamp at -6 */
+        {bl_dist_logitnormal, range, {-0.25f, -30.0f}, -0.25, exp(-5.0)}, /* clamp at -10 */
+        {bl_dist_logitnormal, range, {0.0f, 1.0f}, 0.0, exp(0.5)},
     };
     for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) {
         ck_assert_int_eq(bl_dist_kind_loc_scale(one[i].kind, one[i].opts, one[i].raw, loc, scale), BL_OK);
@@ -329,7 +338,7 @@ START_TEST(test_loc_scale)
     }
     /* tdbn: mu = sigmoid(logit) (sigmoid(log 3) = 3/4), sigma = exp(clamp(logvar, -6, 3) / 2) */
     const bl_real tr[4] = {0.0f, (bl_real)log(3.0), (bl_real)log(0.04), 5.0f};
-    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_tdbn, &none, tr, loc, scale), BL_OK);
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_tdbn, none, tr, loc, scale), BL_OK);
     ck_assert_double_eq_tol(loc[0], 0.5, 1e-12);
     ck_assert_double_eq_tol(loc[1], 0.75, 1e-7);
     ck_assert_double_eq_tol(scale[0], 0.2, 1e-7);
@@ -337,10 +346,10 @@ START_TEST(test_loc_scale)
     /* the normal's scale is the one its density uses: log q(loc) = -log sd - log sqrt(2 pi) */
     const double nr[2] = {0.7, 3.0};
     const bl_real nrr[2] = {0.7f, 3.0f};
-    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_normal, &none, nrr, loc, scale), BL_OK);
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_normal, none, nrr, loc, scale), BL_OK);
     ck_assert_double_eq_tol(lp1(bl_dist_normal, none, nr, loc), -log(scale[0]) - 0.91893853320467274, 1e-5);
     /* bernoulli has none */
-    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_bernoulli, &none, nrr, loc, scale), BL_ERR_ARG);
+    ck_assert_int_eq(bl_dist_kind_loc_scale(bl_dist_bernoulli, none, nrr, loc, scale), BL_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "'bernoulli'"));
 }
 END_TEST

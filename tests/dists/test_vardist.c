@@ -142,12 +142,12 @@ START_TEST(test_sdss_table)
         ck_assert_int_eq(s->raw_offset[k], rows[i].offset);
         ck_assert_str_eq(s->factors[k].kind->name, rows[i].kind);
     }
-    ck_assert_double_eq(bl_vardist_spec_find(s, "galsim_beta_radians")->opts.high, M_PI);
+    ck_assert_double_eq(bl_vardist_spec_find(s, "galsim_beta_radians")->opts[1], M_PI);
     ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_r")->column, 2);
     ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_r")->point, BL_POINT_MODE);
     ck_assert_int_eq(bl_vardist_spec_find(s, "galaxy_flux_r")->point, BL_POINT_MEDIAN);
-    ck_assert_int_eq(bl_vardist_spec_find(s, "galsim_a_b")->mask, BL_MASK_GALAXY);
-    ck_assert_int_eq(bl_vardist_spec_find(s, "star_flux_i")->mask, BL_MASK_STAR);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "galsim_a_b")->mask, BL_MASK_GALAXY);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "star_flux_i")->mask, BL_MASK_STAR);
 
     /* redshift: one call, P = 40, raw 38-39 */
     ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
@@ -386,6 +386,77 @@ START_TEST(test_new_field_factor)
 }
 END_TEST
 
+/* a mask of the user's: registered with one call, then named in a config entry like a
+ * built-in one; the nll counts the factor exactly in the tiles it selects */
+static void select_empty(const bl_tile_catalog *cat, uint8_t *out)
+{
+    for (int64_t t = 0; t < bl_tile_catalog_n_tiles(cat); t++)
+        for (int64_t s = 0; s < cat->S; s++) out[t * cat->S + s] = cat->n_sources[t] == 0;
+}
+
+START_TEST(test_registered_mask)
+{
+    static const bl_factor_mask empty = {"empty", select_empty};
+    int n0 = bl_factor_mask_count();
+    ck_assert_int_eq(n0, 4);
+    ck_assert_ptr_eq(bl_factor_mask_find("galaxy"), BL_MASK_GALAXY);
+    ck_assert_ptr_null(bl_factor_mask_find("empty"));
+    ck_assert_int_eq(bl_factor_mask_register(&empty), BL_OK);
+    ck_assert_int_eq(bl_factor_mask_register(&empty), BL_OK); /* the same descriptor again */
+    static const bl_factor_mask dup = {"on", select_empty}, unnamed = {NULL, select_empty};
+    ck_assert_int_eq(bl_factor_mask_register(&dup), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "factor mask 'on' is already registered"));
+    ck_assert_int_eq(bl_factor_mask_register(&unnamed), BL_ERR_ARG);
+    ck_assert_int_eq(bl_factor_mask_count(), n0 + 1);
+    ck_assert_ptr_eq(bl_factor_mask_at(n0), &empty);
+
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "factors = ( { name = \"z\"; kind = \"normal\"; "
+                                                  "field = \"redshifts\"; mask = \"empty\"; } );", "m.cfg"),
+                     BL_OK);
+    bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4), *z = bl_vardist_spec_alloc_sdss(NB, 4);
+    ck_assert_msg(bl_vardist_spec_add_config(z, cfg, "factors") == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+    bl_config_free(cfg);
+    ck_assert_ptr_eq(bl_vardist_spec_find(z, "z")->mask, &empty);
+    bl_tile_catalog *c = three_tiles();
+    bl_tensor *zt = bl_tile_catalog_add(c, "redshifts");
+    zt->data[0] = NAN, zt->data[1] = NAN, zt->data[2] = 0.9f;
+    bl_tensor *n38, *n40;
+    ck_assert_int_eq(bl_vardist_nll(ctx, bl_vardist_spec_make_dist(ctx, s, make_x(1, 1, 3, 38)), c, &n38), BL_OK);
+    ck_assert_int_eq(bl_vardist_nll(ctx, bl_vardist_spec_make_dist(ctx, z, make_x(1, 1, 3, 40)), c, &n40), BL_OK);
+    ck_assert(n40->data[0] == n38->data[0]);
+    ck_assert(n40->data[1] == n38->data[1]);
+    double r[2] = {(bl_real)raw_value(2, 38), (bl_real)raw_value(2, 39)};
+    ck_assert_double_eq_tol(n40->data[2] - n38->data[2], -ref_normal(r, (double)(bl_real)0.9), 1e-4);
+    /* the factor table prints the mask's name */
+    char buf[8192];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    bl_vardist_spec_print(f, z);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "redshifts[0]       empty"));
+    bl_tile_catalog_free(c);
+    bl_vardist_spec_free(s);
+    bl_vardist_spec_free(z);
+}
+END_TEST
+
+/* a kind without options refuses option values set in C, naming the factor and the kind */
+START_TEST(test_options_of_kinds_without)
+{
+    bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "z", .kind = bl_dist_normal, .opts = {0, 1},
+                                                          .field = "redshifts"}),
+                     BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "factor 'z': kind 'normal' takes 0 options, but opts[1] = 1"));
+    /* a factor without a mask counts everywhere */
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "z", .kind = bl_dist_normal, .field = "redshifts"}),
+                     BL_OK);
+    ck_assert_ptr_eq(bl_vardist_spec_find(s, "z")->mask, BL_MASK_ALWAYS);
+    bl_vardist_spec_free(s);
+}
+END_TEST
+
 /* ---- config entries ---- */
 
 static bl_status from_config(const char *text, bl_vardist_spec **spec)
@@ -413,7 +484,7 @@ START_TEST(test_config_entry)
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_eq(f->kind, bl_dist_normal);
     ck_assert_str_eq(f->field, "redshifts");
-    ck_assert_int_eq(f->mask, BL_MASK_ON);
+    ck_assert_ptr_eq(f->mask, BL_MASK_ON);
     ck_assert_int_eq(f->point, BL_POINT_MODE);
     ck_assert_int_eq(f->column, 0);
     bl_vardist_spec_free(s);
@@ -425,7 +496,7 @@ START_TEST(test_config_entry)
                                  &s),
                      BL_OK);
     f = bl_vardist_spec_find(s, "dust");
-    ck_assert_double_eq(f->opts.high, 2);
+    ck_assert_double_eq(f->opts[1], 2);
     ck_assert_int_eq(f->column, 5);
     ck_assert_int_eq(f->point, BL_POINT_MEDIAN);
     ck_assert_double_eq(f->offset, 1e-9);
@@ -462,16 +533,22 @@ START_TEST(test_config_bad_entries)
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   column = 1; }\n);\n",
          "bad.cfg:3", "'factors.[0].column'", "do not fit"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   low = 0.0; }\n);\n",
-         "bad.cfg:3", "'factors.[0].low'", "takes no low/high"},
+         "bad.cfg:3", "'factors.[0].low'", "unknown key"},
         {"factors = (\n { name = \"z\"; kind = \"logitnormal\"; field = \"redshifts\"; high = 1.0; }\n);\n",
-         "bad.cfg:2", "'factors.[0]'", "needs both 'low' and 'high'"},
+         "bad.cfg:2", "'factors.[0]'", "kind 'logitnormal' needs the option 'low'"},
+        {"factors = (\n { name = \"z\"; kind = \"logitnormal\"; field = \"redshifts\";\n low = 1.0;\n high = 1.0; }\n);\n",
+         "bad.cfg:4", "'factors.[0].high'", "low < high"},
+        {"factors = (\n { name = \"z\";\n kind = \"logitnorml\"; low = 0.0; high = 1.0; field = \"redshifts\"; }\n);\n",
+         "bad.cfg:3", "'factors.[0].kind'", "unknown distribution kind 'logitnorml'"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   mask = \"sometimes\"; }\n);\n",
-         "bad.cfg:3", "'factors.[0].mask'", "mask 'sometimes'"},
+         "bad.cfg:3", "'factors.[0].mask'", "unknown mask 'sometimes' (known: always, on, star, galaxy"},
         {"factors = (\n { name = \"z\"; field = \"redshifts\"; }\n);\n", "bad.cfg:2", "'factors.[0]'",
          "no 'kind'"},
         {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\";\n   column = \"one\"; }\n);\n",
          "bad.cfg:3", "factors.[0].column", "integer"},
         {"factors = 5;\n", "bad.cfg:1", "'factors'", "list"},
+        {"factors = (\n { name = \"z\"; kind = \"normal\"; field = \"redshifts\"; },\n 3\n);\n", "bad.cfg:3",
+         "'factors.[1]'", "must be a group"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bl_vardist_spec *s;
@@ -489,7 +566,7 @@ START_TEST(test_config_bad_entries)
     ck_assert_int_eq(bl_config_load(&cfg, BL_DISTS_TEST_DIR "/bad_factor.cfg"), BL_OK);
     bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
     ck_assert_int_eq(bl_vardist_spec_add_config(s, cfg, "factors"), BL_ERR_CONFIG);
-    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad_factor.cfg:6: key 'factors.[0].fields'"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "bad_factor.cfg:6: unknown key 'factors.[0].fields'"));
     bl_config_free(cfg);
     bl_vardist_spec_free(s);
 }
@@ -507,6 +584,8 @@ int main(void)
     tcase_add_test(tc, test_sample_use_mode);
     tcase_add_test(tc, test_sample_draws);
     tcase_add_test(tc, test_new_field_factor);
+    tcase_add_test(tc, test_registered_mask);
+    tcase_add_test(tc, test_options_of_kinds_without);
     tcase_add_test(tc, test_config_entry);
     tcase_add_test(tc, test_config_bad_entries);
     suite_add_tcase(s, tc);

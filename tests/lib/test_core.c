@@ -11,6 +11,7 @@
 
 #include "lib/arena.h"
 #include "lib/config.h"
+#include "lib/registry.h"
 #include "lib/rng.h"
 #include "lib/tensor.h"
 #include "tests/bl_check.h"
@@ -336,11 +337,53 @@ START_TEST(test_config_syntax_error_and_missing_file)
 }
 END_TEST
 
+typedef struct {
+    const char *name;
+    int value;
+} reg_item;
+static const char *reg_item_name(const void *p) { return ((const reg_item *)p)->name; }
+
+/* the registry helper: built-ins first, then registered items in order; same pointer again is a
+ * no-op, a taken name, a missing name and a full table are refused naming the registry */
+START_TEST(test_registry)
+{
+    static const reg_item a = {"a", 1}, b = {"b", 2}, c = {"c", 3}, d = {"d", 4}, a2 = {"a", 5}, noname = {NULL, 0};
+    static const void *const builtins[] = {&a, &b};
+    static const void *extra[2];
+    static bl_registry r = BL_REGISTRY_INIT("test item", builtins, extra, reg_item_name);
+    ck_assert_int_eq(bl_registry_count(&r), 2);
+    ck_assert_ptr_eq(bl_registry_find(&r, "b"), &b);
+    ck_assert_ptr_null(bl_registry_find(&r, "c"));
+    ck_assert_ptr_null(bl_registry_find(&r, NULL));
+    ck_assert_int_eq(bl_registry_add(&r, &c), BL_OK);
+    ck_assert_int_eq(bl_registry_add(&r, &c), BL_OK);
+    ck_assert_int_eq(bl_registry_count(&r), 3);
+    ck_assert_ptr_eq(bl_registry_at(&r, 2), &c);
+    ck_assert_int_eq(bl_registry_add(&r, &a2), BL_ERR_ARG);
+    ck_assert_str_eq(bl_error_message(), "test item 'a' is already registered (another descriptor)");
+    ck_assert_int_eq(bl_registry_add(&r, &noname), BL_ERR_ARG);
+    ck_assert_str_eq(bl_error_message(), "test item: the descriptor has no name");
+    ck_assert_int_eq(bl_registry_add(&r, &d), BL_OK);
+    static const reg_item e = {"e", 5};
+    ck_assert_int_eq(bl_registry_add(&r, &e), BL_ERR_ARG);
+    ck_assert_str_eq(bl_error_message(), "test item 'e': the table is full (2 registered)");
+    char names[16];
+    bl_registry_names(&r, names, sizeof names);
+    ck_assert_str_eq(names, "a, b, c, d");
+    bl_registry_names(&r, names, 6);
+    ck_assert_str_eq(names, "a, b,");
+    bl_registry_reset(&r);
+    ck_assert_int_eq(bl_registry_count(&r), 2);
+    ck_assert_ptr_null(bl_registry_find(&r, "c"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib_core");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_tensor_shape_and_offset);
+    tcase_add_test(tc, test_registry);
     tcase_add_test(tc, test_arena_alignment_growth_reset);
     tcase_add_test(tc, test_rng_streams_are_reproducible_and_independent);
     tcase_add_test(tc, test_rng_moments);

@@ -453,8 +453,225 @@ START_TEST(test_simulator_from_including_config)
 }
 END_TEST
 
+/* ---- generated: every registered sampler kind x every generic check ----
+ * A kind registered before the suite is built (like the toy kind below) gets these cases with
+ * no test code of its own; its example_params are the values tested. */
+
+/* Exponential(rate): a toy kind of this file */
+static void toy_sample(const bl_field_sampler *s, const bl_prior *prior, bl_rng *rng, bl_tile_catalog *cat,
+                       int64_t b)
+{
+    (void)prior;
+    bl_tensor *t = bl_tile_catalog_require(cat, s->field);
+    const int64_t n = cat->ht * cat->wt * cat->S * t->shape[4];
+    for (int64_t i = 0; i < n; i++) t->data[b * n + i] = (bl_real)(-log(bl_rng_uniform_pos(rng)) / s->params[0]);
+}
+static bl_status toy_check(const double *p, const char *where)
+{
+    return p[0] > 0 ? BL_OK : bl_error(BL_ERR_CONFIG, "%s: rate = %g must be > 0", where, p[0]);
+}
+static double toy_cdf(const double *p, double x) { return x <= 0 ? 0 : -expm1(-p[0] * x); }
+static const bl_sampler_kind toy_sampler_kind = {
+    .name = "toy_exponential", .n_params = 1, .param_names = {"rate"}, .example_params = {3.0},
+    .check = toy_check, .cdf = toy_cdf, .sample = toy_sample};
+
+#define GEN_FIELD "generated_sampler_field"
+
+/* a prior (B, nt x nt tiles, S 2) with the kind bound to GEN_FIELD under `name` */
+static bl_prior *gen_prior_sized(const bl_sampler_kind *k, const char *name, int64_t B, int64_t nt)
+{
+    bl_prior *prior = default_prior(B, nt, 2);
+    bl_field_sampler fs = {.name = name, .kind = k, .field = GEN_FIELD};
+    memcpy(fs.params, k->example_params, sizeof fs.params);
+    ck_assert_msg(bl_prior_add(prior, &fs) == BL_OK, "%s: %s", k->name, bl_error_message());
+    return prior;
+}
+
+static bl_prior *gen_prior(const bl_sampler_kind *k, const char *name) { return gen_prior_sized(k, name, 4, 10); }
+
+/* the entry "{ name = "g"; sampler = "<kind>"; field = ...; <params except skip> <extra> }" */
+static bl_status gen_config(const bl_sampler_kind *k, int skip, const char *extra, bl_prior **out)
+{
+    char text[2048];
+    int used = snprintf(text, sizeof text, "prior_fields = ( { name = \"g\"; sampler = \"%s\"; field = \"%s\"; %s",
+                        k->name, GEN_FIELD, extra);
+    for (int i = 0; i < k->n_params; i++)
+        if (i != skip)
+            used += snprintf(text + used, sizeof text - (size_t)used, " %s = %.17g;", k->param_names[i],
+                             k->example_params[i]);
+    snprintf(text + used, sizeof text - (size_t)used, " } );\n");
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, text, "gen.cfg"), BL_OK);
+    *out = default_prior(4, 10, 2);
+    bl_status st = bl_prior_add_config(*out, cfg, "prior_fields");
+    if (st == BL_OK) st = bl_config_check_unused(cfg);
+    bl_config_free(cfg);
+    return st;
+}
+
+static const bl_tensor *gen_values(const bl_tile_catalog *cat) { return bl_tile_catalog_require(cat, GEN_FIELD); }
+
+static int cmp_real(const void *a, const void *b)
+{
+    bl_real x = *(const bl_real *)a, y = *(const bl_real *)b;
+    return (x > y) - (x < y);
+}
+
+/* every value finite; with a cdf: Kolmogorov-Smirnov against it */
+static void gen_check_distribution(const bl_sampler_kind *k)
+{
+    bl_prior *prior = gen_prior_sized(k, "g", 16, 20); /* 12800 values */
+    bl_tile_catalog *cat = bl_prior_sample(prior, 11, 2);
+    const bl_tensor *t = gen_values(cat);
+    int64_t n = t->numel;
+    bl_real *x = malloc((size_t)n * sizeof *x);
+    memcpy(x, t->data, (size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) ck_assert_msg(isfinite(x[i]), "%s: value %lld is %g", k->name, (long long)i, (double)x[i]);
+    if (k->cdf) {
+        qsort(x, (size_t)n, sizeof *x, cmp_real);
+        double D = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double F = k->cdf(k->example_params, x[i]);
+            D = fmax(D, fmax(fabs(F - (double)i / n), fabs(F - (double)(i + 1) / n)));
+        }
+        /* P(D > 1.95 / sqrt(n)) = 0.001; float values add at most a few 1e-7 */
+        ck_assert_msg(D < 1.95 / sqrt((double)n), "%s: KS distance %g over %lld values", k->name, D, (long long)n);
+    } else {
+        fprintf(stderr, "%s: no cdf; only finiteness of the draws is checked\n", k->name);
+    }
+    free(x);
+    bl_tile_catalog_free(cat);
+    bl_prior_free(prior);
+}
+
+/* same seed and stream: the same values whatever the thread count and the other samplers; another
+ * stream: other values */
+static void gen_check_determinism(const bl_sampler_kind *k)
+{
+    bl_prior *p1 = gen_prior(k, "g"), *p2 = default_prior(4, 10, 2);
+    bl_field_sampler other = {.name = "redshift", .kind = bl_sampler_uniform, .field = "redshifts", .params = {0, 1}};
+    ck_assert_int_eq(bl_prior_add(p2, &other), BL_OK);
+    bl_field_sampler fs = {.name = "g", .kind = k, .field = GEN_FIELD};
+    memcpy(fs.params, k->example_params, sizeof fs.params);
+    ck_assert_int_eq(bl_prior_add(p2, &fs), BL_OK);
+    omp_set_num_threads(1);
+    bl_tile_catalog *a = bl_prior_sample(p1, 5, 1);
+    omp_set_num_threads(2);
+    bl_tile_catalog *b = bl_prior_sample(p2, 5, 1), *c = bl_prior_sample(p1, 5, 2);
+    const bl_tensor *ta = gen_values(a), *tb = gen_values(b), *tc = gen_values(c);
+    size_t bytes = (size_t)ta->numel * sizeof(bl_real);
+    ck_assert_msg(memcmp(ta->data, tb->data, bytes) == 0, "%s: draws depend on threads or other samplers", k->name);
+    ck_assert_msg(memcmp(ta->data, tc->data, bytes) != 0, "%s: streams 1 and 2 drew the same values", k->name);
+    bl_tile_catalog_free(a);
+    bl_tile_catalog_free(b);
+    bl_tile_catalog_free(c);
+    bl_prior_free(p1);
+    bl_prior_free(p2);
+}
+
+/* a config entry draws what the C call draws; a missing or unknown parameter is an error
+ * naming the key; NaN is refused naming the parameter; example_params pass the check */
+static void gen_check_params(const bl_sampler_kind *k)
+{
+    ck_assert_msg(!k->check || k->check(k->example_params, "example") == BL_OK, "%s: %s", k->name,
+                  bl_error_message());
+    bl_prior *pc, *pf = gen_prior(k, "g");
+    ck_assert_msg(gen_config(k, -1, "", &pc) == BL_OK, "%s: %s", k->name, bl_error_message());
+    bl_tile_catalog *a = bl_prior_sample(pc, 3, 0), *b = bl_prior_sample(pf, 3, 0);
+    ck_assert_int_eq(memcmp(gen_values(a)->data, gen_values(b)->data, (size_t)gen_values(a)->numel * sizeof(bl_real)), 0);
+    bl_tile_catalog_free(a);
+    bl_tile_catalog_free(b);
+    bl_prior_free(pc);
+    bl_prior_free(pf);
+    char want[160];
+    for (int i = 0; i < k->n_params; i++) {
+        ck_assert_int_eq(gen_config(k, i, "", &pc), BL_ERR_CONFIG);
+        snprintf(want, sizeof want, "missing required key 'prior_fields.[0].%s'", k->param_names[i]);
+        ck_assert_msg(strstr(bl_error_message(), want), "%s: \"%s\" lacks \"%s\"", k->name, bl_error_message(), want);
+        bl_prior_free(pc);
+        bl_prior *p = default_prior(4, 10, 2);
+        bl_field_sampler fs = {.name = "g", .kind = k, .field = GEN_FIELD};
+        memcpy(fs.params, k->example_params, sizeof fs.params);
+        fs.params[i] = NAN;
+        ck_assert_int_eq(bl_prior_add(p, &fs), BL_ERR_ARG);
+        snprintf(want, sizeof want, "%s = nan is not finite", k->param_names[i]);
+        ck_assert_msg(strstr(bl_error_message(), want), "%s: \"%s\" lacks \"%s\"", k->name, bl_error_message(), want);
+        bl_prior_free(p);
+    }
+    ck_assert_int_eq(gen_config(k, -1, "no_such_param = 1.0;", &pc), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "gen.cfg:1: unknown key 'prior_fields.[0].no_such_param'"));
+    bl_prior_free(pc);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(const bl_sampler_kind *k);
+} gen_checks[] = {
+    {"distribution", gen_check_distribution},
+    {"determinism", gen_check_determinism},
+    {"params", gen_check_params},
+};
+#define N_GEN_CHECKS ((int)(sizeof gen_checks / sizeof gen_checks[0]))
+static int n_builtin_sampler_kinds, n_gen_cases;
+
+START_TEST(test_generated_sampler_kind)
+{
+    const bl_sampler_kind *k = bl_sampler_kind_at(_i / N_GEN_CHECKS);
+    fprintf(stderr, "generated: %s / %s\n", k->name, gen_checks[_i % N_GEN_CHECKS].name);
+    gen_checks[_i % N_GEN_CHECKS].run(k);
+}
+END_TEST
+
+static void gen_sample_nothing(const bl_field_sampler *s, const bl_prior *prior, bl_rng *rng, bl_tile_catalog *cat,
+                               int64_t b)
+{
+    (void)s, (void)prior, (void)rng, (void)cat, (void)b;
+}
+
+/* bl_sampler_kind_register: the toy kind went in (and added its generated cases); bad
+ * descriptors and a second kind of a taken name are refused with a message naming them */
+START_TEST(test_sampler_kind_register)
+{
+    ck_assert_int_eq(n_builtin_sampler_kinds, 2);
+    ck_assert_int_eq(bl_sampler_kind_count(), n_builtin_sampler_kinds + 1);
+    ck_assert_ptr_eq(bl_sampler_kind_find("toy_exponential"), &toy_sampler_kind);
+    ck_assert_ptr_eq(bl_sampler_kind_at(n_builtin_sampler_kinds), &toy_sampler_kind);
+    ck_assert_int_eq(n_gen_cases, (n_builtin_sampler_kinds + 1) * N_GEN_CHECKS); /* 9 = 6 + the toy's 3 */
+    ck_assert_int_eq(bl_sampler_kind_register(&toy_sampler_kind), BL_OK); /* the same descriptor again */
+    static const bl_sampler_kind dup = {.name = "uniform", .sample = gen_sample_nothing};
+    ck_assert_int_eq(bl_sampler_kind_register(&dup), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "sampler kind 'uniform' is already registered"));
+    static const bl_sampler_kind no_sample = {.name = "no_sample"};
+    ck_assert_int_eq(bl_sampler_kind_register(&no_sample), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'no_sample' has no sample function"));
+    static const bl_sampler_kind unnamed = {.name = "unnamed_param", .n_params = 1, .sample = gen_sample_nothing};
+    ck_assert_int_eq(bl_sampler_kind_register(&unnamed), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'unnamed_param': parameter 0 has no name"));
+    static const bl_sampler_kind too_many = {.name = "too_many", .n_params = BL_SAMPLER_MAX_PARAMS + 1,
+                                             .sample = gen_sample_nothing};
+    ck_assert_int_eq(bl_sampler_kind_register(&too_many), BL_ERR_ARG);
+    ck_assert_int_eq(bl_sampler_kind_count(), n_builtin_sampler_kinds + 1);
+    /* a config naming an unknown kind lists the registered ones */
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "f = ( { name = \"g\"; sampler = \"expo\"; field = \"redshifts\"; } );",
+                                           "u.cfg"), BL_OK);
+    bl_prior *prior = default_prior(1, 2, 1);
+    ck_assert_int_eq(bl_prior_add_config(prior, cfg, "f"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "unknown sampler 'expo' (known: uniform, gamma, toy_exponential)"));
+    bl_prior_free(prior);
+    bl_config_free(cfg);
+}
+END_TEST
+
 int main(void)
 {
+    n_builtin_sampler_kinds = bl_sampler_kind_count();
+    if (bl_sampler_kind_register(&toy_sampler_kind) != BL_OK ||
+        bl_catalog_field_register(GEN_FIELD, 1, 0) != BL_OK) {
+        fprintf(stderr, "%s\n", bl_error_message());
+        return 1;
+    }
+    n_gen_cases = bl_sampler_kind_count() * N_GEN_CHECKS;
     Suite *s = suite_create("sim_prior");
     TCase *tc = tcase_create("prior");
     tcase_set_timeout(tc, 60);
@@ -466,6 +683,8 @@ int main(void)
     tcase_add_test(tc, test_impossible_config_values);
     tcase_add_test(tc, test_simulator_from_including_config);
     tcase_add_test(tc, test_color_model_files);
+    tcase_add_test(tc, test_sampler_kind_register);
+    tcase_add_loop_test(tc, test_generated_sampler_kind, 0, n_gen_cases);
     suite_add_tcase(s, tc);
     return bl_check_run(s);
 }
