@@ -16,4 +16,12 @@ typedef struct bl_conv_tuning {
 bl_conv_tuning bl_conv_get_tuning(void);
 void bl_conv_set_tuning(bl_conv_tuning tuning);
 
+/* A 2-D convolution as the engines see it (conv3d_depth maps onto it). */
+typedef struct bl_conv_geom {
+    int64_t B, C, H, W;      /* input (B, C, H, W) */
+    int64_t M;               /* output channels */
+    int64_t kh, kw, stride, pad_h, pad_w;
+    int64_t Ho, Wo;          /* output (B, M, Ho, Wo) */
+} bl_conv_geom;
+
 #endif

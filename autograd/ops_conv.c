@@ -27,7 +27,9 @@
  * Scratch memory comes from the ctx arena and is released when the op returns
  * (bl_arena_release), so a step's arena holds activations, not im2col buffers. */
 #include "autograd/ops.h"
+#include "autograd/conv_engine.h"
 #include "autograd/conv_kernels.h"
+#include "autograd/conv_onednn.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -52,14 +54,6 @@ void bl_conv_set_tuning(bl_conv_tuning tuning) { conv_tuning = tuning; }
 #define BL_CONV_POINTWISE_MIN_HW 256
 /* Below this many elements a loop runs on one thread. */
 #define BL_CONV_OMP_MIN 32768
-
-/* A 2-D convolution as the kernels see it (conv3d_depth maps onto it). */
-typedef struct bl_conv_geom {
-    int64_t B, C, H, W;      /* input (B, C, H, W) */
-    int64_t M;               /* output channels */
-    int64_t kh, kw, stride, pad_h, pad_w;
-    int64_t Ho, Wo;          /* output (B, M, Ho, Wo) */
-} bl_conv_geom;
 
 /* Chunks of output rows r = b Ho + oh: either `per` whole images each, or (when one image is
  * too large) each image split into `parts` bands of nearly equal height. */
@@ -480,11 +474,29 @@ static void conv_bias_backward(const bl_conv_geom *g, const bl_real *dy, bl_real
     }
 }
 
+/* What a convolution node saves: its geometry and the engine its forward ran on. */
+typedef struct conv_saved {
+    bl_conv_geom g;
+    bl_conv_engine engine;
+} conv_saved;
+
 static void conv_backward(bl_ctx *ctx, bl_node *node)
 {
-    const bl_conv_geom *g = node->saved;
+    const conv_saved *sv = node->saved;
+    const bl_conv_geom *g = &sv->g;
     bl_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2];
     const bl_real *dy = node->out->grad;
+#ifdef BL_CONV_HAVE_ONEDNN
+    if (sv->engine == BL_CONV_ENGINE_ONEDNN) {
+        int fresh = 0;
+        /* oneDNN's backward data writes every element of dx, whatever the stride */
+        bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &fresh) : NULL;
+        bl_conv_onednn_backward(ctx, g, bias != NULL, x->data, w->data, dy,
+                                w->requires_grad ? bl_grad(ctx, w) : NULL,
+                                bias && bias->requires_grad ? bl_grad(ctx, bias) : NULL, dx, !fresh);
+        return;
+    }
+#endif
     if (bias && bias->requires_grad) conv_bias_backward(g, dy, bl_grad(ctx, bias));
     if (w->requires_grad) conv_dweight_gemm(ctx, g, x->data, dy, bl_grad(ctx, w));
     if (x->requires_grad) conv_dinput(ctx, g, w->data, dy, x);
@@ -494,11 +506,19 @@ static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g,
                              bl_tensor *w, bl_tensor *bias, int ndim, const int64_t *shape)
 {
     bl_tensor *y = bl_new(ctx, ndim, shape);
-    if (bias) conv_bias_fill(g, bias->data, y->data);
-    conv_forward_gemm(ctx, g, x->data, w->data, y->data, bias != NULL);
+    const conv_saved sv = {.g = *g, .engine = bl_conv_get_engine()};
+#ifdef BL_CONV_HAVE_ONEDNN
+    if (sv.engine == BL_CONV_ENGINE_ONEDNN)
+        bl_conv_onednn_forward(ctx, g, x->data, w->data, bias ? bias->data : NULL, y->data);
+    else
+#endif
+    {
+        if (bias) conv_bias_fill(g, bias->data, y->data);
+        conv_forward_gemm(ctx, g, x->data, w->data, y->data, bias != NULL);
+    }
     bl_tensor *in[3] = {x, w, bias};
-    bl_node *node = bl_tape_push(ctx, op, conv_backward, y, 3, in, sizeof *g);
-    if (node) memcpy(node->saved, g, sizeof *g);
+    bl_node *node = bl_tape_push(ctx, op, conv_backward, y, 3, in, sizeof sv);
+    if (node) memcpy(node->saved, &sv, sizeof sv);
     return y;
 }
 

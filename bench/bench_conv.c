@@ -1,7 +1,7 @@
 /* Convolution throughput against the machine's sgemm (DESIGN §8).
  *
- *   bench_conv [--quick] [--reps N] [--shape I] [--batch B] [--col-kb KB] [--min-cols N]
- *              [--taps-min-k K]
+ *   bench_conv [--quick] [--reps N] [--shape I] [--batch B] [--engine E] [--wino W]
+ *              [--col-kb KB] [--min-cols N] [--taps-min-k K]
  *
  * Measures, in one run, the GFLOP/s of a large square GEMM (cblas_sgemm, or dgemm in a double
  * build; all OpenBLAS threads, best of several runs) and of forward + backward of the encoder's
@@ -13,7 +13,13 @@
  * reference is the best rate seen in the run (measured again before each configuration): on a
  * shared machine the best observed rates are the comparable ones.
  * --quick runs one small shape once (a smoke test); --shape/--batch pick one configuration;
- * --col-kb/--min-cols/--taps-min-k override the im2col chunking (autograd/conv_kernels.h). */
+ * --col-kb/--min-cols/--taps-min-k override the im2col chunking (autograd/conv_kernels.h).
+ * --engine im2col|onednn|both (default: both when the build has oneDNN) selects the
+ * convolution engines (autograd/conv_engine.h); with both, every configuration runs on each
+ * engine back to back, so the two see the same machine load. --wino off|auto|all|both sets
+ * oneDNN's Winograd policy for 3x3 stride-1 layers (both: one oneDNN row per policy, off and
+ * all). oneDNN rows name the implementations oneDNN chose (forward | backward data |
+ * backward weights). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -21,7 +27,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "autograd/conv_engine.h"
 #include "autograd/conv_kernels.h"
+#include "autograd/conv_onednn.h"
 #include "bench/bench_common.h"
 #include "autograd/ops.h"
 
@@ -63,6 +71,31 @@ typedef struct shape {
 typedef struct timing {
     double fwd, bwd, gflop;
 } timing;
+
+/* one engine setting: im2col, or oneDNN with a Winograd policy */
+typedef struct engine_cfg {
+    bl_conv_engine engine;
+    int wino; /* bl_conv_wino (oneDNN only) */
+} engine_cfg;
+
+static void engine_select(engine_cfg e)
+{
+    if (bl_conv_set_engine(e.engine) != BL_OK) {
+        fprintf(stderr, "bench_conv: %s\n", bl_error_message());
+        exit(2);
+    }
+#ifdef BL_CONV_HAVE_ONEDNN
+    bl_conv_onednn_set_winograd((bl_conv_wino)e.wino);
+#endif
+}
+
+static const char *engine_label(engine_cfg e, char *buf, size_t n)
+{
+    static const char *const wino[] = {"direct", "auto", "wino"};
+    if (e.engine == BL_CONV_ENGINE_ONEDNN) snprintf(buf, n, "onednn/%s", wino[e.wino]);
+    else snprintf(buf, n, "%s", bl_conv_engine_name(e.engine));
+    return buf;
+}
 
 static timing run_shape(const shape *s, int batch, int reps)
 {
@@ -108,6 +141,9 @@ static timing run_shape(const shape *s, int batch, int reps)
 int main(int argc, char **argv)
 {
     int quick = 0, reps = 5, only_shape = -1, only_batch = 0;
+    bl_conv_engine engines[2] = {BL_CONV_ENGINE_IM2COL, BL_CONV_ENGINE_ONEDNN};
+    int n_eng = bl_conv_engine_available(BL_CONV_ENGINE_ONEDNN) ? 2 : 1;
+    int winos[2] = {1, 0}, n_wino = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             quick = 1;
@@ -118,6 +154,26 @@ int main(int argc, char **argv)
             only_shape = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
             only_batch = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--engine") && i + 1 < argc) {
+            const char *e = argv[++i];
+            n_eng = 0;
+            if (!strcmp(e, "both") || !strcmp(e, "im2col")) engines[n_eng++] = BL_CONV_ENGINE_IM2COL;
+            if (!strcmp(e, "both") || !strcmp(e, "onednn")) engines[n_eng++] = BL_CONV_ENGINE_ONEDNN;
+            if (!n_eng) {
+                fprintf(stderr, "bench_conv: --engine %s: expected im2col, onednn or both\n", e);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--wino") && i + 1 < argc) {
+            const char *w = argv[++i];
+            n_wino = 1;
+            if (!strcmp(w, "off")) winos[0] = 0;
+            else if (!strcmp(w, "auto")) winos[0] = 1;
+            else if (!strcmp(w, "all")) winos[0] = 2;
+            else if (!strcmp(w, "both")) winos[0] = 0, winos[1] = 2, n_wino = 2;
+            else {
+                fprintf(stderr, "bench_conv: --wino %s: expected off, auto, all or both\n", w);
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--col-kb") && i + 1 < argc) {
             bl_conv_tuning t = bl_conv_get_tuning();
             t.col_bytes = (int64_t)atoi(argv[++i]) << 10;
@@ -132,6 +188,7 @@ int main(int argc, char **argv)
             bl_conv_set_tuning(t);
         } else {
             fprintf(stderr, "usage: %s [--quick] [--reps N] [--shape I (0-6)] [--batch B] "
+                            "[--engine im2col|onednn|both] [--wino off|auto|all|both] "
                             "[--col-kb KB] [--min-cols N] [--taps-min-k K]\n", argv[0]);
             return 2;
         }
@@ -158,9 +215,16 @@ int main(int argc, char **argv)
     printf("im2col chunks: <= %lld KB of columns, >= %lld output pixels, taps when C kw >= %lld; "
            "best of %d repetitions\n", (long long)(tu.col_bytes >> 10), (long long)tu.min_cols,
            (long long)tu.taps_min_k, quick ? 1 : reps);
-    enum { MAX_ROWS = 32 };
+    engine_cfg cfgs[4];
+    int n_cfg = 0;
+    for (int e = 0; e < n_eng; e++)
+        for (int k = 0; k < (engines[e] == BL_CONV_ENGINE_ONEDNN ? n_wino : 1); k++)
+            cfgs[n_cfg++] = (engine_cfg){engines[e], engines[e] == BL_CONV_ENGINE_ONEDNN ? winos[k] : 0};
+    enum { MAX_ROWS = 64 };
     const shape *row_shape[MAX_ROWS];
     int row_batch[MAX_ROWS], n_rows = 0;
+    engine_cfg row_cfg[MAX_ROWS];
+    char row_impl[MAX_ROWS][160];
     timing row_t[MAX_ROWS];
     const int n_shapes = quick ? 1 : (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n_shapes; i++)
@@ -172,18 +236,37 @@ int main(int argc, char **argv)
                 const double g = bl_bench_gemm_gflops(gemm_n, 2);
                 if (g > peak) peak = g;
             }
-            row_shape[n_rows] = s;
-            row_batch[n_rows] = batch;
-            row_t[n_rows++] = run_shape(s, batch, quick ? 1 : reps);
+            for (int e = 0; e < n_cfg && n_rows < MAX_ROWS; e++) {
+                engine_select(cfgs[e]);
+                row_shape[n_rows] = s;
+                row_batch[n_rows] = batch;
+                row_cfg[n_rows] = cfgs[e];
+                row_t[n_rows] = run_shape(s, batch, quick ? 1 : reps);
+                row_impl[n_rows][0] = 0;
+#ifdef BL_CONV_HAVE_ONEDNN
+                if (cfgs[e].engine == BL_CONV_ENGINE_ONEDNN) {
+                    const int is3d = s->depth > 0, ho = (s->hw + 2 * s->pad - s->k) / s->stride + 1;
+                    const bl_conv_geom g = {.B = batch, .C = s->cin * (is3d ? s->depth : 1),
+                                            .H = s->hw, .W = s->hw, .M = s->cout, .kh = s->k,
+                                            .kw = s->k, .stride = s->stride, .pad_h = s->pad,
+                                            .pad_w = s->pad, .Ho = ho, .Wo = ho};
+                    snprintf(row_impl[n_rows], sizeof row_impl[0], "%s",
+                             bl_conv_onednn_describe(&g, is3d, NULL));
+                }
+#endif
+                n_rows++;
+            }
         }
     printf("gemm %dx%d (best of the run): %.1f GFLOP/s\n\n", gemm_n, gemm_n, peak);
-    printf("%-28s %5s %9s %9s %9s %9s %8s\n", "shape", "batch", "fwd ms", "bwd ms", "total ms",
-           "GFLOP/s", "% gemm");
+    printf("%-28s %5s %-14s %9s %9s %9s %9s %8s\n", "shape", "batch", "engine", "fwd ms", "bwd ms",
+           "total ms", "GFLOP/s", "% gemm");
     for (int r = 0; r < n_rows; r++) {
         const timing t = row_t[r];
         const double total = t.fwd + t.bwd, gf = t.gflop / total;
-        printf("%-28s %5d %9.2f %9.2f %9.2f %9.1f %7.0f%%\n", row_shape[r]->name, row_batch[r],
-               1e3 * t.fwd, 1e3 * t.bwd, 1e3 * total, gf, 100 * gf / peak);
+        char lb[32];
+        printf("%-28s %5d %-14s %9.2f %9.2f %9.2f %9.1f %7.0f%%  %s\n", row_shape[r]->name,
+               row_batch[r], engine_label(row_cfg[r], lb, sizeof lb), 1e3 * t.fwd, 1e3 * t.bwd,
+               1e3 * total, gf, 100 * gf / peak, row_impl[r]);
     }
     if (!quick)
         printf("\n(*) the first layer's input is data: forward + dW only (dX is skipped)\n");

@@ -1,6 +1,7 @@
 /* Encoder training-step throughput against the machine's sgemm (issue 5, DESIGN §8).
  *
  *   bench_encoder [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]
+ *                 [--engine im2col|onednn|both]
  *
  * One training step = zero_grad + loss forward (spec §4.9) + backward + Adam step + ctx reset,
  * on a random normalised batch (B, 5, 6, S, S) (default S = 80) with a random true catalog.
@@ -16,6 +17,9 @@
  *     peak.
  *  4. The base config's step (P = 38, checkerboard on: the checkerboard net runs twice).
  * --quick: S = 16, B = 1, one rep (a smoke test). Numbers on a shared machine are noisy.
+ * --engine picks the convolution engine (autograd/conv_engine.h; default: the library's
+ * default); with both, each configuration runs on every engine back to back (same machine
+ * load) and the rows name the engine.
  *
  *   bench_encoder --curve N [--batches B] [--size S] [--lr LR]
  *
@@ -30,6 +34,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "autograd/conv_engine.h"
 #include "autograd/optim.h"
 #include "bench/bench_common.h"
 #include "lib/rng.h"
@@ -217,6 +222,8 @@ int main(int argc, char **argv)
     double lr = 1e-3;
     int64_t S = 80;
     int batches[8] = {1, 4, 16}, nb = 3;
+    bl_conv_engine engines[2] = {bl_conv_get_engine()};
+    int n_eng = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-base")) base = 0;
@@ -224,6 +231,22 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--curve") && i + 1 < argc) curve = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--lr") && i + 1 < argc) lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--engine") && i + 1 < argc) {
+            const char *e = argv[++i];
+            n_eng = 0;
+            if (!strcmp(e, "both")) {
+                engines[n_eng++] = BL_CONV_ENGINE_IM2COL;
+                engines[n_eng++] = BL_CONV_ENGINE_ONEDNN;
+            } else if (bl_conv_engine_parse(e, &engines[n_eng++]) != BL_OK) {
+                fprintf(stderr, "bench_encoder: --engine: %s\n", bl_error_message());
+                return 2;
+            }
+            for (int k = 0; k < n_eng; k++)
+                if (bl_conv_set_engine(engines[k]) != BL_OK) {
+                    fprintf(stderr, "bench_encoder: --engine: %s\n", bl_error_message());
+                    return 2;
+                }
+        }
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
             nb = 0;
             for (char *p = argv[++i]; *p && nb < 8;) {
@@ -231,7 +254,8 @@ int main(int argc, char **argv)
                 if (*p == ',') p++;
             }
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]\n"
+            fprintf(stderr, "usage: %s [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base] "
+                            "[--engine im2col|onednn|both]\n"
                             "       %s --curve N [--batches B] [--size S] [--lr LR]\n",
                     argv[0], argv[0]);
             return 2;
@@ -271,20 +295,29 @@ int main(int argc, char **argv)
     printf("redshift config (P = %d, checkerboard off): %.2f GFLOP per image per step "
            "(forward %.2f; %lld trainable parameters)\n",
            spec40->dim, step_flops / 1e9, fwd / 1e9, (long long)bl_params_count_trainable(enc->params));
-    printf("%4s %10s %10s %12s %8s %10s\n", "B", "ms/step", "GFLOP/s", "sgemm GF/s", "%sgemm", "loss");
+    printf("%4s %-7s %10s %10s %12s %8s %10s\n", "B", "engine", "ms/step", "GFLOP/s", "sgemm GF/s",
+           "%sgemm", "loss");
     long rss = 0;
     size_t arena = 0;
     for (int i = 0; i < nb; i++) {
-        step_result r = run_steps(enc, batches[i], S, reps, 1);
-        rss = peak_rss_kb();
-        arena = r.arena_peak;
-        const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
-        best_peak = local > best_peak ? local : best_peak;
-        const double gf = step_flops * batches[i] / (r.ms / 1e3) / 1e9;
-        printf("%4d %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, local,
-               100 * gf / local, r.loss);
-        fflush(stdout);
-        peak = after;
+        double ms[2] = {0, 0};
+        for (int e = 0; e < n_eng; e++) {
+            bl_conv_set_engine(engines[e]);
+            step_result r = run_steps(enc, batches[i], S, reps, 1);
+            rss = peak_rss_kb();
+            arena = r.arena_peak;
+            const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
+            best_peak = local > best_peak ? local : best_peak;
+            const double gf = step_flops * batches[i] / (r.ms / 1e3) / 1e9;
+            printf("%4d %-7s %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i],
+                   bl_conv_engine_name(engines[e]), r.ms, gf, local, 100 * gf / local, r.loss);
+            fflush(stdout);
+            peak = after;
+            ms[e] = r.ms;
+        }
+        if (n_eng == 2 && ms[0] > 0)
+            printf("     B = %d: %s / %s step time %.3f\n", batches[i], bl_conv_engine_name(engines[1]),
+                   bl_conv_engine_name(engines[0]), ms[1] / ms[0]);
     }
     printf("peak RSS after B = %d: %.0f MiB (ctx arena peak %.0f MiB)\n", batches[nb - 1],
            rss / 1024.0, arena / 1048576.0);
@@ -297,16 +330,18 @@ int main(int argc, char **argv)
         const double base_flops = 3 * f38 - first + 2 * 3 * context_flops(eb, S / 4, S / 4);
         printf("base config (P = 38, checkerboard on): %.2f GFLOP per image per step\n",
                base_flops / 1e9);
-        for (int i = 0; i < nb; i++) {
-            step_result r = run_steps(eb, batches[i], S, reps, 0);
-            const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
-            best_peak = local > best_peak ? local : best_peak;
-            const double gf = base_flops * batches[i] / (r.ms / 1e3) / 1e9;
-            printf("%4d %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i], r.ms, gf, local,
-                   100 * gf / local, r.loss);
-            fflush(stdout);
-            peak = after;
-        }
+        for (int i = 0; i < nb; i++)
+            for (int e = 0; e < n_eng; e++) {
+                bl_conv_set_engine(engines[e]);
+                step_result r = run_steps(eb, batches[i], S, reps, 0);
+                const double after = bl_bench_gemm_gflops(gemm_n, gemm_reps), local = after > peak ? after : peak;
+                best_peak = local > best_peak ? local : best_peak;
+                const double gf = base_flops * batches[i] / (r.ms / 1e3) / 1e9;
+                printf("%4d %-7s %10.1f %10.1f %12.1f %7.1f%% %10.4f\n", batches[i],
+                       bl_conv_engine_name(engines[e]), r.ms, gf, local, 100 * gf / local, r.loss);
+                fflush(stdout);
+                peak = after;
+            }
         bl_encoder_free(eb);
         bl_vardist_spec_free(spec38);
     }

@@ -10,8 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/conv_engine.h"
 #include "autograd/conv_kernels.h"
+#include "autograd/conv_onednn.h"
 #include "autograd/ops.h"
+
+#include <omp.h>
 #include "tests/bl_check.h"
 
 #ifndef BL_TEST_DATA_DIR
@@ -161,12 +165,59 @@ static const conv_case conv_cases[] = {
     {2, 2, 6, 6, 3, 2, 1, 0, 1},  /* even kernel */
     {2, 3, 10, 10, 9, 3, 2, 1, 1},
     {2, 5, 16, 17, 3, 1, 1, 0, 1}, /* 1x1 with >= 256 pixels: one image per chunk, in place */
+    /* channel counts that are multiples of 16: oneDNN's blocked layouts (nChw16c, OIhw16i16o)
+     * and reorders on both sides, Winograd where it applies (3x3 stride 1) */
+    {2, 16, 12, 10, 32, 3, 1, 1, 1},
+    {1, 32, 20, 20, 16, 3, 1, 1, 0},
+    {2, 32, 9, 9, 48, 5, 1, 2, 1},
+    {2, 32, 11, 10, 64, 3, 2, 1, 1},
+    {3, 48, 6, 7, 32, 1, 1, 0, 1},
 };
 
-/* chunk layouts: 0 default (the whole batch in one chunk at these sizes), 1 one output row per
- * chunk (bands of an image), 2 two images per chunk (a multi-image chunk, then a single-image
- * one), 3 and 4: like 0 and 1 with the stride-1 forward and dW GEMMs split by vertical taps */
+/* chunk layouts of the im2col engine: 0 default (the whole batch in one chunk at these sizes),
+ * 1 one output row per chunk (bands of an image), 2 two images per chunk (a multi-image chunk,
+ * then a single-image one), 3 and 4: like 0 and 1 with the stride-1 forward and dW GEMMs split
+ * by vertical taps. Then, when the build has it, the oneDNN engine: 5 direct convolutions,
+ * 6 Winograd wherever oneDNN implements it (else direct). */
+#define N_IM2COL_LAYOUTS 5
+#ifdef BL_CONV_HAVE_ONEDNN
+#define N_LAYOUTS 7
+#else
 #define N_LAYOUTS 5
+#endif
+
+/* selects the engine of `layout` (and oneDNN's Winograd policy) */
+static void engine_for(int layout)
+{
+    const bl_conv_engine e = layout < N_IM2COL_LAYOUTS ? BL_CONV_ENGINE_IM2COL : BL_CONV_ENGINE_ONEDNN;
+    ck_assert_int_eq(bl_conv_set_engine(e), BL_OK);
+#ifdef BL_CONV_HAVE_ONEDNN
+    bl_conv_onednn_set_winograd(layout == 6 ? BL_CONV_WINO_ALL : BL_CONV_WINO_OFF);
+#endif
+}
+
+/* 1 when the oneDNN engine ran g with Winograd (after the op was called) */
+static int ran_winograd(int layout, const bl_conv_geom *g, int has_bias)
+{
+#ifdef BL_CONV_HAVE_ONEDNN
+    int wino = 0;
+    if (layout >= N_IM2COL_LAYOUTS) bl_conv_onednn_describe(g, has_bias, &wino);
+    return wino;
+#else
+    (void)layout, (void)g, (void)has_bias;
+    return 0;
+#endif
+}
+
+/* oneDNN 2.6 implements f32 Winograd (F(4x4, 3x3)) on AVX-512 CPUs for channel counts that are
+ * multiples of 16; where it should run, the test insists that it did */
+static int expect_winograd(int layout, const conv_case *cc)
+{
+    __builtin_cpu_init();
+    return layout == 6 && cc->k == 3 && cc->s == 1 && cc->C % 16 == 0 && cc->M % 16 == 0 &&
+           __builtin_cpu_supports("avx512f");
+}
+
 static bl_conv_tuning tuning_for(int layout, const conv_case *cc)
 {
     const int Ho = (cc->H + 2 * cc->p - cc->k) / cc->s + 1, Wo = (cc->W + 2 * cc->p - cc->k) / cc->s + 1;
@@ -188,6 +239,7 @@ static void run_conv_case(const conv_case *cc, int layout, int fresh)
 {
     const bl_conv_tuning saved = bl_conv_get_tuning();
     bl_conv_set_tuning(tuning_for(layout, cc));
+    engine_for(layout);
     bl_ctx *ctx = bl_ctx_alloc(0);
     dirty_arena(ctx);
     const int Ho = (cc->H + 2 * cc->p - cc->k) / cc->s + 1, Wo = (cc->W + 2 * cc->p - cc->k) / cc->s + 1;
@@ -220,14 +272,23 @@ static void run_conv_case(const conv_case *cc, int layout, int fresh)
     naive_conv2d(xd, wd, bd, cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->k, cc->s, cc->p, yr);
     naive_conv2d_backward(xd, wd, gd, cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->k, cc->s, cc->p,
                           dx, dw, db);
-    char what[128];
-#define WHAT(t) (snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d fresh%d: %s", \
-                          cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout, fresh, t), \
-                 what)
-    assert_close(WHAT("y"), y->data, yr, y->numel, 1e-5);
-    assert_close(WHAT("dx"), x->grad, dx, x->numel, 1e-5);
-    assert_close(WHAT("dw"), w->grad, dw, w->numel, 1e-5);
-    if (bias) assert_close(WHAT("db"), bias->grad, db, cc->M, 1e-5);
+    const bl_conv_geom geom = {.B = cc->B, .C = cc->C, .H = cc->H, .W = cc->W, .M = cc->M,
+                               .kh = cc->k, .kw = cc->k, .stride = cc->s, .pad_h = cc->p,
+                               .pad_w = cc->p, .Ho = Ho, .Wo = Wo};
+    const int wino = ran_winograd(layout, &geom, cc->bias);
+    if (expect_winograd(layout, cc))
+        ck_assert_msg(wino, "conv C%d M%d 3x3: oneDNN did not run Winograd", cc->C, cc->M);
+    /* the same tolerance holds with Winograd: its transforms cost a few more roundings than a
+     * direct sum, measured worst 9e-7 relative to the tensor's scale on these cases */
+    const double rtol = 1e-5;
+    char what[160];
+#define WHAT(t) (snprintf(what, sizeof what, "conv B%d C%d %dx%d M%d k%d s%d p%d bias%d layout%d%s fresh%d: %s", \
+                          cc->B, cc->C, cc->H, cc->W, cc->M, cc->k, cc->s, cc->p, cc->bias, layout, \
+                          wino ? " (winograd)" : "", fresh, t), what)
+    assert_close(WHAT("y"), y->data, yr, y->numel, rtol);
+    assert_close(WHAT("dx"), x->grad, dx, x->numel, rtol);
+    assert_close(WHAT("dw"), w->grad, dw, w->numel, rtol);
+    if (bias) assert_close(WHAT("db"), bias->grad, db, cc->M, rtol);
 #undef WHAT
     free(xd), free(wd), free(bd), free(gd), free(yr), free(dx), free(dw), free(db);
     bl_ctx_free(ctx);
@@ -271,10 +332,12 @@ START_TEST(test_conv3d_depth_vs_naive)
 {
     const int B = 2, C = 3, D = 4, H = 7, W = 6, M = 5, k = 3, p = 1;
     const int Ho = H + 2 * p - k + 1, Wo = W + 2 * p - k + 1;
-    for (int layout = 0; layout < 3; layout++) {
+    /* layouts 0-2: im2col chunkings; 3: the oneDNN engine */
+    for (int layout = 0; layout < (bl_conv_engine_available(BL_CONV_ENGINE_ONEDNN) ? 4 : 3); layout++) {
         const bl_conv_tuning saved = bl_conv_get_tuning();
         if (layout == 1) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1});
         if (layout == 2) bl_conv_set_tuning((bl_conv_tuning){.col_bytes = 1, .min_cols = 1, .taps_min_k = 1});
+        ck_assert_int_eq(bl_conv_set_engine(layout == 3 ? BL_CONV_ENGINE_ONEDNN : BL_CONV_ENGINE_IM2COL), BL_OK);
         bl_ctx *ctx = bl_ctx_alloc(0);
         lcg_state = 33 + (uint64_t)layout;
         bl_tensor *x = rand_tensor(ctx, 5, BL_SHAPE(B, C, D, H, W), 1, 0, 1);
@@ -320,6 +383,157 @@ START_TEST(test_conv3d_depth_vs_naive)
     }
 }
 END_TEST
+
+/* ---- engines ---- */
+
+START_TEST(test_conv_engine_selection)
+{
+    bl_conv_engine e = BL_CONV_ENGINE_ONEDNN;
+    ck_assert_int_eq(bl_conv_engine_parse("im2col", &e), BL_OK);
+    ck_assert_int_eq(e, BL_CONV_ENGINE_IM2COL);
+    ck_assert_int_eq(bl_conv_engine_parse("cudnn", &e), BL_ERR_ARG);
+    ck_assert_msg(strstr(bl_error_message(), "cudnn") && strstr(bl_error_message(), "im2col"),
+                  "message should name the value and the choices: %s", bl_error_message());
+    ck_assert_str_eq(bl_conv_engine_name(BL_CONV_ENGINE_ONEDNN), "onednn");
+    ck_assert(bl_conv_engine_available(BL_CONV_ENGINE_IM2COL));
+#ifdef BL_CONV_HAVE_ONEDNN
+    ck_assert(bl_conv_engine_available(BL_CONV_ENGINE_ONEDNN));
+    /* the default is the fastest engine the build has, unless the environment says otherwise */
+    const char *env = getenv("BL_CONV_ENGINE");
+    ck_assert_int_eq(bl_conv_get_engine(),
+                     env && !strcmp(env, "im2col") ? BL_CONV_ENGINE_IM2COL : BL_CONV_ENGINE_ONEDNN);
+    ck_assert_int_eq(bl_conv_engine_parse("onednn", &e), BL_OK);
+    ck_assert_int_eq(e, BL_CONV_ENGINE_ONEDNN);
+#else
+    ck_assert_int_eq(bl_conv_get_engine(), BL_CONV_ENGINE_IM2COL);
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_ONEDNN), BL_ERR_ARG);
+    ck_assert_int_eq(bl_conv_engine_parse("onednn", &e), BL_ERR_ARG);
+#endif
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_IM2COL), BL_OK);
+    ck_assert_int_eq(bl_conv_get_engine(), BL_CONV_ENGINE_IM2COL);
+}
+END_TEST
+
+#ifdef BL_CONV_HAVE_ONEDNN
+typedef struct conv_result {
+    bl_real *y, *dx, *dw, *db;
+    int64_t ny, nx, nw, nb;
+} conv_result;
+
+static void conv_result_free(conv_result *r) { free(r->y), free(r->dx), free(r->dw), free(r->db); }
+
+static bl_real *copy_of(const bl_real *p, int64_t n)
+{
+    bl_real *c = bl_malloc((size_t)n * sizeof *c);
+    memcpy(c, p, (size_t)n * sizeof *c);
+    return c;
+}
+
+/* forward + backward of one conv2d (seeded inputs, gradients accumulated onto 1s) on the
+ * current engine */
+static conv_result conv_once(const conv_case *cc, uint64_t seed)
+{
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    lcg_state = seed;
+    bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(cc->B, cc->C, cc->H, cc->W), 1, 0, 1);
+    bl_tensor *w = rand_tensor(ctx, 4, BL_SHAPE(cc->M, cc->C, cc->k, cc->k), 0.2, 0, 1);
+    bl_tensor *bias = rand_tensor(ctx, 1, BL_SHAPE(cc->M), 1, 0, 1);
+    bl_tensor *params[3] = {x, w, bias};
+    for (int k = 0; k < 3; k++) {
+        bl_real *gr = bl_grad(ctx, params[k]);
+        for (int64_t i = 0; i < params[k]->numel; i++) gr[i] = 1;
+    }
+    bl_tensor *y = bl_conv2d(ctx, x, w, bias, cc->s, cc->p);
+    bl_tensor *g = rand_tensor(ctx, 4, y->shape, 1, 0, 0);
+    bl_backward(ctx, dot_loss(ctx, y, g->data));
+    conv_result r = {copy_of(y->data, y->numel), copy_of(x->grad, x->numel),
+                     copy_of(w->grad, w->numel), copy_of(bias->grad, cc->M),
+                     y->numel, x->numel, w->numel, cc->M};
+    bl_ctx_free(ctx);
+    return r;
+}
+
+/* encoder-like shapes, too large for the naive loops: 5x5 on 64 channels, a stride-2 layer,
+ * a 3x3 layer run with Winograd by the default policy, a 1x1 */
+static const conv_case big_cases[] = {
+    {2, 64, 24, 24, 64, 5, 1, 2, 1},
+    {2, 64, 24, 24, 128, 3, 2, 1, 1},
+    {2, 128, 20, 20, 128, 3, 1, 1, 1},
+    {2, 192, 10, 10, 64, 1, 1, 0, 1},
+};
+
+/* the oneDNN engine (default Winograd policy) against the im2col engine */
+START_TEST(test_conv_onednn_matches_im2col)
+{
+    const conv_case *cc = &big_cases[_i];
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_IM2COL), BL_OK);
+    conv_result a = conv_once(cc, 77);
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_ONEDNN), BL_OK);
+    bl_conv_onednn_set_winograd(BL_CONV_WINO_AUTO);
+    conv_result b = conv_once(cc, 77);
+    const conv_result *rs[2] = {&a, &b};
+    double *ref[4];
+    for (int t = 0; t < 4; t++) {
+        const bl_real *p = t == 0 ? rs[0]->y : t == 1 ? rs[0]->dx : t == 2 ? rs[0]->dw : rs[0]->db;
+        const int64_t n = t == 0 ? a.ny : t == 1 ? a.nx : t == 2 ? a.nw : a.nb;
+        ref[t] = to_double(p, n);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "case %d y", _i);
+    assert_close(what, b.y, ref[0], a.ny, 1e-5);
+    snprintf(what, sizeof what, "case %d dx", _i);
+    assert_close(what, b.dx, ref[1], a.nx, 1e-5);
+    snprintf(what, sizeof what, "case %d dw", _i);
+    assert_close(what, b.dw, ref[2], a.nw, 1e-5);
+    snprintf(what, sizeof what, "case %d db", _i);
+    assert_close(what, b.db, ref[3], a.nb, 1e-5);
+    for (int t = 0; t < 4; t++) free(ref[t]);
+    conv_result_free(&a);
+    conv_result_free(&b);
+}
+END_TEST
+
+static int same_bits(const bl_real *a, const bl_real *b, int64_t n)
+{
+    return !memcmp(a, b, (size_t)n * sizeof *a);
+}
+
+/* same thread count, same inputs: bit-identical outputs and gradients (direct and Winograd) */
+START_TEST(test_conv_onednn_reproducible)
+{
+    const conv_case *cc = &big_cases[_i];
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_ONEDNN), BL_OK);
+    for (int wino = 0; wino < 2; wino++) {
+        bl_conv_onednn_set_winograd(wino ? BL_CONV_WINO_ALL : BL_CONV_WINO_OFF);
+        conv_result a = conv_once(cc, 5), b = conv_once(cc, 5);
+        ck_assert_msg(same_bits(a.y, b.y, a.ny) && same_bits(a.dx, b.dx, a.nx) &&
+                          same_bits(a.dw, b.dw, a.nw) && same_bits(a.db, b.db, a.nb),
+                      "case %d wino %d: two identical runs differ", _i, wino);
+        conv_result_free(&a);
+        conv_result_free(&b);
+    }
+}
+END_TEST
+
+/* primitives are cached per thread count: changing it between calls stays correct */
+START_TEST(test_conv_onednn_thread_count_change)
+{
+    const conv_case *cc = &big_cases[0];
+    const int threads = omp_get_max_threads();
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_ONEDNN), BL_OK);
+    conv_result a = conv_once(cc, 9);
+    omp_set_num_threads(threads > 1 ? 1 : 2);
+    conv_result b = conv_once(cc, 9);
+    omp_set_num_threads(threads);
+    double *ry = to_double(a.y, a.ny), *rw = to_double(a.dw, a.nw);
+    assert_close("y at another thread count", b.y, ry, a.ny, 1e-5);
+    assert_close("dw at another thread count", b.dw, rw, a.nw, 1e-5);
+    free(ry), free(rw);
+    conv_result_free(&a);
+    conv_result_free(&b);
+}
+END_TEST
+#endif
 
 /* ---- batchnorm vs naive ---- */
 
@@ -809,6 +1023,13 @@ static Suite *conv_suite(void)
     tcase_add_loop_test(tc, test_conv2d_vs_naive, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
     tcase_add_test(tc, test_conv2d_data_input_gets_no_gradient);
     tcase_add_test(tc, test_conv3d_depth_vs_naive);
+    tcase_add_test(tc, test_conv_engine_selection);
+#ifdef BL_CONV_HAVE_ONEDNN
+    const int n_big = (int)(sizeof big_cases / sizeof big_cases[0]);
+    tcase_add_loop_test(tc, test_conv_onednn_matches_im2col, 0, n_big);
+    tcase_add_loop_test(tc, test_conv_onednn_reproducible, 0, n_big);
+    tcase_add_test(tc, test_conv_onednn_thread_count_change);
+#endif
     tcase_add_test(tc, test_batchnorm_vs_naive);
     tcase_add_test(tc, test_batchnorm_running_stats_by_hand);
     tcase_add_test(tc, test_batchnorm_silu_matches_unfused);
