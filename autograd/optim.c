@@ -15,6 +15,7 @@ bl_adam *bl_adam_alloc(bl_params *params, bl_adam_opts opts)
     a->params = params;
     a->m = bl_calloc((size_t)params->n + 1, sizeof *a->m);
     a->v = bl_calloc((size_t)params->n + 1, sizeof *a->v);
+    a->steps = bl_calloc((size_t)params->n + 1, sizeof *a->steps);
     for (int i = 0; i < params->n; i++) {
         if (!params->t[i]->requires_grad) continue;
         a->m[i] = bl_calloc((size_t)params->t[i]->numel, sizeof(bl_real));
@@ -32,6 +33,7 @@ void bl_adam_free(bl_adam *a)
     }
     free(a->m);
     free(a->v);
+    free(a->steps);
     free(a);
 }
 
@@ -40,13 +42,14 @@ void bl_adam_step(bl_adam *a)
     BL_ASSERT(a->params->n == 0 || a->m != NULL, "bl_adam_step: optimiser not initialised");
     a->step++;
     const double b1 = a->opts.beta1, b2 = a->opts.beta2, eps = a->opts.eps, wd = a->opts.weight_decay;
-    const double bc1 = 1 - pow(b1, (double)a->step), bc2 = 1 - pow(b2, (double)a->step);
-    const double step_size = a->opts.lr / bc1, sqrt_bc2 = sqrt(bc2);
     for (int i = 0; i < a->params->n; i++) {
         bl_tensor *p = a->params->t[i];
-        if (!p->requires_grad) continue;
+        if (!p->requires_grad || !p->has_grad) continue;
         BL_ASSERT(a->m[i], "bl_adam_step: parameter '%s' was added after the optimiser was made",
                   p->name);
+        const int64_t t = ++a->steps[i];
+        const double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
+        const double step_size = a->opts.lr / bc1, sqrt_bc2 = sqrt(bc2);
         bl_real *w = p->data, *g = p->grad, *m = a->m[i], *v = a->v[i];
         const int64_t n = p->numel;
 #pragma omp parallel for if (n > 65536) schedule(static)

@@ -133,8 +133,14 @@ void bl_backward(bl_ctx *ctx, bl_tensor *loss)
               "computed with gradients disabled)");
     bl_grad(ctx, loss)[0] += 1;
     int old = bl_set_grad_enabled(ctx, 0); /* backward functions use ops without recording */
-    for (bl_node *n = ctx->last; n; n = n->prev)
-        if (n->out->grad) n->backward(ctx, n);
+    if (loss->persistent) loss->has_grad = 1;
+    for (bl_node *n = ctx->last; n; n = n->prev) {
+        if (!n->out->grad) continue; /* not reached from the loss */
+        n->backward(ctx, n);
+        /* a parameter fed into a reached node has a gradient this step (torch: grad not None) */
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] && n->in[i]->persistent && n->in[i]->requires_grad) n->in[i]->has_grad = 1;
+    }
     bl_set_grad_enabled(ctx, old);
     /* the tape is consumed (as torch without retain_graph): a second bl_backward on a later
      * loss must not replay these nodes and count their contributions twice */

@@ -7,7 +7,9 @@
  *
  * THE RULE: backward functions ACCUMULATE into input gradients (grad += ...), never assign.
  * A tensor used twice thus receives both contributions, and parameter gradients accumulate
- * over several backward passes until bl_params_zero_grad.
+ * over several backward passes until bl_params_zero_grad. bl_backward also sets has_grad on
+ * every parameter that is an input of a node it reached (torch: its .grad is no longer None);
+ * zero_grad clears it, and Adam leaves parameters without it untouched.
  *
  * Passing a ctx with gradients disabled (bl_set_grad_enabled(ctx, 0), the no-grad scope)
  * records nothing: inference costs no tape memory. */

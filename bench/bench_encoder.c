@@ -25,7 +25,18 @@
  *
  * instead runs the seed notebook's single-batch loop with the base config (P = 38,
  * checkerboard on): one simulated batch (default survey and prior, seed 42) for N steps of
- * Adam, the loss printed every 10 steps, and ms per step. */
+ * Adam, the loss printed every 10 steps, the first step's time (it simulates the batch) and
+ * ms per step over the others.
+ *
+ *   bench_encoder --step-only [--config redshift|base] [--batches B] [--reps R] [--size S] [--eval]
+ *
+ * is the machine-readable mode bench/vs_torch runs, one process per configuration so that the
+ * peak RSS is this run's alone: one warm-up step then R timed training steps at batch B
+ * (lines "step_ms=<ms>"), with --eval one warm-up then R timed forwards in eval mode without a
+ * tape ("eval_ms=<ms>": features net, marginal net and, with the checkerboard, both
+ * conditionals given the true catalog, as bl_encoder_infer), then "loss=", "peak_rss_kb="
+ * (getrusage: the whole process), "arena_peak_mb=", "threads=", "openblas_core=" and
+ * "openblas_config=". */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -174,6 +185,78 @@ static long peak_rss_kb(void)
     return ru.ru_maxrss;
 }
 
+/* --step-only: per-rep times on stdout, machine-readable */
+static int run_step_only(const char *config, int64_t B, int64_t S, int reps, int eval)
+{
+    const int redshift = !strcmp(config, "redshift");
+    if (!redshift && strcmp(config, "base")) {
+        fprintf(stderr, "bench_encoder: --config must be redshift or base, got '%s'\n", config);
+        return 2;
+    }
+    bl_vardist_spec *spec = bl_vardist_spec_alloc_sdss(5, 4);
+    if (redshift &&
+        bl_vardist_spec_add(spec, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
+                                               .field = "redshifts", .mask = BL_MASK_ON})) {
+        fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
+        return 1;
+    }
+    bl_encoder_opts o = bl_encoder_opts_default();
+    o.use_checkerboard = !redshift;
+    bl_encoder *enc = bl_encoder_alloc(spec, NULL, &o, 1);
+    printf("config=%s\nP=%d\ncheckerboard=%d\nB=%lld\nsize=%lld\nthreads=%d\n", config, spec->dim,
+           o.use_checkerboard, (long long)B, (long long)S, omp_get_max_threads());
+    bl_adam *adam = bl_adam_alloc(enc->params, bl_adam_defaults());
+    bl_ctx *ctx = bl_ctx_alloc((size_t)64 << 20);
+    bl_tile_catalog *truth = random_truth(B, S / 4, S / 4, redshift);
+    bl_rng *r = bl_rng_alloc(6, 0);
+    const int64_t n = B * 5 * 6 * S * S;
+    bl_real *xdata = bl_malloc((size_t)n * sizeof *xdata);
+    for (int64_t i = 0; i < n; i++) xdata[i] = (bl_real)bl_rng_normal(r);
+    double loss = 0;
+    for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up */
+        const double t0 = bl_bench_now();
+        bl_tensor *x = bl_from_data(ctx, 5, BL_SHAPE(B, 5, 6, S, S), xdata), *l;
+        bl_params_zero_grad(enc->params);
+        if (bl_encoder_loss(enc, ctx, x, truth, &l, NULL) != BL_OK) {
+            fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
+            return 1;
+        }
+        bl_backward(ctx, l);
+        bl_adam_step(adam);
+        loss = l->data[0];
+        bl_ctx_reset(ctx);
+        if (rep > 0) printf("step_ms=%.3f\n", 1e3 * (bl_bench_now() - t0));
+        fflush(stdout);
+    }
+    if (eval) {
+        bl_encoder_set_training(enc, 0);
+        bl_set_grad_enabled(ctx, 0);
+        for (int rep = 0; rep <= reps; rep++) {
+            const double t0 = bl_bench_now();
+            bl_tensor *x = bl_from_data(ctx, 5, BL_SHAPE(B, 5, 6, S, S), xdata);
+            bl_encoder_pred pred;
+            if (bl_encoder_infer(enc, ctx, x, truth, &pred) != BL_OK) {
+                fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
+                return 1;
+            }
+            bl_ctx_reset(ctx);
+            if (rep > 0) printf("eval_ms=%.3f\n", 1e3 * (bl_bench_now() - t0));
+            fflush(stdout);
+        }
+    }
+    printf("loss=%.6f\npeak_rss_kb=%ld\narena_peak_mb=%.1f\n", loss, peak_rss_kb(),
+           bl_arena_peak(bl_ctx_arena(ctx)) / 1048576.0);
+    printf("openblas_core=%s\nopenblas_config=%s\n", openblas_get_corename(), openblas_get_config());
+    free(xdata);
+    bl_rng_free(r);
+    bl_tile_catalog_free(truth);
+    bl_ctx_free(ctx);
+    bl_adam_free(adam);
+    bl_encoder_free(enc);
+    bl_vardist_spec_free(spec);
+    return 0;
+}
+
 /* the single-batch loop on a simulated batch (B, 5, S, S) */
 static int run_curve(int64_t n_steps, int64_t B, int64_t S, double lr)
 {
@@ -201,11 +284,21 @@ static int run_curve(int64_t n_steps, int64_t B, int64_t S, double lr)
     bl_trainer *tr = bl_trainer_alloc(enc, &to, bl_sim_source_batches(src, 0), (bl_batch_source){0});
     printf("single-batch loop: base config (P = 38, checkerboard on), B = %lld, %lld x %lld, lr %g, "
            "%lld steps\n", (long long)B, (long long)S, (long long)S, lr, (long long)n_steps);
+    /* the first step simulates the batch: timed apart from the others */
+    double *losses = bl_malloc((size_t)n_steps * sizeof *losses);
     const double t0 = bl_bench_now();
-    bl_status st = bl_trainer_fixed_batch_loop(tr, n_steps, lr, 10, stdout, NULL);
-    const double dt = bl_bench_now() - t0;
+    bl_status st = bl_trainer_fixed_batch_loop(tr, 1, lr, 0, NULL, losses);
+    const double t1 = bl_bench_now();
+    if (!st && n_steps > 1) st = bl_trainer_fixed_batch_loop(tr, n_steps - 1, lr, 0, NULL, losses + 1);
+    const double t2 = bl_bench_now();
+    for (int64_t s = 0; !st && s < n_steps; s++)
+        if (s % 10 == 0 || s == n_steps - 1) printf("step %lld loss %.6f\n", (long long)s, losses[s]);
+    free(losses);
     if (st) fprintf(stderr, "bench_encoder: %s\n", bl_error_message());
-    else printf("%.1f ms per step; true sources in the batch: %lld\n", 1e3 * dt / (double)n_steps,
+    else printf("first step (simulates the batch) %.1f ms; %.1f ms per step over the other %lld; "
+                "total %.2f s; true sources in the batch: %lld\n",
+                1e3 * (t1 - t0), n_steps > 1 ? 1e3 * (t2 - t1) / (double)(n_steps - 1) : 0.0,
+                (long long)(n_steps - 1), t2 - t0,
                 (long long)bl_tile_catalog_total_sources(tr->fixed_truth));
     bl_trainer_free(tr);
     bl_encoder_free(enc);
@@ -217,7 +310,8 @@ static int run_curve(int64_t n_steps, int64_t B, int64_t S, double lr)
 
 int main(int argc, char **argv)
 {
-    int quick = 0, reps = 3, base = 1;
+    int quick = 0, reps = 3, base = 1, step_only = 0, eval = 0;
+    const char *config = "redshift";
     int64_t curve = 0;
     double lr = 1e-3;
     int64_t S = 80;
@@ -227,6 +321,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-base")) base = 0;
+        else if (!strcmp(argv[i], "--step-only")) step_only = 1;
+        else if (!strcmp(argv[i], "--eval")) eval = 1;
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--curve") && i + 1 < argc) curve = atoll(argv[++i]);
@@ -256,8 +353,10 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: %s [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base] "
                             "[--engine im2col|onednn|both]\n"
-                            "       %s --curve N [--batches B] [--size S] [--lr LR]\n",
-                    argv[0], argv[0]);
+                            "       %s --curve N [--batches B] [--size S] [--lr LR]\n"
+                            "       %s --step-only [--config redshift|base] [--batches B] [--reps R] "
+                            "[--size S] [--eval]\n",
+                    argv[0], argv[0], argv[0]);
             return 2;
         }
     }
@@ -272,6 +371,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (curve > 0) return run_curve(curve, batches[0], S, lr);
+    if (step_only) return run_step_only(config, batches[0], S, reps, eval);
     printf("bench_encoder: %d OpenMP threads, bl_real = %s, images %lld x %lld\n",
            omp_get_max_threads(), BL_REAL_NAME, (long long)S, (long long)S);
     const int gemm_n = quick ? 256 : 2048, gemm_reps = quick ? 1 : 3;

@@ -90,6 +90,7 @@ void bl_tensor_copy(bl_tensor *dst, const bl_tensor *src)
 void bl_tensor_zero_grad(bl_tensor *t)
 {
     if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(bl_real));
+    t->has_grad = 0;
 }
 
 int64_t bl_tensor_offset(const bl_tensor *t, int n, const int64_t *idx)

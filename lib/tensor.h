@@ -43,6 +43,8 @@ typedef struct bl_tensor {
     int ndim;                    /* 0 (scalar) .. 5 */
     int64_t numel;
     int requires_grad;           /* gradients are accumulated into `grad` by bl_backward */
+    int has_grad;                /* persistent tensors: a backward pass reached it since the last
+                                    zero_grad (torch: .grad is not None); Adam skips it when 0 */
     int persistent;              /* data/grad are malloc'ed and owned (bl_tensor_free) */
     const char *name;            /* PyTorch state_dict name for parameters and buffers, else NULL */
 } bl_tensor;
@@ -66,6 +68,7 @@ bl_tensor *bl_tensor_push(bl_arena *arena, int ndim, const int64_t *shape);
 
 void bl_tensor_fill(bl_tensor *t, bl_real value);
 void bl_tensor_copy(bl_tensor *dst, const bl_tensor *src);  /* same numel */
+/* zero the gradient and clear has_grad */
 void bl_tensor_zero_grad(bl_tensor *t);
 /* Row-major index of (i0, i1, ...) for the first `n` dims (remaining indices 0). */
 int64_t bl_tensor_offset(const bl_tensor *t, int n, const int64_t *idx);

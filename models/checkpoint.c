@@ -64,6 +64,9 @@ bl_safetensors *bl_checkpoint_pack(const bl_params *params, const bl_adam *adam)
             bl_pack_add(st, name, t->ndim, t->shape, adam->m[i]);
             bl_moment_name(name, sizeof name, t->name, "exp_avg_sq");
             bl_pack_add(st, name, t->ndim, t->shape, adam->v[i]);
+            bl_moment_name(name, sizeof name, t->name, "step");
+            bl_status s = bl_safetensors_add(st, name, BL_DTYPE_I64, 0, NULL, &adam->steps[i]);
+            BL_ASSERT(s == BL_OK, "checkpoint: %s", bl_error_message());
         }
         snprintf(v, sizeof v, "%lld", (long long)adam->step);
         bl_safetensors_set_meta(st, "adam.step", v);
@@ -134,6 +137,50 @@ static void bl_copy_entry(const bl_safetensors *st, const char *file, const char
               bl_error_message());
 }
 
+/* 1 when the file has per-parameter Adam step counts (optimizer.state.<name>.step) */
+static int bl_has_step_entries(const bl_safetensors *st)
+{
+    static const char suffix[] = ".step";
+    const size_t k = sizeof suffix - 1;
+    for (int j = 0; j < st->n; j++) {
+        const char *n = st->tensors[j].name;
+        const size_t len = strlen(n);
+        if (strncmp(n, BL_OPT_PREFIX "state.", sizeof BL_OPT_PREFIX + 5) == 0 && len > k &&
+            strcmp(n + len - k, suffix) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Parameter `param`'s step count: an I64 scalar in [0, total]; into *out when != NULL. */
+static bl_status bl_read_step(const bl_safetensors *st, const char *where, const char *param,
+                              int64_t total, int64_t *out)
+{
+    char name[BL_NAME_MAX];
+    bl_moment_name(name, sizeof name, param, "step");
+    const bl_st_tensor *e = bl_safetensors_find(st, name);
+    if (!e)
+        return bl_error(BL_ERR_FORMAT, "%s: missing %s (the other parameters have Adam step counts)",
+                        where, name);
+    if (e->dtype != BL_DTYPE_I64 || e->numel != 1)
+        return bl_error(BL_ERR_FORMAT, "%s: %s must be an I64 scalar, got %s with %lld elements",
+                        where, name, bl_dtype_name(e->dtype), (long long)e->numel);
+    int64_t v;
+    memcpy(&v, e->data, sizeof v);
+    if (v < 0 || v > total)
+        return bl_error(BL_ERR_FORMAT, "%s: %s = %lld is not a step count in [0, adam.step = %lld]",
+                        where, name, (long long)v, (long long)total);
+    if (out) *out = v;
+    return BL_OK;
+}
+
+static int bl_all_zero(const bl_real *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) return 0;
+    return 1;
+}
+
 bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_params *params,
                                bl_adam *adam)
 {
@@ -169,6 +216,7 @@ bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_pa
             bl_check_entry(&log, st, name, t);
         }
     }
+    const int per_param_steps = adam && bl_has_step_entries(st);
     if (log.missing || log.unexpected || log.shape)
         return bl_error(BL_ERR_FORMAT,
                         "%s does not match the model: %d missing, %d unexpected, %d of another "
@@ -182,6 +230,11 @@ bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_pa
         step = strtoll(s, &end, 10);
         if (*s == 0 || *end != 0 || step < 0)
             return bl_error(BL_ERR_FORMAT, "%s: metadata adam.step = '%s' is not a step count", where, s);
+        for (int i = 0; per_param_steps && i < params->n; i++) {
+            if (!params->t[i]->requires_grad) continue;
+            bl_status e = bl_read_step(st, where, params->t[i]->name, step, NULL);
+            if (e) return e;
+        }
     }
     /* everything checked: now copy */
     for (int i = 0; i < params->n; i++) bl_copy_entry(st, where, params->t[i]->name, params->t[i]);
@@ -197,6 +250,11 @@ bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_pa
             bl_copy_entry(st, where, name, &m);
             bl_moment_name(name, sizeof name, t->name, "exp_avg_sq");
             bl_copy_entry(st, where, name, &v);
+            if (per_param_steps)
+                bl_read_step(st, where, t->name, step, &adam->steps[i]);
+            else /* an older file: moments that are all zero never saw a non-zero gradient */
+                adam->steps[i] = bl_all_zero(adam->m[i], t->numel) && bl_all_zero(adam->v[i], t->numel)
+                                     ? 0 : step;
         }
         adam->step = step;
     }

@@ -6,6 +6,9 @@
  *                                             names ending in ".num_batches_tracked"
  *   optimizer.state.<param name>.exp_avg      Adam first moment (parameter's shape)
  *   optimizer.state.<param name>.exp_avg_sq   Adam second moment
+ *   optimizer.state.<param name>.step         I64 0-dim: the steps this parameter was updated
+ *                                             in (torch's per-parameter state['step']; Adam
+ *                                             skips parameters without a gradient)
  *   __metadata__: format = "bliss-c-checkpoint", version = "1", and with Adam: adam.step,
  *                 adam.lr, adam.beta1, adam.beta2, adam.eps, adam.weight_decay; plus any
  *                 caller metadata (training state, config values).
@@ -38,7 +41,9 @@ bl_safetensors *bl_checkpoint_pack(const bl_params *params, const bl_adam *adam)
 /* Copy a set's tensors into params (and into adam when != NULL: its moments and step; its
  * hyperparameters stay as configured). `file` names the source in messages. With adam != NULL
  * a set without optimizer state is BL_ERR_FORMAT (a weights-only file cannot resume training);
- * with adam == NULL optimizer entries are ignored. */
+ * with adam == NULL optimizer entries are ignored. A file without the per-parameter step
+ * entries (older bliss-c files, tools/pt_convert.py output) gives every parameter adam.step,
+ * except parameters whose moments are all zero (never a non-zero gradient): 0. */
 bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_params *params,
                                bl_adam *adam);
 

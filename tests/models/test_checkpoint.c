@@ -65,6 +65,7 @@ static void assert_adam_equal(const bl_adam *a, const bl_adam *b)
     ck_assert_int_eq(a->step, b->step);
     for (int i = 0; i < a->params->n; i++) {
         if (!a->params->t[i]->requires_grad) continue;
+        ck_assert_int_eq(a->steps[i], b->steps[i]);
         size_t n = (size_t)a->params->t[i]->numel * sizeof(bl_real);
         ck_assert(memcmp(a->m[i], b->m[i], n) == 0 && memcmp(a->v[i], b->v[i], n) == 0);
     }
@@ -128,6 +129,84 @@ START_TEST(test_round_trip_bit_exact_and_resume)
     ck_assert_int_gt(n, 22760 * 3 * 4);
     remove(path);
     remove(p2);
+    rmdir(tmpdir);
+    bl_trainer_free(t1);
+    bl_trainer_free(t2);
+    bl_encoder_free(e1);
+    bl_encoder_free(e2);
+    bl_vardist_spec_free(spec);
+}
+END_TEST
+
+START_TEST(test_per_parameter_adam_steps)
+{
+    /* checkerboard off: the checkerboard net never gets a gradient, so Adam never steps it
+     * (count 0) while every other parameter takes 2 steps; the counts round-trip, an older
+     * file without them gets adam.step or 0 (all-zero moments), a bad count is rejected */
+    make_tmpdir();
+    char path[512];
+    path_in_tmp(path, sizeof path, "steps.safetensors");
+    bl_vardist_spec *spec = bl_vardist_spec_alloc_sdss(5, 4);
+    rand_source src = {2, 5, -1};
+    bl_batch_source bs = {&src, rand_get, 0};
+    bl_net_arch arch = tm_tiny_arch();
+    bl_encoder_opts eo = bl_encoder_opts_default();
+    eo.use_checkerboard = 0;
+    bl_encoder *e1 = bl_encoder_alloc(spec, &arch, &eo, 1), *e2 = bl_encoder_alloc(spec, &arch, &eo, 2);
+    bl_trainer *t1 = bl_trainer_alloc(e1, NULL, bs, (bl_batch_source){0});
+    bl_trainer *t2 = bl_trainer_alloc(e2, NULL, bs, (bl_batch_source){0});
+    bl_tensor *cb_w = bl_params_find(e1->params, "checkerboard_net.merge.conv.weight");
+    ck_assert_ptr_nonnull(cb_w);
+    bl_real *w0 = bl_malloc((size_t)cb_w->numel * sizeof *w0);
+    memcpy(w0, cb_w->data, (size_t)cb_w->numel * sizeof *w0);
+    double l;
+    for (int s = 0; s < 2; s++) ck_assert_int_eq(bl_trainer_step(t1, 1e-3, &l), BL_OK);
+    ck_assert(memcmp(w0, cb_w->data, (size_t)cb_w->numel * sizeof *w0) == 0);
+    int n_skipped = 0, n_stepped = 0;
+    for (int i = 0; i < e1->params->n; i++) {
+        const bl_tensor *t = e1->params->t[i];
+        if (!t->requires_grad) continue;
+        const int cb = strncmp(t->name, "checkerboard_net.", 17) == 0;
+        ck_assert_msg(t1->adam->steps[i] == (cb ? 0 : 2), "%s: %lld steps", t->name,
+                      (long long)t1->adam->steps[i]);
+        n_skipped += cb;
+        n_stepped += !cb;
+    }
+    ck_assert(n_skipped > 0 && n_stepped > 0);
+
+    /* round trip */
+    ck_assert_int_eq(bl_checkpoint_save(path, e1->params, t1->adam, 0, NULL, NULL), BL_OK);
+    ck_assert_int_eq(bl_checkpoint_load(path, e2->params, t2->adam, NULL), BL_OK);
+    assert_adam_equal(t1->adam, t2->adam);
+
+    /* an older file: the same without the .step entries */
+    bl_safetensors *full = bl_checkpoint_pack(e1->params, t1->adam), *old = bl_safetensors_alloc();
+    for (int j = 0; j < full->n; j++) {
+        const bl_st_tensor *e = &full->tensors[j];
+        if (strstr(e->name, "optimizer.") == e->name && strcmp(e->name + strlen(e->name) - 5, ".step") == 0)
+            continue;
+        ck_assert_int_eq(bl_safetensors_add(old, e->name, e->dtype, e->ndim, e->shape, e->data), BL_OK);
+    }
+    bl_safetensors_set_meta(old, "adam.step", "2");
+    for (int i = 0; i < e2->params->n; i++) t2->adam->steps[i] = 7;
+    ck_assert_int_eq(bl_checkpoint_unpack(old, "old.safetensors", e2->params, t2->adam), BL_OK);
+    assert_adam_equal(t1->adam, t2->adam);
+
+    /* a count above adam.step: BL_ERR_FORMAT naming the entry, nothing changed */
+    bl_st_tensor *e = (bl_st_tensor *)bl_safetensors_find(full, "optimizer.state.features_net.preprocess3d.0.weight.step");
+    ck_assert_ptr_nonnull(e);
+    ck_assert(e->dtype == BL_DTYPE_I64 && e->ndim == 0 && *(int64_t *)e->data == 2);
+    *(int64_t *)e->data = 3;
+    for (int i = 0; i < e2->params->n; i++) t2->adam->steps[i] = 1;
+    ck_assert_int_eq(bl_checkpoint_unpack(full, "bad.safetensors", e2->params, t2->adam), BL_ERR_FORMAT);
+    ck_assert_msg(strstr(bl_error_message(), "bad.safetensors") &&
+                      strstr(bl_error_message(), "preprocess3d.0.weight.step = 3"),
+                  "%s", bl_error_message());
+    ck_assert_int_eq(t2->adam->steps[0], 1);
+    bl_safetensors_free(full);
+    bl_safetensors_free(old);
+    free(w0);
+    remove(path);
     rmdir(tmpdir);
     bl_trainer_free(t1);
     bl_trainer_free(t2);
@@ -349,6 +428,7 @@ int main(int argc, char **argv)
     /* Check's test handles are not constant expressions: the table lives in main */
     const bl_check_case cases[] = {
         {"round_trip", test_round_trip_bit_exact_and_resume},
+        {"adam_steps", test_per_parameter_adam_steps},
         {"mismatch", test_mismatch_is_reported},
         {"trainer", test_trainer_fixed_batch_validation_nan},
         {"simulated", test_trainer_on_simulated_batches},
