@@ -1,0 +1,130 @@
+/* Readers and writers against hostile or damaged files: every count read from a file is checked
+ * before it is converted or allocated for, a declared size must fit the file, checkpoints hold
+ * finite float weights, a truncated PNG never replaces the previous one, and the temporaries of
+ * killed writers are recognised and removed. Each case once crashed, aborted or was accepted. */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "autograd/params.h"
+#include "lib/config.h"
+#include "lib/io/atomic_file.h"
+#include "lib/io/curve.h"
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
+#include "lib/sim/psf.h"
+#include "lib/sim/simulate.h"
+#include "models/checkpoint.h"
+#include "tests/bl_check.h"
+
+static char dir[256];
+
+static void setup(void) { bl_check_tmpdir(dir, sizeof dir, "bl_test_harden"); }
+static void teardown(void) { bl_check_tmpdir_remove(dir); }
+
+static const char *path(const char *name)
+{
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+static void ck_has(const char *text, const char *part)
+{
+    ck_assert_msg(strstr(text, part) != NULL, "expected '%s' in: %s", part, text);
+}
+
+/* A one-image, one-band 4 x 4 shard in 2-pixel tiles whose n_sources (F64) holds `ns` and whose
+ * field 'locs' has shape (1, 2, 2, S, k) (no data when k = 0). */
+static void write_shard(const char *p, const double ns[4], int64_t S, int64_t k)
+{
+    bl_safetensors *st = bl_safetensors_alloc();
+    float zeros[16] = {0};
+    ck_assert_int_eq(bl_safetensors_add(st, "images", BL_DTYPE_F32, 4, BL_SHAPE(1, 1, 4, 4), zeros), BL_OK);
+    ck_assert_int_eq(bl_safetensors_add(st, "background", BL_DTYPE_F32, 4, BL_SHAPE(1, 1, 4, 4), zeros), BL_OK);
+    ck_assert_int_eq(bl_safetensors_add(st, "psf_params", BL_DTYPE_F32, 3, BL_SHAPE(1, 1, BL_PSF_N_PARAMS), zeros),
+                     BL_OK);
+    ck_assert_int_eq(bl_safetensors_add(st, "tile_catalog.n_sources", BL_DTYPE_F64, 3, BL_SHAPE(1, 2, 2), ns), BL_OK);
+    float *locs = calloc((size_t)(4 * S * k) + 1, sizeof(float));
+    ck_assert_int_eq(bl_safetensors_add(st, "tile_catalog.locs", BL_DTYPE_F32, 5, BL_SHAPE(1, 2, 2, S, k), locs),
+                     BL_OK);
+    free(locs);
+    bl_safetensors_set_meta(st, "tile_slen", "2");
+    ck_assert_int_eq(bl_safetensors_write(st, p), BL_OK);
+    bl_safetensors_free(st);
+}
+
+/* replace the value of header card `key` (the n-th occurrence) by `value` */
+static void patch_card(char *buf, size_t n, const char *key, int nth, long long value)
+{
+    char want[9];
+    snprintf(want, sizeof want, "%-8s", key);
+    for (size_t at = 0; at + 80 <= n; at += 80)
+        if (memcmp(buf + at, want, 8) == 0 && buf[at + 8] == '=' && nth-- == 0) {
+            char card[32];
+            snprintf(card, sizeof card, "= %20lld", value);
+            memcpy(buf + at + 8, card, 22);
+            return;
+        }
+    ck_abort_msg("no card %s", key);
+}
+
+START_TEST(test_safetensors_directory)
+{
+    bl_safetensors *st;
+    ck_assert_int_eq(bl_safetensors_read(&st, dir), BL_ERR_IO);
+    ck_has(bl_error_message(), "not a regular file");
+    ck_assert_int_eq(bl_safetensors_read(&st, "/dev/zero"), BL_ERR_IO);
+}
+END_TEST
+
+/* A full disk, as RLIMIT_FSIZE makes it: writes beyond `limit` bytes fail (EFBIG). */
+static int png_under_limit(const bl_curve *c, const char *p, rlim_t limit)
+{
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {limit, limit};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        _exit(bl_curve_write_png(c, p, 640, 400, "t") == BL_OK ? 0 : 1);
+    }
+    int ws;
+    waitpid(pid, &ws, 0);
+    ck_assert_msg(WIFEXITED(ws), "the writer died (status %d)", ws);
+    return WEXITSTATUS(ws);
+}
+
+static void write_weights(const char *p, bl_dtype dtype, double fill)
+{
+    bl_safetensors *st = bl_safetensors_alloc();
+    double d[4] = {0.5, fill, -1, 2};
+    float f[4] = {0.5f, (float)fill, -1, 2};
+    int32_t i[4] = {1, 2, 3, 4};
+    const void *data = dtype == BL_DTYPE_F64 ? (const void *)d : dtype == BL_DTYPE_F32 ? (const void *)f : i;
+    ck_assert_int_eq(bl_safetensors_add(st, "net.w", dtype, 2, BL_SHAPE(2, 2), data), BL_OK);
+    ck_assert_int_eq(bl_safetensors_write(st, p), BL_OK);
+    bl_safetensors_free(st);
+}
+
+static Suite *harden_suite(void)
+{
+    Suite *s = suite_create("harden");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_safetensors_directory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return bl_check_run(harden_suite()); }
