@@ -1,0 +1,70 @@
+/* The bliss CLI against damaged inputs and extreme settings: each case exits 1 with a message
+ * naming the file or key (it once crashed, read out of bounds or ran with a wrong setting). */
+#include <math.h>
+
+#include "lib/io/fits.h"
+#include "lib/io/safetensors.h"
+#include "tests/bl_check.h"
+
+#include "cli_run.h"
+
+static char dir[256];
+static cli_result r;
+
+static const char *p(const char *name)
+{
+    static char buf[8][600];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/bl_test_cli_harden_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    cli_link_configs(dir);
+}
+
+static void teardown(void) { cli_rmtree(dir); }
+
+/* a one-step run of configs/quick.cfg: run/last.safetensors */
+static void train_one_step(void)
+{
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--threads", "1", "--max-steps", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+}
+
+START_TEST(test_predict_empty_fits)
+{
+    train_one_step();
+    /* 0 x 0 images in the five bands of the config, no BKG_ HDUs */
+    const char *bands[] = {"u", "g", "r", "i", "z"};
+    bl_tensor *im = bl_tensor_alloc("images", 4, BL_SHAPE(1, 5, 0, 0), 0);
+    ck_assert_int_eq(bl_fits_write_batch(p("empty.fits"), im, NULL, bands, "nmgy", NULL), BL_OK);
+    bl_tensor_free(im);
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--checkpoint", "run/last.safetensors", "-i",
+            "empty.fits", "-o", "pred", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "empty.fits: images have shape [1, 5, 0, 0]: nothing to predict");
+    /* a directory as the checkpoint */
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--checkpoint", "run", "-i", "empty.fits", "-o",
+            "pred", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "run: not a regular file");
+}
+END_TEST
+
+static Suite *cli_harden_suite(void)
+{
+    Suite *s = suite_create("cli_harden");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_predict_empty_fits);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return bl_check_run(cli_harden_suite()); }
