@@ -48,6 +48,7 @@ bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s)
 
 bl_status bl_cli_mkdirs(const char *dir)
 {
+    if (!*dir) return bl_error(BL_ERR_ARG, "the output directory is an empty string");
     char *p = bl_strdup(dir);
     bl_status st = BL_OK;
     for (char *q = p + 1;; q++) {

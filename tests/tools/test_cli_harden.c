@@ -36,6 +36,17 @@ static void train_one_step(void)
     ck_assert_msg(r.status == 0, "train: %s", r.err);
 }
 
+START_TEST(test_empty_output_dir)
+{
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "the output directory is an empty string");
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "the output directory is an empty string");
+}
+END_TEST
+
 START_TEST(test_predict_empty_fits)
 {
     train_one_step();
@@ -62,6 +73,7 @@ static Suite *cli_harden_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_empty_output_dir);
     tcase_add_test(tc, test_predict_empty_fits);
     suite_add_tcase(s, tc);
     return s;
