@@ -63,6 +63,34 @@ static void write_shard(const char *p, const double ns[4], int64_t S, int64_t k)
     bl_safetensors_free(st);
 }
 
+START_TEST(test_shard_counts)
+{
+    bl_sim_batch *b;
+    /* a well-formed shard reads back */
+    write_shard(path("ok.safetensors"), (double[]){0, 1, 2, 0}, 2, 2);
+    ck_assert_msg(bl_sim_batch_read(&b, path("ok.safetensors")) == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(b->tile_catalog->n_sources[2], 2);
+    bl_sim_batch_free(b);
+    /* NaN, 1e30, a fraction and -0.5 are refused, named as they are (not as a converted int) */
+    const double bad[] = {NAN, 1e30, 1.5, -0.5};
+    const char *shown[] = {"= nan ", "= 1e+30 ", "= 1.5 ", "= -0.5 "};
+    for (int i = 0; i < 4; i++) {
+        write_shard(path("bad.safetensors"), (double[]){0, bad[i], 0, 0}, 2, 2);
+        ck_assert_int_eq(bl_sim_batch_read(&b, path("bad.safetensors")), BL_ERR_FORMAT);
+        ck_has(bl_error_message(), "tile_catalog.n_sources[1]");
+        ck_has(bl_error_message(), shown[i]);
+    }
+    /* 2^40 sources per tile (a field with no data): refused before allocating for them */
+    write_shard(path("huge.safetensors"), (double[]){0, 0, 0, 0}, (int64_t)1 << 40, 0);
+    ck_assert_int_eq(bl_sim_batch_read(&b, path("huge.safetensors")), BL_ERR_FORMAT);
+    ck_has(bl_error_message(), "1099511627776 sources per tile");
+    /* a field of another S than the first is named, not read out of bounds */
+    write_shard(path("k.safetensors"), (double[]){0, 0, 0, 0}, 3, 1);
+    ck_assert_int_eq(bl_sim_batch_read(&b, path("k.safetensors")), BL_ERR_FORMAT);
+    ck_has(bl_error_message(), "tile_catalog.locs");
+}
+END_TEST
+
 /* replace the value of header card `key` (the n-th occurrence) by `value` */
 static void patch_card(char *buf, size_t n, const char *key, int nth, long long value)
 {
@@ -122,6 +150,7 @@ static Suite *harden_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_shard_counts);
     tcase_add_test(tc, test_safetensors_directory);
     suite_add_tcase(s, tc);
     return s;
