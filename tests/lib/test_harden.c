@@ -106,6 +106,31 @@ static void patch_card(char *buf, size_t n, const char *key, int nth, long long 
     ck_abort_msg("no card %s", key);
 }
 
+START_TEST(test_fits_declared_size)
+{
+    bl_tensor *im = bl_tensor_alloc("images", 4, BL_SHAPE(1, 1, 4, 4), 0);
+    const char *bands[] = {"r"};
+    ck_assert_int_eq(bl_fits_write_batch(path("a.fits"), im, NULL, bands, "nmgy", NULL), BL_OK);
+    bl_tensor *t;
+    ck_assert_int_eq(bl_fits_read_image(path("a.fits"), "r", &t), BL_OK);
+    bl_tensor_free(t);
+    FILE *f = fopen(path("a.fits"), "rb");
+    char buf[20000];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    /* the image HDU (after the primary one) claims 10^6 x 10^6 pixels */
+    patch_card(buf, n, "NAXIS1", 0, 1000000);
+    patch_card(buf, n, "NAXIS2", 0, 1000000);
+    f = fopen(path("b.fits"), "wb");
+    fwrite(buf, 1, n, f);
+    fclose(f);
+    ck_assert_int_eq(bl_fits_read_image(path("b.fits"), "r", &t), BL_ERR_FORMAT);
+    ck_has(bl_error_message(), "declares data up to byte");
+    ck_assert_ptr_null(t);
+    bl_tensor_free(im);
+}
+END_TEST
+
 START_TEST(test_safetensors_directory)
 {
     bl_safetensors *st;
@@ -151,6 +176,7 @@ static Suite *harden_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_shard_counts);
+    tcase_add_test(tc, test_fits_declared_size);
     tcase_add_test(tc, test_safetensors_directory);
     suite_add_tcase(s, tc);
     return s;
