@@ -12,6 +12,8 @@
 #include "lib/io/atomic_file.h"
 
 static const char bl_curve_header[] = "step,train_loss,val_loss,lr,seconds";
+/* the largest step a curve file may hold: every integer up to 2^53 is exact in a double */
+#define BL_CURVE_MAX_STEP 9007199254740992.0
 
 bl_curve *bl_curve_alloc(void) { return bl_calloc(1, sizeof(bl_curve)); }
 
@@ -121,7 +123,8 @@ bl_status bl_curve_read_csv(bl_curve **out, const char *path)
         double v[5];
         int ok = nf == 5;
         for (int k = 0; ok && k < 5; k++) ok = bl_parse_field(fields[k], &v[k]);
-        if (!ok || isnan(v[0]) || v[0] != floor(v[0])) {
+        /* the step is range-checked as a double before its conversion */
+        if (!ok || !(v[0] >= 0 && v[0] <= BL_CURVE_MAX_STEP) || v[0] != floor(v[0])) {
             st = bl_error(BL_ERR_FORMAT, "%s:%d: expected 5 comma-separated numbers (step,train_loss,val_loss,lr,seconds)",
                           path, lineno);
             break;

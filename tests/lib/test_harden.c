@@ -140,6 +140,26 @@ START_TEST(test_safetensors_directory)
 }
 END_TEST
 
+START_TEST(test_curve_step_range)
+{
+    static const char *lines[] = {"1e20,1,,0.1,1", "-1,1,,0.1,1", "nan,1,,0.1,1", "9.5,1,,0.1,1"};
+    bl_curve *c;
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(path("curve.csv"), "w");
+        fprintf(f, "step,train_loss,val_loss,lr,seconds\n1,2,,0.1,1\n%s\n", lines[i]);
+        fclose(f);
+        ck_assert_msg(bl_curve_read_csv(&c, path("curve.csv")) == BL_ERR_FORMAT, "accepted %s", lines[i]);
+        ck_has(bl_error_message(), "curve.csv:3");
+    }
+    FILE *f = fopen(path("curve.csv"), "w");
+    fprintf(f, "step,train_loss,val_loss,lr,seconds\n9007199254740992,2,,0.1,1\n");
+    fclose(f);
+    ck_assert_int_eq(bl_curve_read_csv(&c, path("curve.csv")), BL_OK);
+    ck_assert(c->points[0].step == (int64_t)1 << 53);
+    bl_curve_free(c);
+}
+END_TEST
+
 /* A full disk, as RLIMIT_FSIZE makes it: writes beyond `limit` bytes fail (EFBIG). */
 static int png_under_limit(const bl_curve *c, const char *p, rlim_t limit)
 {
@@ -178,6 +198,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_shard_counts);
     tcase_add_test(tc, test_fits_declared_size);
     tcase_add_test(tc, test_safetensors_directory);
+    tcase_add_test(tc, test_curve_step_range);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -67,6 +67,27 @@ START_TEST(test_predict_empty_fits)
 }
 END_TEST
 
+START_TEST(test_resume_metadata)
+{
+    train_one_step();
+    static const char *keys[] = {"train.step", "train.epoch", "train.best_epoch", "train.bad_epochs"};
+    static const char *values[] = {"nan", "1e300", "-1", "0.5"};
+    for (int i = 0; i < 4; i++) {
+        bl_safetensors *st;
+        ck_assert_int_eq(bl_safetensors_read(&st, p("run/last.safetensors")), BL_OK);
+        bl_safetensors_set_meta(st, keys[i], values[i]);
+        ck_assert_int_eq(bl_safetensors_write(st, p("bad.safetensors")), BL_OK);
+        bl_safetensors_free(st);
+        cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run2", "--resume", "bad.safetensors", NULL);
+        ck_assert_int_eq(r.status, 1);
+        char want[128];
+        snprintf(want, sizeof want, "bad.safetensors: metadata '%s' = ", keys[i]);
+        ck_assert_has(r.err, want);
+        ck_assert_has(r.err, "is not a whole number in [0, 2^53]");
+    }
+}
+END_TEST
+
 static Suite *cli_harden_suite(void)
 {
     Suite *s = suite_create("cli_harden");
@@ -75,6 +96,7 @@ static Suite *cli_harden_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_empty_output_dir);
     tcase_add_test(tc, test_predict_empty_fits);
+    tcase_add_test(tc, test_resume_metadata);
     suite_add_tcase(s, tc);
     return s;
 }
