@@ -189,6 +189,25 @@ static void write_weights(const char *p, bl_dtype dtype, double fill)
     bl_safetensors_free(st);
 }
 
+START_TEST(test_config_int64_set)
+{
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "train: { seed = 42; max_steps = 0; };\n", "t.cfg"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.seed=4294967296"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.max_steps=-4294967297"), BL_OK);
+    int64_t v;
+    ck_assert_int_eq(bl_config_int(cfg, "train.seed", 0, 1, &v), BL_OK);
+    ck_assert(v == 4294967296LL);
+    ck_assert_int_eq(bl_config_int(cfg, "train.max_steps", 0, 1, &v), BL_OK);
+    ck_assert(v == -4294967297LL);
+    ck_assert_int_eq(bl_config_set(cfg, "train.seed=7"), BL_OK);
+    ck_assert_int_eq(bl_config_int(cfg, "train.seed", 0, 1, &v), BL_OK);
+    ck_assert(v == 7);
+    ck_assert_int_eq(bl_config_set(cfg, "train.seed=99999999999999999999"), BL_ERR_CONFIG);
+    bl_config_free(cfg);
+}
+END_TEST
+
 static Suite *harden_suite(void)
 {
     Suite *s = suite_create("harden");
@@ -199,6 +218,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_fits_declared_size);
     tcase_add_test(tc, test_safetensors_directory);
     tcase_add_test(tc, test_curve_step_range);
+    tcase_add_test(tc, test_config_int64_set);
     suite_add_tcase(s, tc);
     return s;
 }
