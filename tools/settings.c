@@ -1,5 +1,6 @@
 #include "tools/settings.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,9 +118,10 @@ static bl_status bl_read_train(bl_settings *s)
                                     &t->n_milestones)))
             return st;
         for (int i = 0; i < t->n_milestones; i++) {
-            if (ms[i] != floor(ms[i]) || ms[i] < 1 || (i && ms[i] <= ms[i - 1]))
+            /* range-checked as a double before the conversion (the schedule counts in int) */
+            if (ms[i] != floor(ms[i]) || !(ms[i] >= 1 && ms[i] <= INT_MAX) || (i && ms[i] <= ms[i - 1]))
                 return bl_error(BL_ERR_CONFIG, "%s: key 'train.scheduler.milestones': entry %d = %g; "
-                                "milestones are increasing whole epochs >= 1",
+                                "milestones are increasing whole epochs in [1, 2147483647]",
                                 bl_config_where(cfg, "train.scheduler.milestones"), i, ms[i]);
             t->milestones[i] = (int64_t)ms[i];
         }

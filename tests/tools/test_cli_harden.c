@@ -88,6 +88,26 @@ START_TEST(test_resume_metadata)
 }
 END_TEST
 
+START_TEST(test_large_settings)
+{
+    /* beyond int32 in --set: the value itself reaches the range check (not 0) */
+    cli_run(&r, dir, "factors", "-c", "quick.cfg", "--set", "prior.n_tiles_h=4294967297", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "key 'prior.n_tiles_h' = 4.29497e+09 is impossible");
+    cli_write(dir, "ov.cfg", "@include \"quick.cfg\"\noverrides = ( \"prior.n_tiles_w = 4294967296\" );\n");
+    cli_run(&r, dir, "factors", "-c", "ov.cfg", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "key 'prior.n_tiles_w' = 4.29497e+09 is impossible");
+    cli_run(&r, dir, "factors", "-c", "quick.cfg", "--seed", "4294967296", NULL);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    /* a milestone beyond int is refused, not wrapped to a negative epoch */
+    cli_write(dir, "ms.cfg", "@include \"sim_default.cfg\"\ntrain: { scheduler: { milestones = [3e9]; }; };\n");
+    cli_run(&r, dir, "factors", "-c", "ms.cfg", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "key 'train.scheduler.milestones': entry 0 = 3e+09");
+}
+END_TEST
+
 static Suite *cli_harden_suite(void)
 {
     Suite *s = suite_create("cli_harden");
@@ -97,6 +117,7 @@ static Suite *cli_harden_suite(void)
     tcase_add_test(tc, test_empty_output_dir);
     tcase_add_test(tc, test_predict_empty_fits);
     tcase_add_test(tc, test_resume_metadata);
+    tcase_add_test(tc, test_large_settings);
     suite_add_tcase(s, tc);
     return s;
 }
