@@ -189,6 +189,29 @@ static void write_weights(const char *p, bl_dtype dtype, double fill)
     bl_safetensors_free(st);
 }
 
+START_TEST(test_checkpoint_values)
+{
+    bl_params *params = bl_params_alloc();
+    bl_tensor *w = bl_params_add(params, "net.w", 2, BL_SHAPE(2, 2), 1);
+    write_weights(path("ok.safetensors"), BL_DTYPE_F64, 3);
+    ck_assert_msg(bl_checkpoint_load(path("ok.safetensors"), params, NULL, NULL) == BL_OK, "%s",
+                  bl_error_message());
+    ck_assert(w->data[1] == 3);
+    write_weights(path("int.safetensors"), BL_DTYPE_I32, 0);
+    ck_assert_int_eq(bl_checkpoint_load(path("int.safetensors"), params, NULL, NULL), BL_ERR_FORMAT);
+    ck_has(bl_error_message(), "'net.w' has dtype I32");
+    write_weights(path("nan.safetensors"), BL_DTYPE_F32, NAN);
+    ck_assert_int_eq(bl_checkpoint_load(path("nan.safetensors"), params, NULL, NULL), BL_ERR_NAN);
+    ck_has(bl_error_message(), "'net.w' element 1");
+    /* finite as a double, infinite as a float weight */
+    write_weights(path("big.safetensors"), BL_DTYPE_F64, 1e300);
+    ck_assert_int_eq(bl_checkpoint_load(path("big.safetensors"), params, NULL, NULL),
+                     sizeof(bl_real) == 4 ? BL_ERR_NAN : BL_OK);
+    ck_assert(w->data[1] == 3); /* nothing was copied from the refused files */
+    bl_params_free(params);
+}
+END_TEST
+
 START_TEST(test_config_int64_set)
 {
     bl_config *cfg;
@@ -218,6 +241,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_fits_declared_size);
     tcase_add_test(tc, test_safetensors_directory);
     tcase_add_test(tc, test_curve_step_range);
+    tcase_add_test(tc, test_checkpoint_values);
     tcase_add_test(tc, test_config_int64_set);
     suite_add_tcase(s, tc);
     return s;
