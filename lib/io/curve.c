@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <plplot.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,34 @@ static int bl_series_range(const double *x, int64_t n, double *lo, double *hi)
     return any;
 }
 
+/* PLplot writes the PNG through its own stdio calls, whose errors it ignores: a full disk shows
+ * as a truncated file. 1 if `path` is a whole PNG: the signature, then chunks (length, type,
+ * data, CRC) up to an IEND that ends the file. */
+static int bl_png_is_complete(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char head[8];
+    int ok = fread(head, 1, 8, f) == 8 && memcmp(head, sig, 8) == 0, iend = 0;
+    while (ok && !iend) {
+        unsigned char h[8];
+        if (fread(h, 1, 8, f) != 8) {
+            ok = 0;
+            break;
+        }
+        uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+        iend = memcmp(h + 4, "IEND", 4) == 0;
+        ok = len <= 0x7fffffffu && fseeko(f, (off_t)len + 4, SEEK_CUR) == 0;
+    }
+    if (ok) { /* fseeko past the end succeeds: the IEND chunk's CRC must be the last 4 bytes */
+        off_t at = ftello(f);
+        ok = fseeko(f, 0, SEEK_END) == 0 && ftello(f) == at;
+    }
+    fclose(f);
+    return ok;
+}
+
 bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
                              const char *title)
 {
@@ -275,6 +304,9 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
     if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
         unlink(tmp);
         st = bl_error(BL_ERR_IO, "%s: PLplot wrote no image", path);
+    } else if (!bl_png_is_complete(tmp)) {
+        unlink(tmp);
+        st = bl_error(BL_ERR_IO, "%s: write failed: the image PLplot wrote is incomplete (disk full?)", path);
     } else {
         st = bl_atomic_rename(tmp, path);
     }

@@ -177,6 +177,27 @@ static int png_under_limit(const bl_curve *c, const char *p, rlim_t limit)
     return WEXITSTATUS(ws);
 }
 
+START_TEST(test_png_truncated)
+{
+    bl_curve *c = bl_curve_alloc();
+    for (int i = 1; i <= 50; i++) bl_curve_append(c, (bl_curve_point){i, 1.0 / i, NAN, 0.1, i});
+    ck_assert_int_eq(png_under_limit(c, path("full.png"), RLIM_INFINITY), 0);
+    struct stat sb;
+    ck_assert_int_eq(stat(path("full.png"), &sb), 0);
+    ck_assert_int_gt(sb.st_size, 3000);
+    /* the disk fills after 3000 bytes: an error, the previous complete image stays */
+    ck_assert_int_eq(rename(path("full.png"), path("cut.png")), 0);
+    ck_assert_int_eq(link(path("cut.png"), path("prev.png")), 0);
+    ck_assert_int_eq(png_under_limit(c, path("cut.png"), 3000), 1);
+    struct stat s2;
+    ck_assert_int_eq(stat(path("cut.png"), &s2), 0);
+    ck_assert_int_eq(s2.st_size, sb.st_size);
+    ck_assert_int_eq(png_under_limit(c, path("none.png"), 3000), 1);
+    ck_assert_int_ne(stat(path("none.png"), &s2), 0);
+    bl_curve_free(c);
+}
+END_TEST
+
 static void write_weights(const char *p, bl_dtype dtype, double fill)
 {
     bl_safetensors *st = bl_safetensors_alloc();
@@ -241,6 +262,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_fits_declared_size);
     tcase_add_test(tc, test_safetensors_directory);
     tcase_add_test(tc, test_curve_step_range);
+    tcase_add_test(tc, test_png_truncated);
     tcase_add_test(tc, test_checkpoint_values);
     tcase_add_test(tc, test_config_int64_set);
     suite_add_tcase(s, tc);
