@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/io/atomic_file.h"
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -68,6 +69,8 @@ bl_status bl_cli_mkdirs(const char *dir)
         if (c == 0) break;
     }
     free(p);
+    /* temporaries of an earlier run that was killed while writing (nothing else removes them) */
+    if (st == BL_OK) bl_atomic_clean_stale(dir);
     return st;
 }
 

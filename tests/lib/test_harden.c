@@ -198,6 +198,45 @@ START_TEST(test_png_truncated)
 }
 END_TEST
 
+START_TEST(test_stale_temporaries)
+{
+    /* the temporary is a hidden file a glob for results never matches */
+    char *tmp = bl_atomic_tmp_path("out/last.safetensors");
+    char want[128];
+    snprintf(want, sizeof want, "out/.last.safetensors" BL_ATOMIC_TMP_TAG "%ld", (long)getpid());
+    ck_assert_str_eq(tmp, want);
+    ck_assert_int_eq(bl_atomic_tmp_owner(tmp + 4), getpid());
+    free(tmp);
+    ck_assert_int_eq(bl_atomic_tmp_owner("last.safetensors"), 0);
+    ck_assert_int_eq(bl_atomic_tmp_owner(".x.tmp-12a"), 0);
+    ck_assert_int_eq(bl_atomic_tmp_owner(".tmp-12"), 0);
+    /* a dead writer's temporary is removed; a live process's and other files stay */
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0);
+    char dead[64], live[64];
+    snprintf(dead, sizeof dead, ".last.safetensors" BL_ATOMIC_TMP_TAG "%ld", (long)child);
+    snprintf(live, sizeof live, ".curve.csv" BL_ATOMIC_TMP_TAG "%ld", (long)getppid());
+    const char *names[] = {dead, live, "last.safetensors", ".hidden"};
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(path(names[i]), "w");
+        fputs("x", f);
+        fclose(f);
+    }
+    ck_assert_int_eq(bl_atomic_clean_stale(dir), 1);
+    struct stat sb;
+    ck_assert_int_ne(stat(path(dead), &sb), 0);
+    for (int i = 1; i < 4; i++) ck_assert_msg(stat(path(names[i]), &sb) == 0, "%s removed", names[i]);
+    /* a commit leaves no temporary */
+    bl_atomic_file af;
+    ck_assert_int_eq(bl_atomic_open(&af, path("r.txt"), "w"), BL_OK);
+    fputs("ok\n", af.f);
+    ck_assert_int_eq(bl_atomic_commit(&af), BL_OK);
+    ck_assert_int_eq(bl_atomic_clean_stale(dir), 0);
+}
+END_TEST
+
 static void write_weights(const char *p, bl_dtype dtype, double fill)
 {
     bl_safetensors *st = bl_safetensors_alloc();
@@ -263,6 +302,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_safetensors_directory);
     tcase_add_test(tc, test_curve_step_range);
     tcase_add_test(tc, test_png_truncated);
+    tcase_add_test(tc, test_stale_temporaries);
     tcase_add_test(tc, test_checkpoint_values);
     tcase_add_test(tc, test_config_int64_set);
     suite_add_tcase(s, tc);
