@@ -44,7 +44,13 @@ int bl_cli_fail(const bl_cli *cli)
 
 bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s)
 {
-    return bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
+    bl_status st = bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
+    /* before any of the run's tensors is allocated: a batch that cannot fit is an error */
+    if (st == BL_OK && (st = bl_settings_check_memory(*s))) {
+        bl_settings_free(*s);
+        *s = NULL;
+    }
+    return st;
 }
 
 bl_status bl_cli_mkdirs(const char *dir)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "autograd/params.h"
+#include "lib/arena.h"
 #include "lib/config.h"
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
@@ -291,6 +292,32 @@ START_TEST(test_config_int64_set)
 }
 END_TEST
 
+/* A step's working memory that cannot grow: exit 1 with a message, not an abort. (meson runs
+ * this test with allocator_may_return_null=1, so that under ASan too the allocation fails.) */
+START_TEST(test_arena_out_of_memory)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        bl_arena *a = bl_arena_alloc(4096);
+        bl_arena_push(a, (size_t)1 << 62);
+        _exit(0);
+    }
+    close(fds[1]);
+    char err[1024];
+    ssize_t n = read(fds[0], err, sizeof err - 1);
+    close(fds[0]);
+    err[n > 0 ? n : 0] = 0;
+    int ws;
+    waitpid(pid, &ws, 0);
+    ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 1, "status %d: %s", ws, err);
+    ck_has(err, "bliss: error: out of memory: needs ~4.29e+09 GiB more working memory; reduce prior.batch_size");
+}
+END_TEST
+
 static Suite *harden_suite(void)
 {
     Suite *s = suite_create("harden");
@@ -305,6 +332,7 @@ static Suite *harden_suite(void)
     tcase_add_test(tc, test_stale_temporaries);
     tcase_add_test(tc, test_checkpoint_values);
     tcase_add_test(tc, test_config_int64_set);
+    tcase_add_test(tc, test_arena_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -108,6 +108,28 @@ START_TEST(test_large_settings)
 }
 END_TEST
 
+/* Settings beyond what can run: a width that builds an empty layer, a batch that cannot fit */
+START_TEST(test_resources)
+{
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--set", "encoder.arch.catalog_width=1", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "key 'encoder.arch.catalog_width' = 1 is out of range [2, 4096]");
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--set", "prior.batch_size=1000000000", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "GiB for batch 1000000000 at 16x16");
+    ck_assert_has(r.err, "reduce prior.batch_size");
+    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "x", "--set", "prior.n_tiles_h=1000000",
+            "--set", "prior.n_tiles_w=1000000", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "at 4000000x4000000");
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "d", "--set", "encoder.arch.num_features=4096",
+            "--set", "encoder.arch.catalog_width=4096", "--set", "prior.batch_size=100000", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "GiB for batch 100000");
+    ck_assert(!cli_exists(dir, "run/last.safetensors"));
+}
+END_TEST
+
 static Suite *cli_harden_suite(void)
 {
     Suite *s = suite_create("cli_harden");
@@ -118,6 +140,7 @@ static Suite *cli_harden_suite(void)
     tcase_add_test(tc, test_predict_empty_fits);
     tcase_add_test(tc, test_resume_metadata);
     tcase_add_test(tc, test_large_settings);
+    tcase_add_test(tc, test_resources);
     suite_add_tcase(s, tc);
     return s;
 }
