@@ -130,6 +130,32 @@ START_TEST(test_resources)
 }
 END_TEST
 
+/* A network fed one of the survey's five bands (BLISS's test_encode_with_psf): the catalog keeps
+ * the five flux bands, the input has one */
+START_TEST(test_band_subset)
+{
+    cli_write(dir, "band2.cfg",
+              "@include \"sim_default.cfg\"\n"
+              "encoder: {\n"
+              "  image_normalizer: { bands = [2]; };\n"
+              "  arch: { features_width = 8; num_features = 16; catalog_width = 16; context_width = 8; };\n"
+              "};\n"
+              "train: { steps_per_epoch = 2; max_epochs = 1; val_batches = 1; print_every = 1; };\n"
+              "overrides = ( \"prior.batch_size = 2\", \"prior.n_tiles_h = 4\", \"prior.n_tiles_w = 4\" );\n");
+    cli_run(&r, dir, "train", "-c", "band2.cfg", "-o", "run", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    bl_safetensors *st;
+    ck_assert_int_eq(bl_safetensors_read(&st, p("run/last.safetensors")), BL_OK);
+    const bl_st_tensor *w = bl_safetensors_find(st, "features_net.preprocess3d.0.weight");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(w->shape[1], 1); /* one input band */
+    bl_safetensors_free(st);
+    cli_run(&r, dir, "evaluate", "-c", "band2.cfg", "--checkpoint", "run/last.safetensors", "--batches",
+            "1", "-o", "m.json", NULL);
+    ck_assert_msg(r.status == 0, "evaluate: %s", r.err);
+}
+END_TEST
+
 static Suite *cli_harden_suite(void)
 {
     Suite *s = suite_create("cli_harden");
@@ -141,6 +167,7 @@ static Suite *cli_harden_suite(void)
     tcase_add_test(tc, test_resume_metadata);
     tcase_add_test(tc, test_large_settings);
     tcase_add_test(tc, test_resources);
+    tcase_add_test(tc, test_band_subset);
     suite_add_tcase(s, tc);
     return s;
 }
