@@ -139,15 +139,19 @@ static void bl_copy_entry(const bl_safetensors *st, const char *file, const char
 static bl_status bl_check_values(const bl_safetensors *st, const char *where, const char *name)
 {
     const bl_st_tensor *s = bl_safetensors_find(st, name);
-    if (bl_checkpoint_is_integer(name)) return BL_OK; /* a counter (I64 as PyTorch writes it) */
-    if (s->dtype != BL_DTYPE_F32 && s->dtype != BL_DTYPE_F64)
+    /* a counter (I64 as PyTorch writes it) may have any dtype but must be a count */
+    const int counter = bl_checkpoint_is_integer(name);
+    if (!counter && s->dtype != BL_DTYPE_F32 && s->dtype != BL_DTYPE_F64)
         return bl_error(BL_ERR_FORMAT, "%s: tensor '%s' has dtype %s; weights must be F32 or F64",
                         where, name, bl_dtype_name(s->dtype));
     for (int64_t i = 0; i < s->numel; i++) {
-        double v = s->dtype == BL_DTYPE_F32 ? ((const float *)s->data)[i] : ((const double *)s->data)[i];
-        if (!isfinite((bl_real)v))
-            return bl_error(BL_ERR_NAN, "%s: tensor '%s' element %lld is %g (not a finite weight)",
-                            where, name, (long long)i, v);
+        double v = s->dtype == BL_DTYPE_F32 ? ((const float *)s->data)[i]
+                 : s->dtype == BL_DTYPE_F64 ? ((const double *)s->data)[i]
+                 : s->dtype == BL_DTYPE_I32 ? (double)((const int32_t *)s->data)[i]
+                                            : (double)((const int64_t *)s->data)[i];
+        if (!isfinite((bl_real)v) || (counter && !(v >= 0)))
+            return bl_error(BL_ERR_NAN, "%s: tensor '%s' element %lld is %g (not a finite %s)",
+                            where, name, (long long)i, v, counter ? "count" : "weight");
     }
     return BL_OK;
 }

@@ -91,7 +91,11 @@ static void bl_fuzz_load(const char *path, bl_params *params, bl_adam *adam)
     if (bl_checkpoint_load(path, params, adam, NULL) != BL_OK) return;
     for (int i = 0; i < params->n; i++)
         for (int64_t j = 0; j < params->t[i]->numel; j++)
-            if (!isfinite(params->t[i]->data[j])) abort(); /* a loaded weight is finite */
+            if (!isfinite(params->t[i]->data[j])) { /* a loaded weight is finite */
+                fprintf(stderr, "loaded %s[%lld] = %g\n", params->t[i]->name, (long long)j,
+                        (double)params->t[i]->data[j]);
+                abort();
+            }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

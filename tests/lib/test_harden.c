@@ -270,6 +270,22 @@ START_TEST(test_checkpoint_values)
                      sizeof(bl_real) == 4 ? BL_ERR_NAN : BL_OK);
     ck_assert(w->data[1] == 3); /* nothing was copied from the refused files */
     bl_params_free(params);
+    /* BatchNorm's counter may be an integer (as PyTorch writes it) but must be a finite count */
+    params = bl_params_alloc();
+    bl_params_add(params, "bn.num_batches_tracked", 0, NULL, 0);
+    const double counts[] = {7, -1, -1e300, NAN};
+    for (int i = 0; i < 4; i++) {
+        bl_safetensors *st = bl_safetensors_alloc();
+        int64_t n = 7;
+        if (i == 0) ck_assert_int_eq(bl_safetensors_add(st, "bn.num_batches_tracked", BL_DTYPE_I64, 0, NULL, &n), BL_OK);
+        else ck_assert_int_eq(bl_safetensors_add(st, "bn.num_batches_tracked", BL_DTYPE_F64, 0, NULL, &counts[i]), BL_OK);
+        ck_assert_int_eq(bl_safetensors_write(st, path("bn.safetensors")), BL_OK);
+        bl_safetensors_free(st);
+        ck_assert_int_eq(bl_checkpoint_load(path("bn.safetensors"), params, NULL, NULL), i == 0 ? BL_OK : BL_ERR_NAN);
+        if (i) ck_has(bl_error_message(), "'bn.num_batches_tracked' element 0");
+    }
+    ck_assert(params->t[0]->data[0] == 7);
+    bl_params_free(params);
 }
 END_TEST
 
