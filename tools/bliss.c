@@ -45,8 +45,10 @@ int bl_cli_fail(const bl_cli *cli)
 bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s)
 {
     bl_status st = bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
-    /* before any of the run's tensors is allocated: a batch that cannot fit is an error */
-    if (st == BL_OK && (st = bl_settings_check_memory(*s))) {
+    /* before any of the run's tensors is allocated: a batch that cannot fit is an error (the
+     * commands that run the network on prior.batch_size images) */
+    int runs_network = !strcmp(cli->cmd, "train") || !strcmp(cli->cmd, "evaluate");
+    if (st == BL_OK && runs_network && (st = bl_settings_check_memory(*s))) {
         bl_settings_free(*s);
         *s = NULL;
     }

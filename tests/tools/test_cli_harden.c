@@ -122,10 +122,13 @@ START_TEST(test_resources)
             "--set", "prior.n_tiles_w=1000000", NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "at 4000000x4000000");
-    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "d", "--set", "encoder.arch.num_features=4096",
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--set", "encoder.arch.num_features=4096",
             "--set", "encoder.arch.catalog_width=4096", "--set", "prior.batch_size=100000", NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "GiB for batch 100000");
+    /* commands that do not run the network on such batches are not refused by the estimate */
+    cli_run(&r, dir, "factors", "-c", "quick.cfg", "--set", "prior.batch_size=1000000000", NULL);
+    ck_assert_msg(r.status == 0, "%s", r.err);
     ck_assert(!cli_exists(dir, "run/last.safetensors"));
 }
 END_TEST
