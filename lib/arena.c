@@ -1,6 +1,7 @@
 #include "lib/arena.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +25,14 @@ static bl_arena_block *bl_arena_block_alloc(size_t size, bl_arena_block *prev)
 {
     bl_arena_block *b = bl_malloc(sizeof *b);
     b->base = aligned_alloc(BL_ARENA_ALIGN, (size + BL_ARENA_ALIGN - 1) / BL_ARENA_ALIGN * BL_ARENA_ALIGN);
-    BL_ASSERT(b->base, "arena: out of memory allocating a block of %zu bytes", size);
+    if (!b->base) {
+        /* the working memory of a step cannot grow: a user's setting (batch, image size,
+         * widths) asks for more than the machine has, not a programmer error */
+        fprintf(stderr, "bliss: error: out of memory: needs ~%.3g GiB more working memory; reduce "
+                "prior.batch_size (the batch), the image size or the network widths\n",
+                (double)size / (1024.0 * 1024.0 * 1024.0));
+        exit(1);
+    }
     b->size = size;
     b->used = 0;
     b->prev = prev;

@@ -630,10 +630,8 @@ bl_status bl_full_catalog_to_tile(const bl_full_catalog *cat, int tile_slen, int
     *out = NULL;
     BL_ASSERT(tile_slen > 0 && max_per_tile >= 1, "to_tile: tile_slen %d max_per_tile %d",
               tile_slen, max_per_tile);
-    int64_t ht = cat->height / tile_slen, wt = cat->width / tile_slen;
-    if (ht * tile_slen != cat->height || wt * tile_slen != cat->width)
-        return bl_error(BL_ERR_ARG, "to_tile: image %lld x %lld is not a multiple of tile_slen %d",
-                        (long long)cat->height, (long long)cat->width, tile_slen);
+    /* as BLISS: the tile counts round up, the last row/column of tiles may be partial */
+    int64_t ht = (cat->height + tile_slen - 1) / tile_slen, wt = (cat->width + tile_slen - 1) / tile_slen;
     bl_tile_catalog *tc = bl_tile_catalog_alloc(cat->B, ht, wt, max_per_tile, tile_slen, cat->n_bands);
     bl_tensor *locs = bl_tile_catalog_add(tc, "locs");
     for (int f = 0; f < cat->n_fields; f++) bl_tile_catalog_add(tc, cat->fields[f].name);

@@ -188,7 +188,9 @@ void bl_full_catalog_on_mask(const bl_full_catalog *cat, uint8_t *out);
 /* bl_real[B*M*NB]: field `fluxes` if present, else galaxy/star selection; 0 off. */
 void bl_full_catalog_on_fluxes(const bl_full_catalog *cat, bl_real *out);
 void bl_full_catalog_magnitudes(const bl_full_catalog *cat, bl_real *out);
-/* §2.8: tile = trunc(ploc / tile_slen), locs = (ploc mod tile_slen) / tile_slen; the first
+/* §2.8: ceil(height / tile_slen) x ceil(width / tile_slen) tiles (as BLISS: a side that is not
+ * a multiple of tile_slen ends in a partial tile), tile = trunc(ploc / tile_slen),
+ * locs = (ploc mod tile_slen) / tile_slen; the first
  * sources (catalog order) of a tile fill its slots. A tile with more than max_per_tile sources
  * is BL_ERR_RANGE naming image, tile and count unless ignore_extra (then extra ones are
  * dropped). filter_oob drops sources outside (0, height) x (0, width) (strict); without it a

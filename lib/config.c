@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +262,9 @@ static bl_status bl_config_assign(bl_config *cfg, config_setting_t *s, const cha
         long long v = strtoll(text, &end, 0);
         if (errno || *end || end == text)
             return bl_error(BL_ERR_CONFIG, "--set %s=%s: expected an integer", key, text);
+        /* libconfig stores a value beyond int32 into a 32-bit setting as 0: widen the setting
+         * (config_setting_t is public in libconfig.h; the set below then keeps all 64 bits) */
+        if (t == CONFIG_TYPE_INT && (v > INT32_MAX || v < INT32_MIN)) s->type = CONFIG_TYPE_INT64;
         return config_setting_set_int64(s, v) ? BL_OK : bl_error(BL_ERR_CONFIG, "--set %s: cannot set", key);
     }
     if (t == CONFIG_TYPE_FLOAT) {

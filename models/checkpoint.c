@@ -181,6 +181,28 @@ static int bl_all_zero(const bl_real *x, int64_t n)
     return 1;
 }
 
+/* entry `name` must hold floats (F32/F64) that stay finite as bl_real: an integer tensor or a
+ * NaN weight would load and predict nonsense */
+static bl_status bl_check_values(const bl_safetensors *st, const char *where, const char *name)
+{
+    const bl_st_tensor *s = bl_safetensors_find(st, name);
+    /* a counter (I64 as PyTorch writes it) may have any dtype but must be a count */
+    const int counter = bl_checkpoint_is_integer(name);
+    if (!counter && s->dtype != BL_DTYPE_F32 && s->dtype != BL_DTYPE_F64)
+        return bl_error(BL_ERR_FORMAT, "%s: tensor '%s' has dtype %s; weights must be F32 or F64",
+                        where, name, bl_dtype_name(s->dtype));
+    for (int64_t i = 0; i < s->numel; i++) {
+        double v = s->dtype == BL_DTYPE_F32 ? ((const float *)s->data)[i]
+                 : s->dtype == BL_DTYPE_F64 ? ((const double *)s->data)[i]
+                 : s->dtype == BL_DTYPE_I32 ? (double)((const int32_t *)s->data)[i]
+                                            : (double)((const int64_t *)s->data)[i];
+        if (!isfinite((bl_real)v) || (counter && !(v >= 0)))
+            return bl_error(BL_ERR_NAN, "%s: tensor '%s' element %lld is %g (not a finite %s)",
+                            where, name, (long long)i, v, counter ? "count" : "weight");
+    }
+    return BL_OK;
+}
+
 bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_params *params,
                                bl_adam *adam)
 {
@@ -236,6 +258,18 @@ bl_status bl_checkpoint_unpack(const bl_safetensors *st, const char *file, bl_pa
             if (e) return e;
         }
     }
+    bl_status vs = BL_OK;
+    for (int i = 0; i < params->n && !vs; i++) {
+        const bl_tensor *t = params->t[i];
+        vs = bl_check_values(st, where, t->name);
+        if (adam && t->requires_grad && !vs) {
+            bl_moment_name(name, sizeof name, t->name, "exp_avg");
+            vs = bl_check_values(st, where, name);
+            bl_moment_name(name, sizeof name, t->name, "exp_avg_sq");
+            if (!vs) vs = bl_check_values(st, where, name);
+        }
+    }
+    if (vs) return vs;
     /* everything checked: now copy */
     for (int i = 0; i < params->n; i++) bl_copy_entry(st, where, params->t[i]->name, params->t[i]);
     if (adam) {

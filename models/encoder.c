@@ -23,9 +23,9 @@ bl_encoder *bl_encoder_alloc(const bl_vardist_spec *spec, const bl_net_arch *arc
     BL_ASSERT(a.tile_slen == spec->tile_slen,
               "bl_encoder_alloc: network tile_slen %d but the variational spec's is %d",
               a.tile_slen, spec->tile_slen);
-    BL_ASSERT(a.n_bands == spec->n_bands,
-              "bl_encoder_alloc: network has %d bands but the variational spec %d", a.n_bands,
-              spec->n_bands);
+    /* as in BLISS, the input bands (the normaliser's choice) and the catalog's flux bands (the
+     * survey's, in the spec) are separate: a network may see a subset of the bands */
+    BL_ASSERT(a.n_bands >= 1, "bl_encoder_alloc: network has %d input bands", a.n_bands);
     bl_encoder *enc = bl_calloc(1, sizeof *enc);
     enc->opts = opts ? *opts : bl_encoder_opts_default();
     enc->spec = spec;

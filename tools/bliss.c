@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/io/atomic_file.h"
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -43,11 +44,20 @@ int bl_cli_fail(const bl_cli *cli)
 
 bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s)
 {
-    return bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
+    bl_status st = bl_settings_load(s, cli->config, cli->n_sets, cli->sets, cli->has_seed, cli->seed);
+    /* before any of the run's tensors is allocated: a batch that cannot fit is an error (the
+     * commands that run the network on prior.batch_size images) */
+    int runs_network = !strcmp(cli->cmd, "train") || !strcmp(cli->cmd, "evaluate");
+    if (st == BL_OK && runs_network && (st = bl_settings_check_memory(*s))) {
+        bl_settings_free(*s);
+        *s = NULL;
+    }
+    return st;
 }
 
 bl_status bl_cli_mkdirs(const char *dir)
 {
+    if (!*dir) return bl_error(BL_ERR_ARG, "the output directory is an empty string");
     char *p = bl_strdup(dir);
     bl_status st = BL_OK;
     for (char *q = p + 1;; q++) {
@@ -67,6 +77,8 @@ bl_status bl_cli_mkdirs(const char *dir)
         if (c == 0) break;
     }
     free(p);
+    /* temporaries of an earlier run that was killed while writing (nothing else removes them) */
+    if (st == BL_OK) bl_atomic_clean_stale(dir);
     return st;
 }
 

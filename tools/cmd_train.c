@@ -77,6 +77,9 @@ static bl_status bl_hook_save(void *ctx, const char *path, const bl_train_state 
     return bl_trainer_save(c->tr, path, BL_N_STATE_META, bl_state_keys, values);
 }
 
+/* the largest count accepted from a file: every integer up to 2^53 is exact in a double */
+#define BL_MAX_COUNT 9007199254740992.0
+
 /* The train state stored by bl_hook_save. */
 static bl_status bl_state_from_meta(const bl_safetensors *meta, const char *path, bl_train_state *s)
 {
@@ -93,14 +96,22 @@ static bl_status bl_state_from_meta(const bl_safetensors *meta, const char *path
             return bl_error(BL_ERR_FORMAT, "%s: metadata '%s' = '%s' is not a number", path,
                             bl_state_keys[i], text);
     }
+    /* counts are checked as doubles before they are converted (NaN or 1e30 would be UB) */
+    for (int i = 0; i < 5; i++) {
+        if (i == 2) continue; /* best_val: any double (INFINITY before the first validation) */
+        if (!(v[i] >= 0 && v[i] <= BL_MAX_COUNT) || v[i] != floor(v[i]))
+            return bl_error(BL_ERR_FORMAT, "%s: metadata '%s' = %g is not a whole number in [0, 2^53]",
+                            path, bl_state_keys[i], v[i]);
+    }
     s->step = (int64_t)v[0];
     s->epoch = (int64_t)v[1];
     s->best_val = v[2];
     s->best_epoch = (int64_t)v[3];
     s->bad_epochs = (int64_t)v[4];
     s->seconds = v[5];
-    if (s->step < 0 || s->epoch < 0)
-        return bl_error(BL_ERR_FORMAT, "%s: negative step or epoch in the metadata", path);
+    if (!(s->seconds >= 0) || isinf(s->seconds) || isnan(s->best_val))
+        return bl_error(BL_ERR_FORMAT, "%s: metadata train.seconds = %g or train.best_val = %g is not valid",
+                        path, s->seconds, s->best_val);
     return BL_OK;
 }
 

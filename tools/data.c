@@ -321,6 +321,12 @@ bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor *
         bl_safetensors_free(f);
     } else if (bl_ends_with(path, ".fits") || bl_ends_with(path, ".fit") || bl_ends_with(path, ".fits.gz")) {
         if ((st = bl_fits_read_batch_images(path, s->n_bands, s->band_names, NULL, images))) return st;
+        if ((*images)->numel == 0) {
+            st = bl_error(BL_ERR_FORMAT, "%s: images have shape [%lld, %lld, %lld, %lld]: nothing to predict",
+                          path, (long long)(*images)->shape[0], (long long)(*images)->shape[1],
+                          (long long)(*images)->shape[2], (long long)(*images)->shape[3]);
+            goto done;
+        }
         st = bl_fits_read_batch_images(path, s->n_bands, s->band_names, "BKG_", background);
         if (st == BL_ERR_FORMAT) {
             /* no BKG_<band> HDUs: each band's median stands for its (flat) sky */
@@ -343,6 +349,7 @@ bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor *
     } else {
         return bl_error(BL_ERR_ARG, "%s: expected a .safetensors batch or a .fits file", path);
     }
+done:
     if (st) {
         bl_tensor_free(*images);
         bl_tensor_free(*background);

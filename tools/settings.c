@@ -1,9 +1,11 @@
 #include "tools/settings.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bl_train_settings bl_train_settings_default(void)
 {
@@ -91,7 +93,9 @@ static bl_status bl_read_encoder(bl_settings *s)
         {"encoder.arch.context_width", &s->arch.context_width},
     };
     for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
-        if ((st = bl_get_int(cfg, widths[i].key, *widths[i].field, 1, 4096, &v))) return st;
+        /* CatalogNet's C3 blocks halve catalog_width: 1 would make a layer of 0 channels */
+        int lo = widths[i].field == &s->arch.catalog_width ? 2 : 1;
+        if ((st = bl_get_int(cfg, widths[i].key, *widths[i].field, lo, 4096, &v))) return st;
         *widths[i].field = (int)v;
     }
     return BL_OK;
@@ -135,9 +139,10 @@ static bl_status bl_read_train(bl_settings *s)
                                     &t->n_milestones)))
             return st;
         for (int i = 0; i < t->n_milestones; i++) {
-            if (ms[i] != floor(ms[i]) || ms[i] < 1 || (i && ms[i] <= ms[i - 1]))
+            /* range-checked as a double before the conversion (the schedule counts in int) */
+            if (ms[i] != floor(ms[i]) || !(ms[i] >= 1 && ms[i] <= INT_MAX) || (i && ms[i] <= ms[i - 1]))
                 return bl_error(BL_ERR_CONFIG, "%s: key 'train.scheduler.milestones': entry %d = %g; "
-                                "milestones are increasing whole epochs >= 1",
+                                "milestones are increasing whole epochs in [1, 2147483647]",
                                 bl_config_where(cfg, "train.scheduler.milestones"), i, ms[i]);
             t->milestones[i] = (int64_t)ms[i];
         }
@@ -222,4 +227,44 @@ void bl_settings_free(bl_settings *s)
     bl_prior_free(s->prior);
     bl_config_free(s->cfg);
     free(s);
+}
+
+double bl_settings_step_bytes(const bl_settings *s)
+{
+    const bl_net_arch *a = &s->arch;
+    const bl_prior_params *pp = bl_prior_get_params(s->prior);
+    const double B = (double)s->batch_size, slen = (double)s->tile_slen;
+    const double H = (double)pp->n_tiles_h * slen, W = (double)pp->n_tiles_w * slen;
+    const double px = H * W, tiles = (double)pp->n_tiles_h * (double)pp->n_tiles_w;
+    const double fw = a->features_width, nf = a->num_features, cw = a->catalog_width,
+                 xw = a->context_width;
+    /* values per image kept for the backward pass: every convolution block keeps its output,
+     * the normalised and the activated values (3 per channel); FeaturesNet runs the 3-D input
+     * convolution and 5 blocks of fw channels at full resolution, 6 blocks of 2 fw at half;
+     * per tile the last features block, ContextNet (3 blocks of xw, the merge) and CatalogNet
+     * (about 20 layers of catalog_width), twice with the checkerboard */
+    const double full = 2.0 * a->n_bands * a->ch_per_band + 3.0 * fw * 6;
+    const double half = 3.0 * 2 * fw * 6;
+    const double tile = 3.0 * nf * 2 + 3.0 * xw * 3 + 3.0 * (nf + xw) + 3.0 * cw * 20;
+    const double net = full * px + half * px / 4 + tile * tiles * (s->encoder.use_checkerboard ? 2 : 1);
+    /* gradients double it; the simulated batch holds ~8 planes per band (images, background,
+     * renders, noise) */
+    const double sim = 8.0 * s->n_bands * px;
+    return B * (2.0 * net + sim) * sizeof(bl_real);
+}
+
+bl_status bl_settings_check_memory(const bl_settings *s)
+{
+    double need = bl_settings_step_bytes(s);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    double have = pages > 0 && page > 0 ? (double)pages * (double)page : INFINITY;
+    if (need <= have) return BL_OK;
+    const bl_prior_params *pp = bl_prior_get_params(s->prior);
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    return bl_error(BL_ERR_NOMEM,
+                    "%s: needs ~%.3g GiB for batch %lld at %lldx%lld (the machine has %.3g GiB); "
+                    "reduce prior.batch_size (the training batch), the image size or the network widths",
+                    s->path, need / gib, (long long)s->batch_size,
+                    (long long)pp->n_tiles_h * s->tile_slen, (long long)pp->n_tiles_w * s->tile_slen,
+                    have / gib);
 }

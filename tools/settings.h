@@ -79,4 +79,11 @@ bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, cons
                            int has_seed, int64_t seed);
 void bl_settings_free(bl_settings *s);
 
+/* An estimate of the memory one training step needs (bytes): the encoder's activations and
+ * their gradients for prior.batch_size images of the prior's size, plus the simulated batch. */
+double bl_settings_step_bytes(const bl_settings *s);
+/* BL_ERR_NOMEM ("needs ~N GiB for batch B at HxW; reduce prior.batch_size ...") when that
+ * estimate exceeds the machine's physical memory. */
+bl_status bl_settings_check_memory(const bl_settings *s);
+
 #endif

@@ -111,6 +111,9 @@ bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
                      (long long)state->epoch + 1, loss, lr);
             bl_progress_update(r.progress, state->step, status);
             if (plan->checkpoint_every > 0 && state->step % plan->checkpoint_every == 0) {
+                /* the curve first: after a kill between the two writes it holds at least the
+                 * checkpoint's steps (resume truncates it to the checkpoint) */
+                if ((st = bl_curve_write_csv(curve, r.csv))) break;
                 if ((st = bl_save_last(&r))) break;
                 saved = 1;
             }
@@ -141,17 +144,17 @@ bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
                                     (long long)state->best_epoch, (long long)state->bad_epochs);
             }
         }
+        if ((st = bl_write_curve(&r))) break;
         if ((st = bl_save_last(&r))) break;
         saved = 1;
-        if ((st = bl_write_curve(&r))) break;
         if (hooks->validate && plan->patience > 0 && state->bad_epochs >= plan->patience &&
             state->epoch >= plan->min_epochs) {
             *end = BL_TRAIN_EARLY_STOP;
             break;
         }
     }
-    if (st == BL_OK && !saved) st = bl_save_last(&r);
     if (st == BL_OK) st = bl_write_curve(&r);
+    if (st == BL_OK && !saved) st = bl_save_last(&r);
     bl_progress_finish(r.progress);
     bl_progress_free(r.progress);
     free(r.last);

@@ -1,17 +1,59 @@
 #include "lib/io/atomic_file.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 char *bl_atomic_tmp_path(const char *path)
 {
-    size_t n = strlen(path) + 32;
+    size_t n = strlen(path) + 48;
     char *tmp = bl_malloc(n);
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path + 1) : 0;
+    snprintf(tmp, n, "%.*s.%s" BL_ATOMIC_TMP_TAG "%ld", dir_len, path, path + dir_len, (long)getpid());
     return tmp;
+}
+
+long bl_atomic_tmp_owner(const char *name)
+{
+    if (name[0] != '.') return 0;
+    const char *tag = NULL;
+    for (const char *p = strstr(name + 1, BL_ATOMIC_TMP_TAG); p; p = strstr(p + 1, BL_ATOMIC_TMP_TAG))
+        tag = p;
+    if (!tag || tag == name + 1) return 0;
+    const char *p = tag + strlen(BL_ATOMIC_TMP_TAG);
+    char *end;
+    errno = 0;
+    long pid = strtol(p, &end, 10);
+    if (errno || end == p || *end || pid <= 0 || !isdigit((unsigned char)*p)) return 0;
+    return pid;
+}
+
+int bl_atomic_clean_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = bl_atomic_tmp_owner(e->d_name);
+        /* only a process that no longer exists: a live one (or another user's) is writing */
+        if (pid <= 0 || pid == (long)getpid() || pid > INT_MAX || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = bl_malloc(n);
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        removed += unlink(p) == 0;
+        free(p);
+    }
+    closedir(d);
+    return removed;
 }
 
 bl_status bl_atomic_open(bl_atomic_file *af, const char *path, const char *mode)

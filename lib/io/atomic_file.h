@@ -1,7 +1,9 @@
-/* Output files that appear only complete (DESIGN §6): write to "<path>.tmp.<pid>" in the same
- * directory, then rename over `path` (atomic on POSIX within one file system). A crash, a kill
- * or a full disk leaves the previous version of `path` (or nothing) plus at most a stray
- * temporary, never a half-written `path`. */
+/* Output files that appear only complete (DESIGN §6): write to "<dir>/.<name>.tmp-<pid>" in the
+ * same directory, then rename over `path` (atomic on POSIX within one file system). A crash, a
+ * kill or a full disk leaves the previous version of `path` (or nothing) plus at most a stray
+ * temporary, never a half-written `path`. The temporary is a hidden file with its own prefix,
+ * so globs such as "*.safetensors" never match it, and bl_atomic_clean_stale removes those of
+ * processes that no longer exist. */
 #ifndef BL_ATOMIC_FILE_H
 #define BL_ATOMIC_FILE_H
 
@@ -27,6 +29,15 @@ void bl_atomic_abort(bl_atomic_file *af);
  * (malloc'ed), and the final rename. bl_atomic_rename fsyncs `tmp`, renames it and removes
  * it on failure. */
 char *bl_atomic_tmp_path(const char *path);
+
+/* a temporary's name: '.', the final name, this tag, the writer's pid */
+#define BL_ATOMIC_TMP_TAG ".tmp-"
+/* The pid of the process that wrote temporary `name` (a file name without directory), or 0 if
+ * `name` is not one of our temporaries. */
+long bl_atomic_tmp_owner(const char *name);
+/* Remove the temporaries in `dir` left by processes that no longer exist (killed while writing);
+ * returns how many were removed. */
+int bl_atomic_clean_stale(const char *dir);
 bl_status bl_atomic_rename(const char *tmp, const char *path);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <plplot.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include "lib/io/atomic_file.h"
 
 static const char bl_curve_header[] = "step,train_loss,val_loss,lr,seconds";
+/* the largest step a curve file may hold: every integer up to 2^53 is exact in a double */
+#define BL_CURVE_MAX_STEP 9007199254740992.0
 
 bl_curve *bl_curve_alloc(void) { return bl_calloc(1, sizeof(bl_curve)); }
 
@@ -121,7 +124,8 @@ bl_status bl_curve_read_csv(bl_curve **out, const char *path)
         double v[5];
         int ok = nf == 5;
         for (int k = 0; ok && k < 5; k++) ok = bl_parse_field(fields[k], &v[k]);
-        if (!ok || isnan(v[0]) || v[0] != floor(v[0])) {
+        /* the step is range-checked as a double before its conversion */
+        if (!ok || !(v[0] >= 0 && v[0] <= BL_CURVE_MAX_STEP) || v[0] != floor(v[0])) {
             st = bl_error(BL_ERR_FORMAT, "%s:%d: expected 5 comma-separated numbers (step,train_loss,val_loss,lr,seconds)",
                           path, lineno);
             break;
@@ -165,6 +169,34 @@ static int bl_series_range(const double *x, int64_t n, double *lo, double *hi)
         any = 1;
     }
     return any;
+}
+
+/* PLplot writes the PNG through its own stdio calls, whose errors it ignores: a full disk shows
+ * as a truncated file. 1 if `path` is a whole PNG: the signature, then chunks (length, type,
+ * data, CRC) up to an IEND that ends the file. */
+static int bl_png_is_complete(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char head[8];
+    int ok = fread(head, 1, 8, f) == 8 && memcmp(head, sig, 8) == 0, iend = 0;
+    while (ok && !iend) {
+        unsigned char h[8];
+        if (fread(h, 1, 8, f) != 8) {
+            ok = 0;
+            break;
+        }
+        uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+        iend = memcmp(h + 4, "IEND", 4) == 0;
+        ok = len <= 0x7fffffffu && fseeko(f, (off_t)len + 4, SEEK_CUR) == 0;
+    }
+    if (ok) { /* fseeko past the end succeeds: the IEND chunk's CRC must be the last 4 bytes */
+        off_t at = ftello(f);
+        ok = fseeko(f, 0, SEEK_END) == 0 && ftello(f) == at;
+    }
+    fclose(f);
+    return ok;
 }
 
 bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
@@ -272,6 +304,9 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
     if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
         unlink(tmp);
         st = bl_error(BL_ERR_IO, "%s: PLplot wrote no image", path);
+    } else if (!bl_png_is_complete(tmp)) {
+        unlink(tmp);
+        st = bl_error(BL_ERR_IO, "%s: write failed: the image PLplot wrote is incomplete (disk full?)", path);
     } else {
         st = bl_atomic_rename(tmp, path);
     }

@@ -1,6 +1,7 @@
 #include "lib/io/fits.h"
 
 #include <fitsio.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,9 @@
 #endif
 
 #define BL_FITS_CATALOG "CATALOG"
+/* bounds on a CATALOG's header: images per file, and images x (most sources in one image) */
+#define BL_FITS_MAX_IMAGES (1L << 24)
+#define BL_FITS_MAX_SLOTS ((int64_t)1 << 26)
 
 static const char *const bl_galaxy_param_names[6] = {"disk_frac", "beta_radians", "disk_q",
                                                      "a_d", "bulge_q", "a_b"};
@@ -236,6 +240,20 @@ static void bl_fits_close(fitsfile *f)
     fits_clear_errmsg();
 }
 
+/* The current HDU's data, as its header declares it (NAXISn, PCOUNT), must lie inside the file:
+ * a header claiming 10^12 pixels is an error before anything is allocated for them. */
+static bl_status bl_fits_check_extent(fitsfile *f, const char *path, const char *what)
+{
+    int status = 0;
+    LONGLONG head = 0, data = 0, end = 0;
+    if (fits_get_hduaddrll(f, &head, &data, &end, &status)) return bl_fits_error(status, path, what);
+    LONGLONG size = f->Fptr->logfilesize;
+    if (end > size)
+        return bl_error(BL_ERR_FORMAT, "%s: %s declares data up to byte %lld, the file has %lld bytes "
+                        "(truncated or a corrupt header)", path, what, (long long)end, (long long)size);
+    return BL_OK;
+}
+
 bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **out)
 {
     *out = NULL;
@@ -255,6 +273,10 @@ bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **
     if (naxis < 2 || naxis > 3) {
         bl_fits_close(f);
         return bl_error(BL_ERR_FORMAT, "%s: %s has %d axes, expected 2 or 3", path, what, naxis);
+    }
+    if ((s = bl_fits_check_extent(f, path, what)) != BL_OK) {
+        bl_fits_close(f);
+        return s;
     }
     int64_t n = naxis == 3 ? naxes[2] : 1, h = naxes[1], w = naxes[0];
     bl_tensor *t = bl_tensor_alloc(NULL, 3, BL_SHAPE(n, h, w), 0);
@@ -337,10 +359,15 @@ bl_status bl_fits_read_catalog(const char *path, bl_full_catalog **out)
         bl_fits_close(f);
         return s;
     }
-    if (nimages < 0 || nrows < 0 || nbands < 1 || nbands > 64 || height < 0 || width < 0) {
+    if (nimages < 0 || nrows < 0 || nrows > INT_MAX || nbands < 1 || nbands > 64 || height < 0 ||
+        width < 0 || nimages > BL_FITS_MAX_IMAGES) {
         bl_fits_close(f);
         return bl_error(BL_ERR_FORMAT, "%s: CATALOG header has NIMAGES=%ld NBANDS=%ld rows=%lld",
                         path, nimages, nbands, (long long)nrows);
+    }
+    if ((s = bl_fits_check_extent(f, path, "table HDU 'CATALOG'")) != BL_OK) {
+        bl_fits_close(f);
+        return s;
     }
     int n = (int)nrows;
     int *img = bl_malloc((size_t)(n ? n : 1) * sizeof(int));
@@ -360,6 +387,11 @@ bl_status bl_fits_read_catalog(const char *path, bl_full_catalog **out)
             goto fail;
         }
         if (++count[img[r]] > M) M = count[img[r]];
+    }
+    if (nimages * (M ? M : 1) > BL_FITS_MAX_SLOTS) {
+        s = bl_error(BL_ERR_FORMAT, "%s: CATALOG of %ld images with up to %lld sources each is too "
+                     "large (at most %lld slots)", path, nimages, (long long)M, (long long)BL_FITS_MAX_SLOTS);
+        goto fail;
     }
     bl_full_catalog *cat = bl_full_catalog_alloc(nimages, M, height, width, (int)nbands);
     for (long b = 0; b < nimages; b++) cat->n_sources[b] = (int32_t)count[b];

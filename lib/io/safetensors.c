@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lib/io/safetensors.c assumes a little-endian host (the file format is little-endian)"
@@ -439,6 +440,12 @@ bl_status bl_safetensors_read(bl_safetensors **out, const char *path)
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return bl_error(BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* a directory (or a device) opens too; only a regular file has a size to read */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return bl_error(BL_ERR_IO, "%s: not a regular file", path);
+    }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         return bl_error(BL_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));

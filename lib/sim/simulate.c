@@ -341,6 +341,11 @@ bl_status bl_sim_batch_read(bl_sim_batch **out, const char *path)
     if ((s = bl_safetensors_expect(st, path, "images", 4, BL_SHAPE(-1, -1, -1, -1), &im)) != BL_OK)
         goto fail;
     const int64_t B = im->shape[0], NB = im->shape[1], H = im->shape[2], W = im->shape[3];
+    if (B < 1 || H < 1 || W < 1) {
+        s = bl_error(BL_ERR_FORMAT, "%s: images have shape [%lld, %lld, %lld, %lld]: an empty batch",
+                     path, (long long)B, (long long)NB, (long long)H, (long long)W);
+        goto fail;
+    }
     if (NB < 1 || NB > BL_SURVEY_MAX_BANDS) {
         s = bl_error(BL_ERR_FORMAT, "%s: images have %lld bands (1 to %d supported)", path,
                      (long long)NB, BL_SURVEY_MAX_BANDS);
@@ -349,7 +354,7 @@ bl_status bl_sim_batch_read(bl_sim_batch **out, const char *path)
     const char *slen_s = bl_safetensors_meta(st, "tile_slen");
     char *end = NULL;
     long slen = slen_s ? strtol(slen_s, &end, 10) : 0;
-    if (!slen_s || *end || slen < 1 || H % slen || W % slen) {
+    if (!slen_s || *end || slen < 1 || slen > H || H % slen || W % slen) {
         s = bl_error(BL_ERR_FORMAT, "%s: metadata tile_slen '%s' missing or not dividing %lld x %lld",
                      path, slen_s ? slen_s : "", (long long)H, (long long)W);
         goto fail;
@@ -383,16 +388,22 @@ bl_status bl_sim_batch_read(bl_sim_batch **out, const char *path)
             break;
         }
     if (S < 1) S = 1;
+    if (S > BL_SIM_MAX_SOURCES_PER_TILE) {
+        s = bl_error(BL_ERR_FORMAT, "%s: %lld sources per tile (at most %d supported)", path,
+                     (long long)S, BL_SIM_MAX_SOURCES_PER_TILE);
+        goto fail;
+    }
     batch->tile_catalog = bl_tile_catalog_alloc(B, ht, wt, S, (int)slen, (int)NB);
     bl_tile_catalog *cat = batch->tile_catalog;
     for (int64_t i = 0; i < ns->numel; i++) {
-        int64_t v = ns->dtype == BL_DTYPE_I64 ? ((const int64_t *)ns->data)[i]
-                  : ns->dtype == BL_DTYPE_I32 ? ((const int32_t *)ns->data)[i]
-                  : ns->dtype == BL_DTYPE_F32 ? (int64_t)((const float *)ns->data)[i]
-                                              : (int64_t)((const double *)ns->data)[i];
-        if (v < 0 || v > S) {
-            s = bl_error(BL_ERR_FORMAT, "%s: tile_catalog.n_sources[%lld] = %lld outside [0, %lld]",
-                         path, (long long)i, (long long)v, (long long)S);
+        /* checked as a double before any conversion: NaN or 1e30 must not reach a cast */
+        double v = ns->dtype == BL_DTYPE_I64 ? (double)((const int64_t *)ns->data)[i]
+                 : ns->dtype == BL_DTYPE_I32 ? (double)((const int32_t *)ns->data)[i]
+                 : ns->dtype == BL_DTYPE_F32 ? (double)((const float *)ns->data)[i]
+                                             : ((const double *)ns->data)[i];
+        if (!(v >= 0 && v <= (double)S) || v != floor(v)) {
+            s = bl_error(BL_ERR_FORMAT, "%s: tile_catalog.n_sources[%lld] = %g is not a whole number in [0, %lld]",
+                         path, (long long)i, v, (long long)S);
             goto fail;
         }
         cat->n_sources[i] = (int32_t)v;
@@ -414,6 +425,9 @@ bl_status bl_sim_batch_read(bl_sim_batch **out, const char *path)
             s = bl_error(BL_ERR_FORMAT, "%s: tensor '%s': '%s' is not a catalog field", path, name, field);
             goto fail;
         }
+        /* the shape is checked before the field is allocated */
+        if ((s = bl_safetensors_expect(st, path, name, 5, BL_SHAPE(B, ht, wt, S, k), NULL)) != BL_OK)
+            goto fail;
         bl_tensor *t = bl_tile_catalog_add(cat, field);
         if ((s = bl_safetensors_read_into(st, path, name, t)) != BL_OK) goto fail;
     }

@@ -30,6 +30,9 @@
 #include "lib/sim/render.h"
 #include "lib/sim/survey.h"
 
+/* The most sources per tile a dataset shard may declare (the prior's max_sources bound). */
+#define BL_SIM_MAX_SOURCES_PER_TILE 1000000
+
 typedef struct bl_simulator bl_simulator;
 
 typedef struct bl_sim_batch {

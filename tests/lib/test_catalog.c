@@ -345,6 +345,31 @@ START_TEST(test_to_full_and_back)
 }
 END_TEST
 
+/* A side that is not a multiple of tile_slen: the tile count rounds up, as in BLISS */
+START_TEST(test_to_tile_partial)
+{
+    bl_full_catalog *f = bl_full_catalog_alloc(1, 2, 10, 7, NB);
+    f->n_sources[0] = 2;
+    bl_real pl[4] = {9.5, 2.0, 1.0, 6.5};
+    memcpy(f->plocs->data, pl, sizeof pl);
+    bl_tile_catalog *t;
+    ck_assert_int_eq(bl_full_catalog_to_tile(f, 4, 1, 0, 0, &t), BL_OK);
+    ck_assert_int_eq(t->ht, 3);
+    ck_assert_int_eq(t->wt, 2);
+    const bl_tensor *locs = bl_tile_catalog_require(t, "locs");
+    int64_t a = bl_tile_index(t, 0, 2, 0), b = bl_tile_index(t, 0, 0, 1);
+    ck_assert_int_eq(t->n_sources[a], 1);
+    ck_assert_int_eq(t->n_sources[b], 1);
+    ck_assert_int_eq(bl_tile_catalog_total_sources(t), 2);
+    ck_assert_double_eq_tol(locs->data[2 * a], 0.375, 1e-7);   /* (9.5 - 8) / 4 */
+    ck_assert_double_eq_tol(locs->data[2 * a + 1], 0.5, 1e-7); /* 2 / 4 */
+    ck_assert_double_eq_tol(locs->data[2 * b], 0.25, 1e-7);
+    ck_assert_double_eq_tol(locs->data[2 * b + 1], 0.625, 1e-7); /* (6.5 - 4) / 4 */
+    bl_tile_catalog_free(t);
+    bl_full_catalog_free(f);
+}
+END_TEST
+
 START_TEST(test_crop)
 {
     bl_tile_catalog *c = bl_tile_catalog_alloc(1, 4, 4, 1, 4, NB);
@@ -437,6 +462,7 @@ int main(void)
     tcase_add_test(tc, test_filter_keeps_shear);
     tcase_add_test(tc, test_brightest_per_tile);
     tcase_add_test(tc, test_to_full_and_back);
+    tcase_add_test(tc, test_to_tile_partial);
     tcase_add_test(tc, test_crop);
     tcase_add_test(tc, test_union);
     tcase_add_test(tc, test_copy_and_sort);

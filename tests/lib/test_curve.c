@@ -42,7 +42,7 @@ static int count_files(void)
     struct dirent *e;
     int n = 0;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++; /* temporaries are hidden files */
     closedir(d);
     return n;
 }

@@ -6,6 +6,7 @@
 #include <png.h>
 #include <time.h>
 
+#include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
 #include "lib/io/fits.h"
 #include "lib/io/safetensors.h"
@@ -60,13 +61,13 @@ static int png_size(const char *path, int *w, int *h)
     return ok;
 }
 
-/* no "<name>.tmp.<pid>" left in dir */
+/* no temporary ".<name>.tmp-<pid>" left in dir */
 static int stray_temporaries(const char *d)
 {
     DIR *dp = opendir(d);
     struct dirent *e;
     int n = 0;
-    while (dp && (e = readdir(dp))) n += strstr(e->d_name, ".tmp.") != NULL;
+    while (dp && (e = readdir(dp))) n += bl_atomic_tmp_owner(e->d_name) != 0;
     if (dp) closedir(dp);
     return n;
 }

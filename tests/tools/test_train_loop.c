@@ -20,6 +20,7 @@ typedef struct {
     const double *val;       /* per epoch (0-based) */
     int n_val, val_calls;
     int64_t stop_at_step;    /* set *stop during this step (0: never) */
+    int64_t crash_at_step;   /* fail this step: the run ends at once, as after kill -9 (0: never) */
     volatile sig_atomic_t *stop;
     double lrs[256];
     int n_saves;
@@ -28,6 +29,7 @@ typedef struct {
 static bl_status fake_step(void *ctx, int64_t step, double lr, double *loss)
 {
     fake *f = ctx;
+    if (f->crash_at_step && step + 1 == f->crash_at_step) return BL_ERR_IO;
     f->lrs[step] = lr;
     *loss = 10.0 / (1.0 + (double)step) + lr;
     if (f->stop_at_step && step + 1 == f->stop_at_step) *f->stop = 1;
@@ -196,6 +198,43 @@ START_TEST(test_max_steps)
 }
 END_TEST
 
+/* Checkpoints mid-epoch: the curve is written with each, so a run killed between epochs
+ * resumes with every point up to its checkpoint and continues the curve exactly. */
+START_TEST(test_kill_mid_epoch)
+{
+    fake f = {.crash_at_step = 18};
+    bl_train_plan plan = plan_for(10, 3);
+    plan.checkpoint_every = 3;
+    bl_train_hooks hooks = {.ctx = &f, .step = fake_step, .save = fake_save};
+    bl_train_state s;
+    bl_train_state_init(&s);
+    bl_curve *c = bl_curve_alloc();
+    bl_train_end end;
+    ck_assert_int_eq(bl_train_run(&plan, &hooks, &s, c, &end), BL_ERR_IO);
+    bl_curve_free(c);
+    /* what the kill leaves: the checkpoint of step 15 and a curve up to at least step 15 */
+    bl_train_state l = load_state(dir, "last.safetensors");
+    ck_assert_int_eq(l.step, 15);
+    char p[512];
+    snprintf(p, sizeof p, "%s/curve.csv", dir);
+    ck_assert_int_eq(bl_curve_read_csv(&c, p), BL_OK);
+    ck_assert_int_ge(c->n, 15);
+    /* resume: steps 1..30 once each, with the uninterrupted run's losses */
+    f.crash_at_step = 0;
+    ck_assert_int_eq(bl_train_run(&plan, &hooks, &l, c, &end), BL_OK);
+    ck_assert_int_eq(end, BL_TRAIN_DONE);
+    bl_curve *d;
+    ck_assert_int_eq(bl_curve_read_csv(&d, p), BL_OK);
+    ck_assert_int_eq(d->n, 30);
+    for (int i = 0; i < 30; i++) {
+        ck_assert_int_eq(d->points[i].step, i + 1);
+        ck_assert_double_eq_tol(d->points[i].train_loss, 10.0 / (1 + i) + 1e-2 * pow(0.1, i / 10), 1e-12);
+    }
+    bl_curve_free(c);
+    bl_curve_free(d);
+}
+END_TEST
+
 START_TEST(test_interrupt_and_resume)
 {
     const double val[] = {5, 4, 3, 2, 1};
@@ -262,6 +301,7 @@ static Suite *train_loop_suite(void)
     tcase_add_test(tc, test_early_stopping);
     tcase_add_test(tc, test_max_steps);
     tcase_add_test(tc, test_interrupt_and_resume);
+    tcase_add_test(tc, test_kill_mid_epoch);
     suite_add_tcase(s, tc);
     return s;
 }
