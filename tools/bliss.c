@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "tools/commands.h"
+#include "tools/run_info.h"
 
 typedef struct bl_command {
     const char *name;
@@ -29,7 +30,8 @@ typedef struct bl_command {
 } bl_command;
 
 static const char bl_common_help[] =
-    "  -c, --config FILE    libconfig file (see docs/config.md); required\n"
+    "  -c, --config FILE    libconfig file (see docs/config.md); required, except that evaluate\n"
+    "                       and predict use the config recorded in the checkpoint by default\n"
     "      --set KEY=VALUE  override a config value (repeatable), e.g. --set train.optimizer.lr=1e-4\n"
     "      --threads N      OpenMP/OpenBLAS threads (default: all cores)\n"
     "      --seed N         same as --set train.seed=N\n"
@@ -117,7 +119,7 @@ static const bl_command bl_commands[] = {
 
 static void bl_usage(FILE *f)
 {
-    fprintf(f, "usage: bliss COMMAND --config FILE [options]\n\ncommands:\n");
+    fprintf(f, "usage: bliss COMMAND --config FILE [options]\n       bliss --version\n\ncommands:\n");
     for (int i = 0; i < BL_N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", bl_commands[i].name, bl_commands[i].summary);
     fprintf(f, "\n'bliss COMMAND --help' describes the options of a command.\n");
@@ -154,6 +156,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         bl_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("bliss-c %s\n", bl_cli_version());
         return 0;
     }
     const bl_command *cmd = NULL;
@@ -236,7 +242,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bliss %s: error: unexpected argument '%s'\n", cmd->name, argv[optind]);
         status = BL_EXIT_USAGE;
     }
-    if (status == 0 && !cli.config) {
+    /* evaluate and predict read the config recorded in the checkpoint */
+    if (status == 0 && !cli.config && !(cli.checkpoint && (!strcmp(cmd->name, "evaluate") ||
+                                                           !strcmp(cmd->name, "predict")))) {
         fprintf(stderr, "bliss %s: error: --config FILE is required (see bliss %s --help)\n",
                 cmd->name, cmd->name);
         status = BL_EXIT_USAGE;

@@ -10,6 +10,7 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/run_info.h"
 
 /* q(redshift) of the marginal on every tile of the uncropped, filtered target: the NLL of
  * spec §6.6 over tiles holding a source (PORTING). */
@@ -62,18 +63,24 @@ int bl_cmd_evaluate(bl_cli *cli)
     bl_encoder *enc = NULL;
     bl_ctx *ctx = NULL;
     bl_metrics *m[2] = {NULL, NULL};
+    bl_safetensors *ckpt = NULL;
     int status = BL_EXIT_ERROR;
-    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     if (!cli->checkpoint) {
         fprintf(stderr, "bliss evaluate: error: --checkpoint FILE is required\n");
-        bl_settings_free(s);
         return BL_EXIT_USAGE;
+    }
+    /* the encoder, spec and normaliser of the checkpoint's own config unless --config */
+    if (bl_safetensors_read(&ckpt, cli->checkpoint) || bl_cli_checkpoint_settings(cli, ckpt, &s)) {
+        bl_safetensors_free(ckpt);
+        return bl_cli_fail(cli);
     }
     const char *source = cli->data ? cli->data : s->train.data;
     const char *out = cli->out ? cli->out : "metrics.json";
     if (bl_cli_data_open(&data, s, source)) goto done;
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
-    if (bl_checkpoint_load(cli->checkpoint, enc->params, NULL, NULL)) goto done;
+    if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;
+    bl_safetensors_free(ckpt);
+    ckpt = NULL;
     bl_encoder_set_training(enc, 0);
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
@@ -153,6 +160,7 @@ int bl_cmd_evaluate(bl_cli *cli)
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
+    bl_safetensors_free(ckpt);
     for (int k = 0; k < 2; k++) bl_metrics_free(m[k]);
     bl_ctx_free(ctx);
     if (enc) bl_encoder_free(enc);

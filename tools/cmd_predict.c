@@ -8,6 +8,7 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/run_info.h"
 
 /* The predicted tile catalog under BLISS's batch names ("tile_catalog.<field>"), n_sources as
  * int64 like PyTorch's, with the geometry in the metadata. */
@@ -58,12 +59,16 @@ int bl_cmd_predict(bl_cli *cli)
     bl_tile_catalog *cat = NULL;
     bl_full_catalog *full = NULL;
     char *fits_path = NULL, *st_path = NULL;
+    bl_safetensors *ckpt = NULL;
     int status = BL_EXIT_ERROR;
-    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     if (!cli->checkpoint || !cli->input || !cli->out) {
         fprintf(stderr, "bliss predict: error: --checkpoint FILE, --input FILE and --out PREFIX are required\n");
-        bl_settings_free(s);
         return BL_EXIT_USAGE;
+    }
+    /* the encoder, spec and normaliser of the checkpoint's own config unless --config */
+    if (bl_safetensors_read(&ckpt, cli->checkpoint) || bl_cli_checkpoint_settings(cli, ckpt, &s)) {
+        bl_safetensors_free(ckpt);
+        return bl_cli_fail(cli);
     }
     size_t n = strlen(cli->out) + 16;
     fits_path = bl_malloc(n);
@@ -72,7 +77,9 @@ int bl_cmd_predict(bl_cli *cli)
     snprintf(st_path, n, "%s.safetensors", cli->out);
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
-    if (bl_checkpoint_load(cli->checkpoint, enc->params, NULL, NULL)) goto done;
+    if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;
+    bl_safetensors_free(ckpt);
+    ckpt = NULL;
     bl_encoder_set_training(enc, 0);
     if (bl_cli_read_images(s, cli->input, &images, &background)) goto done;
     ctx = bl_ctx_alloc(0);
@@ -109,6 +116,7 @@ int bl_cmd_predict(bl_cli *cli)
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
+    bl_safetensors_free(ckpt);
     bl_full_catalog_free(full);
     if (cat) bl_tile_catalog_free(cat);
     bl_tensor_free(images);

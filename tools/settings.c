@@ -163,6 +163,9 @@ static bl_status bl_read_generate(bl_settings *s)
     return BL_OK;
 }
 
+static bl_status bl_settings_finish(bl_settings **out, bl_settings *s, int n_sets,
+                                    const char *const *sets, int has_seed, int64_t seed);
+
 bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, const char *const *sets,
                            int has_seed, int64_t seed)
 {
@@ -173,6 +176,26 @@ bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, cons
         free(s);
         return st;
     }
+    return bl_settings_finish(out, s, n_sets, sets, has_seed, seed);
+}
+
+bl_status bl_settings_load_string(bl_settings **out, const char *text, const char *name, int n_sets,
+                                  const char *const *sets, int has_seed, int64_t seed)
+{
+    *out = NULL;
+    bl_settings *s = bl_calloc(1, sizeof *s);
+    bl_status st = bl_config_load_string(&s->cfg, text, name);
+    if (st) {
+        free(s);
+        return st;
+    }
+    return bl_settings_finish(out, s, n_sets, sets, has_seed, seed);
+}
+
+static bl_status bl_settings_finish(bl_settings **out, bl_settings *s, int n_sets,
+                                    const char *const *sets, int has_seed, int64_t seed)
+{
+    bl_status st;
     s->path = bl_config_file(s->cfg);
     for (int i = 0; i < n_sets; i++)
         if ((st = bl_config_set(s->cfg, sets[i]))) goto fail;
