@@ -17,6 +17,7 @@
 
 #include "lib/error.h"
 #include <errno.h>
+#include <libgen.h>
 #include <sys/stat.h>
 
 #include "tools/commands.h"
@@ -72,6 +73,21 @@ bl_status bl_cli_mkdirs(const char *dir)
     return st;
 }
 
+bl_status bl_cli_check_out_dir(const char *file)
+{
+    char *tmp = bl_strdup(file);
+    const char *d = dirname(tmp);
+    struct stat sb;
+    bl_status st = BL_OK;
+    if (stat(d, &sb) != 0)
+        st = bl_error(BL_ERR_IO, "%s: cannot write there: the directory %s does not exist (create it, or choose "
+                      "another -o)", file, d);
+    else if (!S_ISDIR(sb.st_mode))
+        st = bl_error(BL_ERR_IO, "%s: cannot write there: %s is not a directory", file, d);
+    free(tmp);
+    return st;
+}
+
 /* ---- factors ---------------------------------------------------------------------------- */
 
 int bl_cmd_factors(bl_cli *cli)
@@ -110,7 +126,8 @@ static const bl_command bl_commands[] = {
     {"predict", "catalogs for images (safetensors or FITS) -> FITS table + safetensors",
      "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
      "  -i, --input FILE       images: a batch .safetensors or a FITS file (one HDU per band)\n"
-     "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n",
+     "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n"
+     "      --pad              pad images whose sides are not multiples of 16 with their background\n",
      bl_cmd_predict},
     {"factors", "print the variational factors of a config and the parameter count P", "",
      bl_cmd_factors},
@@ -146,7 +163,7 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 }
 
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
-       OPT_CHECKPOINT, OPT_BATCHES };
+       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD };
 
 int main(int argc, char **argv)
 {
@@ -182,13 +199,14 @@ int main(int argc, char **argv)
         {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"batches", required_argument, NULL, OPT_BATCHES},
+        {"pad", no_argument, NULL, OPT_PAD},
         {NULL, 0, NULL, 0},
     };
     /* which subcommand accepts which specific option */
     static const struct { int opt; const char *cmds; } allowed[] = {
         {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
         {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_MAX_STEPS, "train"},
-        {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"},
+        {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"}, {OPT_PAD, "predict"},
     };
     int status = 0, c, li;
     optind = 2;
@@ -217,6 +235,7 @@ int main(int argc, char **argv)
             cli.has_seed = 1;
             break;
         case OPT_FITS: cli.fits = 1; break;
+        case OPT_PAD: cli.pad = 1; break;
         case OPT_DATA: cli.data = optarg; break;
         case OPT_RESUME: cli.resume = optarg; break;
         case OPT_CHECKPOINT: cli.checkpoint = optarg; break;

@@ -76,6 +76,7 @@ int bl_cmd_evaluate(bl_cli *cli)
     }
     const char *source = cli->data ? cli->data : s->train.data;
     const char *out = cli->out ? cli->out : "metrics.json";
+    if (bl_cli_check_out_dir(out)) goto done;
     if (bl_cli_data_open(&data, s, source)) goto done;
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
     if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;

@@ -25,6 +25,30 @@ static bl_status bl_get_double(bl_config *cfg, const char *key, double def, doub
     return bl_config_check_range(cfg, key, *v, lo, hi);
 }
 
+/* Two factors explaining the same column of a catalog field would both be trained on it and
+ * the later one would overwrite the earlier one's predictions: an error naming both. */
+static bl_status bl_check_factor_columns(const bl_settings *s)
+{
+    const bl_vardist_spec *spec = s->spec;
+    int n_listed = bl_config_length(s->cfg, "factors"), first_listed = spec->n_factors - n_listed;
+    for (int j = 1; j < spec->n_factors; j++)
+        for (int i = 0; i < j; i++) {
+            const bl_factor *a = &spec->factors[i], *b = &spec->factors[j];
+            int a1 = a->column + a->kind->value_dim, b1 = b->column + b->kind->value_dim;
+            if (strcmp(a->field, b->field) || a1 <= b->column || b1 <= a->column) continue;
+            char where[1100] = "";
+            if (j >= first_listed) {
+                char key[64];
+                snprintf(key, sizeof key, "factors.[%d]", j - first_listed);
+                snprintf(where, sizeof where, "%s: ", bl_config_where(s->cfg, key));
+            }
+            return bl_error(BL_ERR_CONFIG, "%sfactors '%s' and '%s' both explain %s[%d]: two factors on the "
+                            "same column are not allowed (set 'column', or encoder.base_factors = \"none\")",
+                            where, a->name, b->name, a->field, a->column > b->column ? a->column : b->column);
+        }
+    return BL_OK;
+}
+
 static bl_status bl_read_encoder(bl_settings *s)
 {
     bl_config *cfg = s->cfg;
@@ -55,6 +79,7 @@ static bl_status bl_read_encoder(bl_settings *s)
     if (s->spec->n_factors == 0)
         return bl_error(BL_ERR_CONFIG, "%s: no factors (encoder.base_factors = \"none\" and no 'factors' list)",
                         s->path);
+    if ((st = bl_check_factor_columns(s))) return st;
 
     if ((st = bl_normalize_opts_from_config(&s->normalize, cfg, "encoder.image_normalizer"))) return st;
     for (int i = 0; i < s->normalize.n_bands; i++)

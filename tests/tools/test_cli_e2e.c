@@ -422,7 +422,76 @@ START_TEST(test_run_records_itself)
 }
 END_TEST
 
+/* Smaller points: images not a multiple of 16 (message, --pad), -o into a missing directory, a
+ * FITS without the band HDUs, two factors on one column, did-you-mean. */
+START_TEST(test_input_and_output_messages)
+{
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "ds", "--threads", "1", "--fits", NULL);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--threads", "1", "--max-steps", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    /* the first batch cropped to 14 x 14 pixels */
+    bl_safetensors *st, *crop = bl_safetensors_alloc();
+    ck_assert_int_eq(bl_safetensors_read(&st, path("ds/shard_0000.safetensors")), BL_OK);
+    const char *names[2] = {"images", "background"};
+    for (int k = 0; k < 2; k++) {
+        const bl_st_tensor *t = bl_safetensors_find(st, names[k]);
+        ck_assert(t && t->dtype == BL_DTYPE_F32 && t->ndim == 4 && t->shape[2] == 16 && t->shape[3] == 16);
+        int64_t B = t->shape[0], NB = t->shape[1];
+        float *v = malloc((size_t)(B * NB * 14 * 14) * sizeof(float));
+        for (int64_t p = 0; p < B * NB; p++)
+            for (int i = 0; i < 14; i++)
+                for (int j = 0; j < 14; j++) v[(p * 14 + i) * 14 + j] = ((const float *)t->data)[(p * 16 + i) * 16 + j];
+        ck_assert_int_eq(bl_safetensors_add(crop, names[k], BL_DTYPE_F32, 4, (int64_t[]){B, NB, 14, 14}, v), BL_OK);
+        free(v);
+    }
+    ck_assert_int_eq(bl_safetensors_write(crop, path("crop.safetensors")), BL_OK);
+    bl_safetensors_free(crop);
+    bl_safetensors_free(st);
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "crop.safetensors", "-o", "p", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "crop.safetensors: images of 14 x 14 pixels: the encoder needs sides that are multiples of 16; pass --pad");
+    ck_assert(!cli_exists(dir, "p.fits"));
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "crop.safetensors", "-o", "p", "--pad",
+            NULL);
+    ck_assert_msg(r.status == 0, "predict --pad: %s", r.err);
+    ck_assert_has(r.err, "padded to 16 x 16");
+    ck_assert_has(r.out, "(14 x 14 pixels");
+    bl_full_catalog *fc;
+    ck_assert_int_eq(bl_fits_read_catalog(path("p.fits"), &fc), BL_OK);
+    ck_assert_int_eq(fc->height, 14);
+    ck_assert_int_eq(fc->width, 14);
+    for (int64_t b = 0; b < fc->B; b++)
+        for (int64_t m = 0; m < fc->n_sources[b]; m++)
+            ck_assert(fc->plocs->data[(b * fc->M + m) * 2] < 14 && fc->plocs->data[(b * fc->M + m) * 2 + 1] < 14);
+    bl_full_catalog_free(fc);
+    /* -o into a missing directory */
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "ds/shard_0000.safetensors", "-o",
+            "nodir/p", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nodir/p.fits: cannot write there: the directory nodir does not exist");
+    cli_run(&r, dir, "evaluate", "--checkpoint", "run/last.safetensors", "--data", "ds", "-o", "nodir/m.json", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nodir/m.json: cannot write there: the directory nodir does not exist");
+    /* a FITS file without the band HDUs says what it expected */
+    bl_full_catalog *empty = bl_full_catalog_alloc(1, 1, 16, 16, 5);
+    const char *bands[5] = {"u", "g", "r", "i", "z"};
+    ck_assert_int_eq(bl_fits_write(path("nobands.fits"), 5, bands, NULL, 0, empty, NULL, 0), BL_OK);
+    bl_full_catalog_free(empty);
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "nobands.fits", "-o", "p2", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nobands.fits: expected one image HDU per band with EXTNAME u, g, r, i, z");
+    /* two factors on one column */
+    cli_write(dir, "two.cfg", "@include \"quick.cfg\"\nextend = {\n"
+                              "  factors = ( { name = \"z2\"; kind = \"normal\"; field = \"redshifts\"; } );\n};\n");
+    cli_run(&r, dir, "factors", "-c", "two.cfg", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "two.cfg:3: factors 'redshift' and 'z2' both explain redshifts[0]");
+}
+END_TEST
+
 static Suite *cli_e2e_suite(void)
+
 
 {
     Suite *s = suite_create("cli_e2e");
@@ -432,6 +501,7 @@ static Suite *cli_e2e_suite(void)
     tcase_add_test(tc, test_generate_train_evaluate_predict);
     tcase_add_test(tc, test_interrupt_and_resume);
     tcase_add_test(tc, test_run_records_itself);
+    tcase_add_test(tc, test_input_and_output_messages);
     suite_add_tcase(s, tc);
     return s;
 }
