@@ -385,6 +385,15 @@ START_TEST(test_config_include_resolution_and_errors)
         {"@include x.cfg\n", "e.cfg:1: expected @include \"file.cfg\" alone on its line"},
         {"\"\"", "e.cfg:1: syntax error"},
         {"\"\"\n", "e.cfg:1: syntax error"},
+        /* strings libconfig's parser would reject (and leak): caught first, same message */
+        {"a = \"x\";\n\"y\"\n", "e.cfg:2: syntax error"},
+        {"a = { \"b\" = 1; };\n", "e.cfg:1: syntax error"},
+        {"a = 1\n  \"x\";\n", "e.cfg:2: syntax error"},
+        {"a = [1 \"x\"];\n", "e.cfg:1: syntax error"},
+        /* errors libconfig reports itself */
+        {"a = [1, \"x\"];\n", "e.cfg:1: mismatched element type in array"},
+        {"a = \"x\" = 1;\n", "e.cfg:1: syntax error"},
+        {"a = \"unterminated\n", "syntax error"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file(dir, "e.cfg", bad[i].text);
@@ -521,6 +530,7 @@ START_TEST(test_config_set_lists_and_did_you_mean)
     ck_assert_int_eq(bl_config_set(cfg, "factors[5].kind=normal"), BL_ERR_CONFIG);
     ck_assert_int_eq(bl_config_set(cfg, "train.steps+=1"), BL_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "+= appends to lists and arrays"));
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1 \"x\"]"), BL_ERR_CONFIG);
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1,"), BL_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "not a libconfig value"));
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[\"a\"]"), BL_OK); /* replaced: any one type */
