@@ -13,7 +13,7 @@
 #include "tools/run_info.h"
 
 /* q(redshift) of the marginal on every tile of the uncropped, filtered target: the NLL of
- * spec §6.6 over tiles holding a source (PORTING). */
+ * docs/behaviour.md §6.6 over tiles holding a source (docs/porting.md). */
 static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_encoder *enc,
                                         bl_ctx *ctx, bl_tensor *x, const bl_tile_catalog *target)
 {
@@ -98,7 +98,7 @@ int bl_cmd_evaluate(bl_cli *cli)
         bl_tensor *x;
         bl_tile_catalog *truth;
         if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
-        /* spec §4.11: the target is filtered by flux, cropped like the prediction */
+        /* docs/behaviour.md §4.11: the target is filtered by flux, cropped like the prediction */
         bl_tile_catalog *target = bl_tile_catalog_filter_by_flux(truth, s->encoder.min_flux_threshold,
                                                                  INFINITY, band);
         bl_tile_catalog *cropped = bl_tile_catalog_symmetric_crop(target, ttc);

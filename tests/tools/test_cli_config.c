@@ -80,10 +80,10 @@ START_TEST(test_factors_table)
 {
     cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--threads", "1", NULL);
     ck_assert_msg(r.status == 0, "stderr: %s", r.err);
-    /* the SDSS base spec: 28 factors, P = 38 (spec §3.1) */
+    /* the SDSS base spec: 28 factors, P = 38 (docs/behaviour.md §3.1) */
     ck_assert_has(r.out, "galaxy_flux_z");
     ck_assert_has(r.out, "total P = 38");
-    ck_assert_has(r.out, "13865740 trainable parameters"); /* spec §4.6 */
+    ck_assert_has(r.out, "13865740 trainable parameters"); /* docs/behaviour.md §4.6 */
     /* one config entry adds the redshift factor: P = 40 */
     cli_write(dir, "z.cfg",
               "@include \"ok.cfg\"\n"
