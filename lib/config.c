@@ -739,9 +739,11 @@ static config_setting_t *bl_setting_copy(config_setting_t *parent, const char *n
     int t = config_setting_type(src);
     if (config_setting_type(parent) == CONFIG_TYPE_ARRAY && config_setting_length(parent) > 0) {
         int t0 = config_setting_type(config_setting_get_elem(parent, 0));
-        int ints = (t0 == CONFIG_TYPE_INT || t0 == CONFIG_TYPE_INT64) &&
-                   (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64);
-        if (t != t0 && !ints) return NULL; /* libconfig arrays hold one scalar type */
+        int int0 = t0 == CONFIG_TYPE_INT || t0 == CONFIG_TYPE_INT64;
+        int ints = int0 && (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64);
+        /* libconfig arrays hold one scalar type; an integer joins an array of floats as a float */
+        if (t0 == CONFIG_TYPE_FLOAT && (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)) t = CONFIG_TYPE_FLOAT;
+        else if (t != t0 && !ints) return NULL;
     }
     config_setting_t *d = config_setting_add(parent, name, t);
     if (!d) return NULL;

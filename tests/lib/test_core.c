@@ -533,6 +533,15 @@ START_TEST(test_config_set_lists_and_did_you_mean)
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1 \"x\"]"), BL_ERR_CONFIG);
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1,"), BL_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "not a libconfig value"));
+    /* an integer joins an array of floats as a float; a float does not join integers */
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[0.5]"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=(2, 3.5)"), BL_OK);
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 8, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 3);
+    ck_assert_double_eq(ms[1], 2.0);
+    ck_assert_double_eq(ms[2], 3.5);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1]"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=2.5"), BL_ERR_CONFIG);
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[\"a\"]"), BL_OK); /* replaced: any one type */
     ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=[1]"), BL_ERR_CONFIG);
     ck_assert_int_eq(bl_config_set(cfg, "train.name=[1]"), BL_ERR_CONFIG);
