@@ -1,4 +1,4 @@
-/* The eager reverse-mode tape (DESIGN §3).
+/* The eager reverse-mode tape (docs/architecture.md, The tape).
  *
  * A bl_ctx owns an arena for per-step tensors and the tape. An op computes its output at
  * once; when gradients are enabled in the ctx and some input requires a gradient, the op

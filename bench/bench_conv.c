@@ -1,4 +1,4 @@
-/* Convolution throughput against the machine's sgemm (DESIGN §8).
+/* Convolution throughput against the machine's sgemm.
  *
  *   bench_conv [--quick] [--reps N] [--shape I] [--batch B] [--engine E] [--wino W]
  *              [--col-kb KB] [--min-cols N] [--taps-min-k K]

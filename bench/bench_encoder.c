@@ -1,9 +1,9 @@
-/* Encoder training-step throughput against the machine's sgemm (issue 5, DESIGN §8).
+/* Encoder training-step throughput against the machine's sgemm (docs/encoder.md).
  *
  *   bench_encoder [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]
  *                 [--engine im2col|onednn|both]
  *
- * One training step = zero_grad + loss forward (spec §4.9) + backward + Adam step + ctx reset,
+ * One training step = zero_grad + loss forward (docs/behaviour.md §4.9) + backward + Adam step + ctx reset,
  * on a random normalised batch (B, 5, 6, S, S) (default S = 80) with a random true catalog.
  *  1. sgemm: GFLOP/s of a 2048^3 cblas_sgemm with all OpenBLAS threads, best of 3, measured
  *     again right before and after every configuration: on a shared machine the rate moves

@@ -1,4 +1,4 @@
-/* Simulator throughput (issue 4): wall time to simulate one batch of the default config
+/* Simulator throughput: wall time to simulate one batch of the default config
  * (64 images x 5 bands x 80 x 80, ~72 sources per image) with 1 and 2 OpenMP threads.
  *
  *   bench_sim [--reps N] [--config path] [--deconvolve] [--quick]

@@ -1,4 +1,4 @@
-/* The five built-in distribution kinds (spec §3.2–3.3, PORTING.md for TDBN).
+/* The five built-in distribution kinds (docs/behaviour.md §3.2–3.3, docs/porting.md for TDBN).
  *
  * Each kind has two faces that must agree: log_prob on the tape (ops on (..., dim) raw
  * tensors, for training) and scalar sample/mode/median on one source's raw row (no tape, for
@@ -14,7 +14,7 @@
 
 static const double bl_log_sqrt_2pi = 0.91893853320467274178; /* log(sqrt(2 pi)) */
 
-/* logvar clamps of the raw -> parameter maps (spec §3.2) */
+/* logvar clamps of the raw -> parameter maps (docs/behaviour.md §3.2) */
 #define BL_NORMAL_LV_LO (-20.0)
 #define BL_NORMAL_LV_HI 20.0
 #define BL_LOGNORMAL_LV_LO (-6.0)

@@ -1,4 +1,4 @@
-/* Distribution kinds (DESIGN §4, spec §3.2–3.3): GSL-style descriptors.
+/* Distribution kinds (docs/factors.md, docs/behaviour.md §3.2–3.3): GSL-style descriptors.
  *
  * A kind is a `static const bl_dist_kind` exported by pointer (like gsl_rng_mt19937): no enum,
  * no switch. It maps the `dim` unconstrained network outputs of one source ("raw") to a
@@ -50,7 +50,7 @@ typedef struct bl_dist_kind {
     void (*loc_scale)(const double *opts, const bl_real *raw, double *loc, double *scale);
 } bl_dist_kind;
 
-/* The built-in kinds (spec §3.2); only logitnormal has options: `low`, `high` (the support).
+/* The built-in kinds (docs/behaviour.md §3.2); only logitnormal has options: `low`, `high` (the support).
  * Raw parameters:
  *   bernoulli    1  [logit]                 p = clamp(sigmoid(x), 1e-4, 1 - 1e-4); value 0/1
  *   normal       2  [mean, logvar]          sd = exp(clamp(logvar, -20, 20) / 2)
@@ -91,11 +91,11 @@ int bl_dist_kind_opt_index(const bl_dist_kind *kind, const char *name);
 
 /* ---- parameter-level functions of the built-ins (tests, metrics) ---- */
 
-/* log N(v; mu, sigma) elementwise with logvar = 2 log sigma: the shared phi of spec §3.3 */
+/* log N(v; mu, sigma) elementwise with logvar = 2 log sigma: the shared phi of docs/behaviour.md §3.3 */
 bl_tensor *bl_normal_log_density(bl_ctx *ctx, bl_tensor *mu, bl_tensor *logvar, bl_tensor *v);
 /* TDBN on [0,1]^d with mu, sigma (..., d) and value (..., d) -> (...). */
 bl_tensor *bl_tdbn_log_prob_params(bl_ctx *ctx, bl_tensor *mu, bl_tensor *sigma, bl_tensor *value);
-/* Exact per-dimension mean of the truncated normal for raw[4] (PORTING: the original used an
+/* Exact per-dimension mean of the truncated normal for raw[4] (docs/porting.md: the original used an
  * approximation): mu + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a)), a = -mu/sigma,
  * b = (1 - mu)/sigma. */
 void bl_tdbn_mean(const bl_real *raw, double mean[2]);

@@ -149,7 +149,7 @@ bl_status bl_vardist_spec_add(bl_vardist_spec *spec, const bl_factor *f)
     return BL_OK;
 }
 
-/* spec §3.1: the 38-parameter order for u, g, r, i, z */
+/* docs/behaviour.md §3.1: the 38-parameter order for u, g, r, i, z */
 bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen)
 {
     static const char *const band_names = "ugriz";
@@ -183,7 +183,7 @@ bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen)
                 snprintf(name, sizeof name, "%s_flux_%c", type ? "galaxy" : "star", band_names[b]);
             else
                 snprintf(name, sizeof name, "%s_flux_%d", type ? "galaxy" : "star", b);
-            /* star fluxes report the mode, galaxy fluxes the median (spec §3.4) */
+            /* star fluxes report the mode, galaxy fluxes the median (docs/behaviour.md §3.4) */
             bad |= bl_vardist_spec_add(
                 s, &(bl_factor){.name = name, .kind = bl_dist_lognormal,
                                 .field = type ? "galaxy_fluxes" : "star_fluxes", .column = b,

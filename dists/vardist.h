@@ -1,5 +1,5 @@
-/* Factors, the variational-distribution spec, and the variational distribution (DESIGN §4,
- * spec §3; the extension point of the framework).
+/* Factors, the variational-distribution spec, and the variational distribution (docs/factors.md,
+ * docs/behaviour.md §3; the extension point of the framework).
  *
  * A factor explains value_dim columns of one catalog field with a distribution kind:
  *   name    unique in its spec ("star_flux_r")
@@ -9,8 +9,8 @@
  *   column  first column of the field explained (the factor covers [column, column+value_dim))
  *   mask    which tiles the nll term counts in: a mask of the mask table (always, on
  *           (n_sources > 0), star, galaxy, or a registered one); NULL means always
- *   point   what sample(use_mode) reports: the kind's mode or its median (spec §3.4)
- *   offset  added to the true value in nll (1e-9 for fluxes and galaxy shapes, spec §3.5)
+ *   point   what sample(use_mode) reports: the kind's mode or its median (docs/behaviour.md §3.4)
+ *   offset  added to the true value in nll (1e-9 for fluxes and galaxy shapes, docs/behaviour.md §3.5)
  *
  * The spec is an ordered list of factors; the network emits P = sum of the kinds' dims raw
  * numbers per tile, (B, ht, wt, P), split in factor order. Adding a factor — redshift — is one
@@ -84,7 +84,7 @@ typedef struct bl_vardist_spec {
 
 bl_vardist_spec *bl_vardist_spec_alloc(int n_bands, int tile_slen);
 void bl_vardist_spec_free(bl_vardist_spec *spec);
-/* The SDSS base spec of spec §3.1: 9 + 2 n_bands factors, P = 18 + 4 n_bands (19 factors and
+/* The SDSS base spec of docs/behaviour.md §3.1: 9 + 2 n_bands factors, P = 18 + 4 n_bands (19 factors and
  * P = 38 for u, g, r, i, z). */
 bl_vardist_spec *bl_vardist_spec_alloc_sdss(int n_bands, int tile_slen);
 /* Append a factor (copied). BL_ERR_ARG with a message naming the factor when: the name is
@@ -125,7 +125,7 @@ typedef struct bl_vardist {
 
 /* Split x_cat (B, ht, wt, P) by factor; aborts if x_cat is not 4-D with last dim P. */
 bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, bl_tensor *x_cat);
-/* Per-tile negative log-likelihood (B, ht, wt) of a true catalog with S == 1 (spec §3.5):
+/* Per-tile negative log-likelihood (B, ht, wt) of a true catalog with S == 1 (docs/behaviour.md §3.5):
  *   sum_f mask_f * -log q_f(true value_f + offset_f)
  * Masked-out tiles contribute exactly 0 (their true values are replaced by a value inside the
  * support before log_prob, so stale or zero values cannot produce NaN). BL_ERR_ARG naming the
@@ -133,7 +133,7 @@ bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, 
 bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *true_cat,
                          bl_tensor **out);
 /* A tile catalog (B, ht, wt, S = 1) holding every factor's field for every tile (even where
- * n_sources = 0), spec §3.4. use_mode: each factor's point estimate (mode or median);
+ * n_sources = 0), docs/behaviour.md §3.4. use_mode: each factor's point estimate (mode or median);
  * otherwise a draw. Image b draws from stream bl_rng_mix(stream, b) of `seed`, tiles in
  * row-major order, factors in spec order: the result does not depend on the thread count. */
 bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64_t stream,

@@ -139,7 +139,7 @@ int main(int argc, char **argv)
         return fail("redshift prior");
     if (bl_simulator_alloc(&sim, &survey, prior, &sopts)) return fail("simulator"); /* owns prior */
 
-    /* The batch source: batch 0 of the seed's stream, normalised for the network (spec §4.1).
+    /* The batch source: batch 0 of the seed's stream, normalised for the network (docs/behaviour.md §4.1).
      * Here we look at it; the trainer (fixed_batch) asks for batch 0 once and keeps it. */
     bl_normalize_opts norm;
     bl_normalize_opts_default(&norm);

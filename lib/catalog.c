@@ -9,8 +9,8 @@
 /* ---------------------------------------------------------------------------------------- */
 /* The field table                                                                           */
 
-/* The built-in rows: the fields of spec §1.2 (its "allowed keys") plus `redshifts`, which the
- * original forgot (PORTING.md) and which is a regular (B, ht, wt, S, 1) field here. The spec
+/* The built-in rows: the fields of docs/behaviour.md §1.2 (its "allowed keys") plus `redshifts`, which the
+ * original forgot (docs/porting.md) and which is a regular (B, ht, wt, S, 1) field here. The spec
  * gives the widths of locs, source_type, the fluxes and galaxy_params; the others follow their
  * meaning (per-band quantities use NB, 2-vectors 2, the rest 1). */
 /* a built-in row: a file-scope compound literal, static like any other descriptor */

@@ -1,4 +1,4 @@
-/* Catalogs of light sources (spec §1.2, §1.3, §2; PORTING.md).
+/* Catalogs of light sources (docs/behaviour.md §1.2, §1.3, §2; docs/porting.md).
  *
  * Tile catalog: the image is cut into ht x wt tiles of tile_slen pixels; each tile holds up to
  * S sources, packed at the front of the S axis (slot s is "on" iff s < n_sources of the tile).
@@ -116,7 +116,7 @@ static inline int64_t bl_tile_catalog_width(const bl_tile_catalog *c) { return c
 /* Total number of sources (sum of n_sources). */
 int64_t bl_tile_catalog_total_sources(const bl_tile_catalog *cat);
 
-/* Derived quantities, written into caller buffers (no allocation; spec §1.2):
+/* Derived quantities, written into caller buffers (no allocation; docs/behaviour.md §1.2):
  *   on_mask      uint8[B*ht*wt*S]     slot s < n_sources
  *   star_mask    uint8[B*ht*wt*S]     on AND source_type == 0 (all on slots if no source_type)
  *   galaxy_mask  uint8[B*ht*wt*S]     on AND source_type == 1
@@ -135,7 +135,7 @@ bl_real bl_tile_catalog_on_flux(const bl_tile_catalog *cat, int64_t b, int64_t i
 double bl_flux_to_mag(double nmgy);
 double bl_mag_to_flux(double mag);
 
-/* Operations (spec §2, PORTING.md). `band` indexes the per-band flux fields (2 = r). */
+/* Operations (docs/behaviour.md §2, docs/porting.md). `band` indexes the per-band flux fields (2 = r). */
 /* Sort each tile's slots by on_flux[band], descending (stable: ties keep slot order). */
 bl_tile_catalog *bl_tile_catalog_sort_by_flux(const bl_tile_catalog *cat, int band);
 /* §2.5. S == 1, top_k == 1, exclude_num == 0: a copy. exclude_num >= S: a copy with
@@ -143,7 +143,7 @@ bl_tile_catalog *bl_tile_catalog_sort_by_flux(const bl_tile_catalog *cat, int ba
  * n_sources = clamp(n - exclude_num, 0, top_k). */
 bl_tile_catalog *bl_tile_catalog_brightest_per_tile(const bl_tile_catalog *cat, int band,
                                                     int exclude_num, int top_k);
-/* §2.6 with the PORTING fix: sort, keep on sources with min < on_flux[band] < max (strict),
+/* §2.6 with the docs/porting.md fix: sort, keep on sources with min < on_flux[band] < max (strict),
  * packed to the front in flux order; n_sources = kept count; every other slot of every field
  * (except BL_FIELD_KEEP_ON_FILTER ones) is 0. Use INFINITY for no upper bound. */
 bl_tile_catalog *bl_tile_catalog_filter_by_flux(const bl_tile_catalog *cat, double min_flux,

@@ -16,18 +16,30 @@
 typedef struct bl_config bl_config;
 typedef struct config_setting_t bl_config_setting; /* libconfig's node */
 
-/* Parse `path` (with its @includes, resolved against the directory of `path`), then apply the
- * overrides lists: every top-level list named `overrides` or `overrides_<anything>` holds
- * "key = value" strings, each applied like bl_config_set, the lists in file order (an included
- * file's lists come first, so the including file wins). libconfig refuses to define a key
- * twice, so this is how a config that @includes another changes the included values:
- *   @include "base.cfg"
- *   overrides_redshift = ( "encoder.use_checkerboard = false", "train.optimizer.lr = 1e-4" );
- * The lists count as used keys. On failure returns BL_ERR_IO (missing file) or
- * BL_ERR_CONFIG (syntax, or an override of an unknown key / of the wrong type, naming the
- * file:line of the entry) and *out = NULL. */
+/* Parse `path` with its @includes, then apply the overrides lists and extend groups.
+ *
+ * `@include "name"` (alone on its line) is looked for in the including file's directory, then
+ * in each directory of $BLISS_CONFIG_PATH (':'-separated), the source tree's configs/ and the
+ * installed configs/ (share/bliss-c/configs); an absolute name only as itself. An include of
+ * "", of a directory or of a missing file, and an include cycle, are BL_ERR_CONFIG naming the
+ * including file:line (libconfig itself never opens a file).
+ *
+ * libconfig refuses to define a key twice, so a config that @includes another changes the
+ * included values with directives, applied in file order (an included file's first, so the
+ * including file wins); they count as used keys:
+ *   - top-level lists `overrides` / `overrides_<anything>` of "key = value" strings, each
+ *     applied like bl_config_set:
+ *       overrides_redshift = ( "encoder.use_checkerboard = false", "train.optimizer.lr = 1e-4" );
+ *   - top-level groups `extend` / `extend_<anything>`, merged into the config: a new key is
+ *     added, a group is merged, a list or array is APPENDED to, a scalar is replaced:
+ *       extend_flux = { factors = ( { name = "flux_r"; kind = "lognormal"; ... } );
+ *                       train = { optimizer = { lr = 1e-4; }; }; };
+ * On failure returns BL_ERR_IO (missing top-level file) or BL_ERR_CONFIG (syntax, include
+ * errors, or an override of an unknown key / of the wrong type, naming the file:line of the
+ * entry) and *out = NULL. */
 bl_status bl_config_load(bl_config **out, const char *path);
-/* Parse from a string (tests), overrides applied as above; `name` stands for the file name in
+/* Parse from a string (tests, a checkpoint's config), includes and directives handled as
+ * above with `name`'s directory as the including directory; `name` stands for the file name in
  * messages. */
 bl_status bl_config_load_string(bl_config **out, const char *text, const char *name);
 void bl_config_free(bl_config *cfg);
@@ -61,9 +73,19 @@ bl_status bl_config_groups(bl_config *cfg, const char *path, int *n);
 const char *bl_config_where(bl_config *cfg, const char *path);
 
 /* Override "a.b.c=value": value parsed as int, float, bool (true/false), "string" or bare
- * string; the key must already exist unless it is a new key in an existing group. */
+ * string; the key must already exist unless it is a new key in an existing group. List
+ * elements are addressed as "a.[1].b" or "a[1].b". An existing list or array takes a
+ * libconfig list or array value ("a.b=[1, 2]" replaces its elements), "a.b+=value" appends
+ * (the elements of a list value, or one element), and a group value merges into an existing
+ * group like the extend groups of bl_config_load. */
 bl_status bl_config_set(bl_config *cfg, const char *assignment);
-/* BL_ERR_CONFIG naming file:line and the key of the first setting never looked up. */
+/* The config as it stands (after includes, overrides, extend groups and bl_config_set), as
+ * libconfig text that bl_config_load_string reads back to the same values (floats written
+ * with enough digits to round-trip; the overrides and extend directives, already applied,
+ * left out). Caller frees. */
+char *bl_config_to_string(const bl_config *cfg);
+/* BL_ERR_CONFIG naming file:line and the key of the first setting never looked up, with the
+ * nearest looked-up key as a "did you mean". */
 bl_status bl_config_check_unused(bl_config *cfg);
 /* The same for the settings below `path` only (a reader that has read all the keys it knows
  * of one group reports a typo there at once); BL_OK when path is absent. */

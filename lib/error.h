@@ -1,4 +1,4 @@
-/* Errors: the two channels of DESIGN §6.
+/* Errors: the two channels of docs/architecture.md, Errors.
  *
  * 1. Programmer errors (shape mismatch between two tensors, NULL descriptor, index out of
  *    range): BL_ASSERT / bl_abort print the op, the shapes and file:line, then abort().

@@ -3,7 +3,7 @@
  * The element type bl_real is float, or double when the library is built with the meson
  * option `real=double` (-DBL_REAL_DOUBLE): the gradient checks run on that build.
  *
- * Two lifetimes (DESIGN §2): persistent tensors (parameters, gradients, optimiser state,
+ * Two lifetimes (docs/architecture.md, Memory): persistent tensors (parameters, gradients, optimiser state,
  * running statistics) are made with bl_tensor_alloc and freed with bl_tensor_free; per-step
  * tensors live in an arena (bl_tensor_push; autograd/tape.h's bl_new pushes onto the ctx's
  * arena) and die when the arena is reset. */

@@ -107,7 +107,7 @@ void bl_encoder_infer_conditionals(bl_encoder *enc, bl_ctx *ctx, const bl_tile_c
               "(%lld, %lld, %lld)", (long long)history->B, (long long)history->ht,
               (long long)history->wt, (long long)m->B, (long long)m->ht, (long long)m->wt);
     if (enc->opts.use_checkerboard) {
-        /* the conditional losses train the checkerboard net only (spec §4.7) */
+        /* the conditional losses train the checkerboard net only (docs/behaviour.md §4.7) */
         bl_tensor *fd = bl_detach(ctx, pred->features);
         pred->white = bl_encoder_conditional(enc, ctx, fd, history, 1);
         pred->black = bl_encoder_conditional(enc, ctx, fd, history, 0);
@@ -197,7 +197,7 @@ bl_status bl_encoder_loss(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, const bl_t
     bl_tensor *L = NULL;
     st = bl_encoder_single_nll(ctx, &pred, cb, target1, &L, parts);
     if (!st && pred.second) {
-        /* two detections, either order; tiles with 0 / 1 / >= 2 true sources (spec §4.9) */
+        /* two detections, either order; tiles with 0 / 1 / >= 2 true sources (docs/behaviour.md §4.9) */
         target2 = bl_tile_catalog_brightest_per_tile(target, band, 1, 1);
         bl_tensor *s2 = NULL, *n1 = NULL, *n2 = NULL;
         if (!st) st = bl_encoder_single_nll(ctx, &pred, cb, target2, &s2, NULL);

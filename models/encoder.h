@@ -1,8 +1,8 @@
-/* The BLISS encoder (spec §4.6–4.9): networks + variational spec -> distribution over tile
+/* The BLISS encoder (docs/behaviour.md §4.6–4.9): networks + variational spec -> distribution over tile
  * catalogs; the training loss; catalog sampling with the checkerboard interleave.
  *
  * Input x is the normalised image batch (B, n_bands, ch_per_band, H, W) of lib/normalize
- * (spec §4.1); H and W must be multiples of 16. Tiles: ht = H / tile_slen, wt likewise.
+ * (docs/behaviour.md §4.1); H and W must be multiples of 16. Tiles: ht = H / tile_slen, wt likewise.
  *
  * infer:  f = features_net(x) (B, 256, ht, wt); marginal = make_dist(marginal_net(f)).
  *         With the checkerboard, cb[i, j] = (i + j) mod 2 and for mask in {cb, 1 - cb}:
@@ -81,16 +81,16 @@ typedef struct bl_encoder_loss_parts {
     bl_tensor *loss_tiles;                           /* (B, ht, wt), before the crop */
 } bl_encoder_loss_parts;
 
-/* Training loss of spec §4.9 on the true catalog `truth` (B, ht, wt, S): filter by flux, keep
+/* Training loss of docs/behaviour.md §4.9 on the true catalog `truth` (B, ht, wt, S): filter by flux, keep
  * the brightest source per tile, infer with history = that target, per-tile NLL
  *   L = (nll_m + (1 - cb) nll_white + cb nll_black) / 2   (checkerboard)   or nll_m,
- * (double detection: the min-over-orderings of spec §4.9 step 5), crop tiles_to_crop tiles on
+ * (double detection: the min-over-orderings of docs/behaviour.md §4.9 step 5), crop tiles_to_crop tiles on
  * every side, mean -> *loss (0-dim, on the tape when gradients are enabled). parts may be NULL.
  * Errors (bad input or catalog geometry) leave *loss NULL. */
 bl_status bl_encoder_loss(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, const bl_tile_catalog *truth,
                           bl_tensor **loss, bl_encoder_loss_parts *parts);
 
-/* Predicted catalog (spec §4.8), tiles_to_crop tiles cropped on every side: the marginal's
+/* Predicted catalog (docs/behaviour.md §4.8), tiles_to_crop tiles cropped on every side: the marginal's
  * point estimate (use_mode) or draw is the history; with the checkerboard, tiles with cb = 1
  * keep it and tiles with cb = 0 take the white conditional's (the black conditional cannot
  * change the result and is not computed). Randomness: streams bl_rng_mix(stream, 0) for the

@@ -1,4 +1,4 @@
-/* Building blocks of the BLISS encoder (spec §4.2): BatchNorm, ConvBlock, Bottleneck, C3,
+/* Building blocks of the BLISS encoder (docs/behaviour.md §4.2): BatchNorm, ConvBlock, Bottleneck, C3,
  * Detect.
  *
  * A layer struct holds pointers to persistent tensors owned by a bl_params, registered under

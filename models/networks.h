@@ -1,4 +1,4 @@
-/* The encoder's three networks (spec §4.3–4.5): FeaturesNet, CatalogNet, ContextNet.
+/* The encoder's three networks (docs/behaviour.md §4.3–4.5): FeaturesNet, CatalogNet, ContextNet.
  *
  * The layer structure (kernel sizes, strides, block counts, registration order) is BLISS's;
  * the channel widths come from a bl_net_arch so that tests can build the same graph at tiny
@@ -69,7 +69,7 @@ void bl_context_net_init(bl_context_net *net, bl_builder *b, const char *prefix,
 bl_tensor *bl_context_net_forward(bl_ctx *ctx, const bl_context_net *net, bl_tensor *features,
                                   bl_tensor *context, int training);
 
-/* ---- the encoder's networks (spec §4.6), registered in state_dict order ---- */
+/* ---- the encoder's networks (docs/behaviour.md §4.6), registered in state_dict order ---- */
 typedef struct bl_encoder_nets {
     bl_net_arch arch;
     bl_features_net features;  /* features_net */

@@ -1,4 +1,4 @@
-/* The reference comparison (issue 5): everything the encoder computes for one batch, in one
+/* The reference comparison: everything the encoder computes for one batch, in one
  * safetensors file, so that any other implementation (PyTorch: tests/data/gen_encoder_refs.py)
  * can be compared with it name by name.
  *
@@ -7,7 +7,7 @@
  *   out.x_marginal, out.x_white, out.x_black  (B, ht, wt, P)   x_cat of each net (white/black
  *                                                              only with the checkerboard)
  *   out.nll_marginal, out.nll_white, out.nll_black, out.loss_tiles  (B, ht, wt)
- *   out.loss                                   ()              the training loss (spec §4.9)
+ *   out.loss                                   ()              the training loss (docs/behaviour.md §4.9)
  *   grad.<param name>                          d loss / d parameter, every trainable tensor
  *   after.<buffer name>                        BatchNorm buffers after the training-mode pass
  *   out.x_marginal_eval                        (B, ht, wt, P)  marginal x_cat in eval mode, after

@@ -1,4 +1,4 @@
-/* Training the encoder (spec §4.10): optimizer steps on batches from a source (the simulator,
+/* Training the encoder (docs/behaviour.md §4.10): optimizer steps on batches from a source (the simulator,
  * fresh every step, or a saved dataset), Adam with a learning rate set per step (the
  * multi-step schedule is applied by the caller per epoch, bl_multistep_lr), BatchNorm in
  * training mode for steps and eval mode for validation, the validation loss over a fixed

@@ -18,9 +18,11 @@
 #include "lib/error.h"
 #include "lib/io/atomic_file.h"
 #include <errno.h>
+#include <libgen.h>
 #include <sys/stat.h>
 
 #include "tools/commands.h"
+#include "tools/run_info.h"
 
 typedef struct bl_command {
     const char *name;
@@ -30,7 +32,8 @@ typedef struct bl_command {
 } bl_command;
 
 static const char bl_common_help[] =
-    "  -c, --config FILE    libconfig file (see docs/config.md); required\n"
+    "  -c, --config FILE    libconfig file (see docs/config.md); required, except that evaluate\n"
+    "                       and predict use the config recorded in the checkpoint by default\n"
     "      --set KEY=VALUE  override a config value (repeatable), e.g. --set train.optimizer.lr=1e-4\n"
     "      --threads N      OpenMP/OpenBLAS threads (default: all cores)\n"
     "      --seed N         same as --set train.seed=N\n"
@@ -82,6 +85,21 @@ bl_status bl_cli_mkdirs(const char *dir)
     return st;
 }
 
+bl_status bl_cli_check_out_dir(const char *file)
+{
+    char *tmp = bl_strdup(file);
+    const char *d = dirname(tmp);
+    struct stat sb;
+    bl_status st = BL_OK;
+    if (stat(d, &sb) != 0)
+        st = bl_error(BL_ERR_IO, "%s: cannot write there: the directory %s does not exist (create it, or choose "
+                      "another -o)", file, d);
+    else if (!S_ISDIR(sb.st_mode))
+        st = bl_error(BL_ERR_IO, "%s: cannot write there: %s is not a directory", file, d);
+    free(tmp);
+    return st;
+}
+
 /* ---- factors ---------------------------------------------------------------------------- */
 
 int bl_cmd_factors(bl_cli *cli)
@@ -120,7 +138,8 @@ static const bl_command bl_commands[] = {
     {"predict", "catalogs for images (safetensors or FITS) -> FITS table + safetensors",
      "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
      "  -i, --input FILE       images: a batch .safetensors or a FITS file (one HDU per band)\n"
-     "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n",
+     "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n"
+     "      --pad              pad images whose sides are not multiples of 16 with their background\n",
      bl_cmd_predict},
     {"factors", "print the variational factors of a config and the parameter count P", "",
      bl_cmd_factors},
@@ -129,7 +148,7 @@ static const bl_command bl_commands[] = {
 
 static void bl_usage(FILE *f)
 {
-    fprintf(f, "usage: bliss COMMAND --config FILE [options]\n\ncommands:\n");
+    fprintf(f, "usage: bliss COMMAND --config FILE [options]\n       bliss --version\n\ncommands:\n");
     for (int i = 0; i < BL_N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", bl_commands[i].name, bl_commands[i].summary);
     fprintf(f, "\n'bliss COMMAND --help' describes the options of a command.\n");
@@ -156,7 +175,7 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 }
 
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
-       OPT_CHECKPOINT, OPT_BATCHES };
+       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD };
 
 int main(int argc, char **argv)
 {
@@ -166,6 +185,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         bl_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("bliss-c %s\n", bl_cli_version());
         return 0;
     }
     const bl_command *cmd = NULL;
@@ -188,13 +211,14 @@ int main(int argc, char **argv)
         {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"batches", required_argument, NULL, OPT_BATCHES},
+        {"pad", no_argument, NULL, OPT_PAD},
         {NULL, 0, NULL, 0},
     };
     /* which subcommand accepts which specific option */
     static const struct { int opt; const char *cmds; } allowed[] = {
         {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
         {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_MAX_STEPS, "train"},
-        {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"},
+        {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"}, {OPT_PAD, "predict"},
     };
     int status = 0, c, li;
     optind = 2;
@@ -223,6 +247,7 @@ int main(int argc, char **argv)
             cli.has_seed = 1;
             break;
         case OPT_FITS: cli.fits = 1; break;
+        case OPT_PAD: cli.pad = 1; break;
         case OPT_DATA: cli.data = optarg; break;
         case OPT_RESUME: cli.resume = optarg; break;
         case OPT_CHECKPOINT: cli.checkpoint = optarg; break;
@@ -248,7 +273,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bliss %s: error: unexpected argument '%s'\n", cmd->name, argv[optind]);
         status = BL_EXIT_USAGE;
     }
-    if (status == 0 && !cli.config) {
+    /* evaluate and predict read the config recorded in the checkpoint */
+    if (status == 0 && !cli.config && !(cli.checkpoint && (!strcmp(cmd->name, "evaluate") ||
+                                                           !strcmp(cmd->name, "predict")))) {
         fprintf(stderr, "bliss %s: error: --config FILE is required (see bliss %s --help)\n",
                 cmd->name, cmd->name);
         status = BL_EXIT_USAGE;

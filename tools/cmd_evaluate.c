@@ -10,9 +10,10 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/run_info.h"
 
 /* q(redshift) of the marginal on every tile of the uncropped, filtered target: the NLL of
- * spec §6.6 over tiles holding a source (PORTING). */
+ * docs/behaviour.md §6.6 over tiles holding a source (docs/porting.md). */
 static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_encoder *enc,
                                         bl_ctx *ctx, bl_tensor *x, const bl_tile_catalog *target)
 {
@@ -62,18 +63,25 @@ int bl_cmd_evaluate(bl_cli *cli)
     bl_encoder *enc = NULL;
     bl_ctx *ctx = NULL;
     bl_metrics *m[2] = {NULL, NULL};
+    bl_safetensors *ckpt = NULL;
     int status = BL_EXIT_ERROR;
-    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     if (!cli->checkpoint) {
         fprintf(stderr, "bliss evaluate: error: --checkpoint FILE is required\n");
-        bl_settings_free(s);
         return BL_EXIT_USAGE;
+    }
+    /* the encoder, spec and normaliser of the checkpoint's own config unless --config */
+    if (bl_safetensors_read(&ckpt, cli->checkpoint) || bl_cli_checkpoint_settings(cli, ckpt, &s)) {
+        bl_safetensors_free(ckpt);
+        return bl_cli_fail(cli);
     }
     const char *source = cli->data ? cli->data : s->train.data;
     const char *out = cli->out ? cli->out : "metrics.json";
+    if (bl_cli_check_out_dir(out)) goto done;
     if (bl_cli_data_open(&data, s, source)) goto done;
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
-    if (bl_checkpoint_load(cli->checkpoint, enc->params, NULL, NULL)) goto done;
+    if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;
+    bl_safetensors_free(ckpt);
+    ckpt = NULL;
     bl_encoder_set_training(enc, 0);
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
@@ -90,7 +98,7 @@ int bl_cmd_evaluate(bl_cli *cli)
         bl_tensor *x;
         bl_tile_catalog *truth;
         if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
-        /* spec §4.11: the target is filtered by flux, cropped like the prediction */
+        /* docs/behaviour.md §4.11: the target is filtered by flux, cropped like the prediction */
         bl_tile_catalog *target = bl_tile_catalog_filter_by_flux(truth, s->encoder.min_flux_threshold,
                                                                  INFINITY, band);
         bl_tile_catalog *cropped = bl_tile_catalog_symmetric_crop(target, ttc);
@@ -153,6 +161,7 @@ int bl_cmd_evaluate(bl_cli *cli)
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
+    bl_safetensors_free(ckpt);
     for (int k = 0; k < 2; k++) bl_metrics_free(m[k]);
     bl_ctx_free(ctx);
     if (enc) bl_encoder_free(enc);

@@ -8,6 +8,7 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/run_info.h"
 
 /* The predicted tile catalog under BLISS's batch names ("tile_catalog.<field>"), n_sources as
  * int64 like PyTorch's, with the geometry in the metadata. */
@@ -49,6 +50,63 @@ static bl_status bl_write_tile_catalog(const char *path, const bl_tile_catalog *
     return s;
 }
 
+/* Images whose sides are not multiples of 16 (what the encoder needs): an error saying so, or
+ * with --pad both tensors grown at the bottom and right to the next multiples, the new pixels
+ * holding the nearest background value in both (sky without sources). */
+static bl_status bl_pad_images(const bl_cli *cli, bl_tensor **images, bl_tensor **background)
+{
+    const int64_t B = (*images)->shape[0], NB = (*images)->shape[1];
+    const int64_t H = (*images)->shape[2], W = (*images)->shape[3];
+    const int64_t PH = (H + 15) / 16 * 16, PW = (W + 15) / 16 * 16;
+    if (PH == H && PW == W && H > 0 && W > 0) return BL_OK;
+    if (!cli->pad || H == 0 || W == 0)
+        return bl_error(BL_ERR_ARG, "%s: images of %lld x %lld pixels: the encoder needs sides that are "
+                        "multiples of 16; pass --pad to pad them with their background to %lld x %lld "
+                        "(sources are then predicted in the original area only), or crop them",
+                        cli->input, (long long)H, (long long)W, (long long)PH, (long long)PW);
+    bl_tensor *im = bl_tensor_alloc("images", 4, BL_SHAPE(B, NB, PH, PW), 0);
+    bl_tensor *bg = bl_tensor_alloc("background", 4, BL_SHAPE(B, NB, PH, PW), 0);
+    for (int64_t p = 0; p < B * NB; p++)
+        for (int64_t i = 0; i < PH; i++)
+            for (int64_t j = 0; j < PW; j++) {
+                int64_t si = i < H ? i : H - 1, sj = j < W ? j : W - 1, src = (p * H + si) * W + sj;
+                int64_t dst = (p * PH + i) * PW + j;
+                bg->data[dst] = (*background)->data[src];
+                im->data[dst] = i < H && j < W ? (*images)->data[src] : (*background)->data[src];
+            }
+    fprintf(stderr, "bliss predict: note: images of %lld x %lld pixels padded to %lld x %lld with their background\n",
+            (long long)H, (long long)W, (long long)PH, (long long)PW);
+    bl_tensor_free(*images);
+    bl_tensor_free(*background);
+    *images = im;
+    *background = bg;
+    return BL_OK;
+}
+
+/* Drop the sources outside the first height x width pixels (the padding). */
+static void bl_full_catalog_keep_inside(bl_full_catalog *c, int64_t height, int64_t width)
+{
+    for (int64_t b = 0; b < c->B; b++) {
+        int64_t w = 0;
+        for (int64_t m = 0; m < c->n_sources[b]; m++) {
+            const bl_real *pl = c->plocs->data + (b * c->M + m) * 2;
+            if (!(pl[0] < height && pl[1] < width)) continue;
+            if (w != m) {
+                memmove(c->plocs->data + (b * c->M + w) * 2, pl, 2 * sizeof(bl_real));
+                for (int f = 0; f < c->n_fields; f++) {
+                    bl_tensor *t = c->fields[f].t;
+                    int64_t k = t->numel / (c->B * c->M);
+                    memmove(t->data + (b * c->M + w) * k, t->data + (b * c->M + m) * k, (size_t)k * sizeof(bl_real));
+                }
+            }
+            w++;
+        }
+        c->n_sources[b] = (int32_t)w;
+    }
+    c->height = height;
+    c->width = width;
+}
+
 int bl_cmd_predict(bl_cli *cli)
 {
     bl_settings *s = NULL;
@@ -58,23 +116,32 @@ int bl_cmd_predict(bl_cli *cli)
     bl_tile_catalog *cat = NULL;
     bl_full_catalog *full = NULL;
     char *fits_path = NULL, *st_path = NULL;
+    bl_safetensors *ckpt = NULL;
     int status = BL_EXIT_ERROR;
-    if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     if (!cli->checkpoint || !cli->input || !cli->out) {
         fprintf(stderr, "bliss predict: error: --checkpoint FILE, --input FILE and --out PREFIX are required\n");
-        bl_settings_free(s);
         return BL_EXIT_USAGE;
+    }
+    /* the encoder, spec and normaliser of the checkpoint's own config unless --config */
+    if (bl_safetensors_read(&ckpt, cli->checkpoint) || bl_cli_checkpoint_settings(cli, ckpt, &s)) {
+        bl_safetensors_free(ckpt);
+        return bl_cli_fail(cli);
     }
     size_t n = strlen(cli->out) + 16;
     fits_path = bl_malloc(n);
     st_path = bl_malloc(n);
     snprintf(fits_path, n, "%s.fits", cli->out);
     snprintf(st_path, n, "%s.safetensors", cli->out);
+    if (bl_cli_check_out_dir(fits_path)) goto done;
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
-    if (bl_checkpoint_load(cli->checkpoint, enc->params, NULL, NULL)) goto done;
+    if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;
+    bl_safetensors_free(ckpt);
+    ckpt = NULL;
     bl_encoder_set_training(enc, 0);
     if (bl_cli_read_images(s, cli->input, &images, &background)) goto done;
+    const int64_t height = images->shape[2], width = images->shape[3];
+    if (bl_pad_images(cli, &images, &background)) goto done;
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
     bl_tensor *x;
@@ -92,6 +159,7 @@ int bl_cmd_predict(bl_cli *cli)
             full->plocs->data[(b * full->M + m) * 2] += (bl_real)off;
             full->plocs->data[(b * full->M + m) * 2 + 1] += (bl_real)off;
         }
+    bl_full_catalog_keep_inside(full, height, width); /* no source in the padding (--pad) */
     char offs[32];
     snprintf(offs, sizeof offs, "%d", off);
     const bl_fits_keyword kw[] = {
@@ -109,6 +177,7 @@ int bl_cmd_predict(bl_cli *cli)
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
+    bl_safetensors_free(ckpt);
     bl_full_catalog_free(full);
     if (cat) bl_tile_catalog_free(cat);
     bl_tensor_free(images);

@@ -10,6 +10,7 @@
 #include "models/trainer.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/run_info.h"
 #include "tools/train_loop.h"
 
 /* The first SIGINT/SIGTERM asks the loop to stop after the current step (it then saves);
@@ -39,6 +40,8 @@ typedef struct {
     bl_trainer *tr;
     const char *config;
     int P;
+    const char *config_text; /* the resolved config (run_info.h) */
+    int64_t seed;
 } bl_train_ctx;
 
 static bl_status bl_hook_step(void *ctx, int64_t step, double lr, double *loss)
@@ -72,9 +75,18 @@ static bl_status bl_hook_save(void *ctx, const char *path, const bl_train_state 
     snprintf(v[5], sizeof v[5], "%.17g", s->seconds);
     snprintf(v[6], sizeof v[6], "%s", c->config);
     snprintf(v[7], sizeof v[7], "%d", c->P);
-    const char *values[BL_N_STATE_META];
-    for (int i = 0; i < BL_N_STATE_META; i++) values[i] = v[i];
-    return bl_trainer_save(c->tr, path, BL_N_STATE_META, bl_state_keys, values);
+    /* and what the run records about itself (run_info.h) */
+    char seed[32], threads[32];
+    snprintf(seed, sizeof seed, "%lld", (long long)c->seed);
+    snprintf(threads, sizeof threads, "%d", bl_cli_threads());
+    enum { N_RUN = 5 };
+    const char *keys[BL_N_STATE_META + N_RUN], *values[BL_N_STATE_META + N_RUN];
+    for (int i = 0; i < BL_N_STATE_META; i++) keys[i] = bl_state_keys[i], values[i] = v[i];
+    const char *run_keys[N_RUN] = {BL_META_CONFIG, BL_META_VERSION, BL_META_SEED, BL_META_THREADS,
+                                   BL_META_ENGINE};
+    const char *run_values[N_RUN] = {c->config_text, bl_cli_version(), seed, threads, bl_cli_conv_engine()};
+    for (int i = 0; i < N_RUN; i++) keys[BL_N_STATE_META + i] = run_keys[i], values[BL_N_STATE_META + i] = run_values[i];
+    return bl_trainer_save(c->tr, path, BL_N_STATE_META + N_RUN, keys, values);
 }
 
 /* the largest count accepted from a file: every integer up to 2^53 is exact in a double */
@@ -173,6 +185,26 @@ static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_bat
 
 /* ---- the command ------------------------------------------------------------------------ */
 
+/* --out, --data and --max-steps into the config that the run records (train.output_dir,
+ * train.data, train.max_steps), so that `bliss train -c config.cfg` repeats the run. */
+static bl_status bl_cli_record_options(const bl_cli *cli, bl_settings *s)
+{
+    const char *keys[3] = {"train.output_dir", "train.data", "train.max_steps"};
+    char steps[32];
+    snprintf(steps, sizeof steps, "%lld", (long long)cli->max_steps);
+    const char *values[3] = {cli->out, cli->data, cli->max_steps ? steps : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!values[i]) continue;
+        size_t n = strlen(keys[i]) + strlen(values[i]) + 8;
+        char *a = bl_malloc(n);
+        snprintf(a, n, i < 2 ? "%s=\"%s\"" : "%s=%s", keys[i], values[i]); /* --set strips the quotes */
+        bl_status st = bl_config_set(s->cfg, a);
+        free(a);
+        if (st) return st;
+    }
+    return BL_OK;
+}
+
 int bl_cmd_train(bl_cli *cli)
 {
     bl_settings *s = NULL;
@@ -180,13 +212,17 @@ int bl_cmd_train(bl_cli *cli)
     bl_encoder *enc = NULL;
     bl_trainer *tr = NULL;
     bl_curve *curve = NULL;
-    char *csv = NULL;
+    char *csv = NULL, *config_text = NULL;
     int status = BL_EXIT_ERROR;
     if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     const bl_train_settings *t = &s->train;
     const char *out_dir = cli->out ? cli->out : t->output_dir;
     const char *source = cli->data ? cli->data : t->data;
     if (bl_cli_mkdirs(out_dir) || bl_cli_data_open(&data, s, source)) goto done;
+    /* the recorded config is the run's: with the command line's output, data and step limit */
+    if (bl_cli_record_options(cli, s)) goto done;
+    config_text = bl_config_to_string(s->cfg);
+    if (bl_cli_write_run_config(cli, out_dir, s->path, config_text, t->seed)) goto done;
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)t->seed);
     bl_trainer_opts topts = bl_trainer_opts_default();
@@ -225,7 +261,8 @@ int bl_cmd_train(bl_cli *cli)
     }
     if (!curve) curve = bl_curve_alloc();
 
-    bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim};
+    bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim, .config_text = config_text,
+                         .seed = t->seed};
     bl_train_hooks hooks = {.ctx = &hctx, .step = bl_hook_step,
                             .validate = t->val_batches > 0 ? bl_hook_validate : NULL,
                             .save = bl_hook_save};
@@ -247,6 +284,8 @@ int bl_cmd_train(bl_cli *cli)
     printf("training %s: P = %d, %lld trainable parameters, batch %lld, %s, output %s\n", s->path,
            s->spec->dim, (long long)bl_params_count_trainable(enc->params),
            (long long)s->batch_size, source, out_dir);
+    printf("run: bliss-c %s, seed %lld, threads %d, conv engine %s; resolved config in %s/config.cfg\n",
+           bl_cli_version(), (long long)t->seed, bl_cli_threads(), bl_cli_conv_engine(), out_dir);
     fflush(stdout);
     struct sigaction old_int, old_term;
     bl_install_signals(&old_int, &old_term);
@@ -272,6 +311,7 @@ int bl_cmd_train(bl_cli *cli)
 done:
     if (status == BL_EXIT_ERROR) bl_cli_fail(cli);
     free(csv);
+    free(config_text);
     bl_curve_free(curve);
     if (tr) bl_trainer_free(tr);
     if (enc) bl_encoder_free(enc);

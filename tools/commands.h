@@ -21,6 +21,7 @@ typedef struct bl_cli {
     const char *out, *data, *checkpoint, *input, *resume;
     int64_t max_steps, batches;
     int fits;
+    int pad;       /* predict --pad */
 } bl_cli;
 
 /* Print "bliss CMD: error: <last bl_error message>" and return BL_EXIT_ERROR. */
@@ -29,6 +30,8 @@ int bl_cli_fail(const bl_cli *cli);
 bl_status bl_cli_settings(const bl_cli *cli, bl_settings **s);
 /* mkdir -p */
 bl_status bl_cli_mkdirs(const char *dir);
+/* The directory of output file `file` exists (else BL_ERR_IO saying so, before any work). */
+bl_status bl_cli_check_out_dir(const char *file);
 
 int bl_cmd_factors(bl_cli *cli);
 int bl_cmd_train(bl_cli *cli);

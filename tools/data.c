@@ -320,7 +320,15 @@ bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor *
             st = bl_safetensors_read_into(f, path, "background", *background);
         bl_safetensors_free(f);
     } else if (bl_ends_with(path, ".fits") || bl_ends_with(path, ".fit") || bl_ends_with(path, ".fits.gz")) {
-        if ((st = bl_fits_read_batch_images(path, s->n_bands, s->band_names, NULL, images))) return st;
+        if ((st = bl_fits_read_batch_images(path, s->n_bands, s->band_names, NULL, images))) {
+            if (st != BL_ERR_FORMAT) return st;
+            /* say what was expected: one image HDU per band, named after it */
+            char want[256] = "";
+            for (int k = 0; k < s->n_bands; k++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", k ? ", " : "", s->band_names[k]);
+            return bl_error_context(st, "%s: expected one image HDU per band with EXTNAME %s (as 'bliss generate "
+                                    "--fits' writes; optional BKG_<band> HDUs for the background)", path, want);
+        }
         if ((*images)->numel == 0) {
             st = bl_error(BL_ERR_FORMAT, "%s: images have shape [%lld, %lld, %lld, %lld]: nothing to predict",
                           path, (long long)(*images)->shape[0], (long long)(*images)->shape[1],

@@ -43,6 +43,30 @@ static bl_status bl_get_double(bl_config *cfg, const char *key, double def, doub
     return bl_config_check_range(cfg, key, *v, lo, hi);
 }
 
+/* Two factors explaining the same column of a catalog field would both be trained on it and
+ * the later one would overwrite the earlier one's predictions: an error naming both. */
+static bl_status bl_check_factor_columns(const bl_settings *s)
+{
+    const bl_vardist_spec *spec = s->spec;
+    int n_listed = bl_config_length(s->cfg, "factors"), first_listed = spec->n_factors - n_listed;
+    for (int j = 1; j < spec->n_factors; j++)
+        for (int i = 0; i < j; i++) {
+            const bl_factor *a = &spec->factors[i], *b = &spec->factors[j];
+            int a1 = a->column + a->kind->value_dim, b1 = b->column + b->kind->value_dim;
+            if (strcmp(a->field, b->field) || a1 <= b->column || b1 <= a->column) continue;
+            char where[1100] = "";
+            if (j >= first_listed) {
+                char key[64];
+                snprintf(key, sizeof key, "factors.[%d]", j - first_listed);
+                snprintf(where, sizeof where, "%s: ", bl_config_where(s->cfg, key));
+            }
+            return bl_error(BL_ERR_CONFIG, "%sfactors '%s' and '%s' both explain %s[%d]: two factors on the "
+                            "same column are not allowed (set 'column', or encoder.base_factors = \"none\")",
+                            where, a->name, b->name, a->field, a->column > b->column ? a->column : b->column);
+        }
+    return BL_OK;
+}
+
 static bl_status bl_read_encoder(bl_settings *s)
 {
     bl_config *cfg = s->cfg;
@@ -75,6 +99,7 @@ static bl_status bl_read_encoder(bl_settings *s)
     if (s->spec->n_factors == 0)
         return bl_error(BL_ERR_CONFIG, "%s: no factors (encoder.base_factors = \"none\" and no 'factors' list)",
                         s->path);
+    if ((st = bl_check_factor_columns(s))) return st;
 
     if ((st = bl_normalize_opts_from_config(&s->normalize, cfg, "encoder.image_normalizer"))) return st;
     for (int i = 0; i < s->normalize.n_bands; i++)
@@ -187,6 +212,9 @@ static bl_status bl_read_generate(bl_settings *s)
     return BL_OK;
 }
 
+static bl_status bl_settings_finish(bl_settings **out, bl_settings *s, int n_sets,
+                                    const char *const *sets, int has_seed, int64_t seed);
+
 bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, const char *const *sets,
                            int has_seed, int64_t seed)
 {
@@ -197,6 +225,26 @@ bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, cons
         free(s);
         return st;
     }
+    return bl_settings_finish(out, s, n_sets, sets, has_seed, seed);
+}
+
+bl_status bl_settings_load_string(bl_settings **out, const char *text, const char *name, int n_sets,
+                                  const char *const *sets, int has_seed, int64_t seed)
+{
+    *out = NULL;
+    bl_settings *s = bl_calloc(1, sizeof *s);
+    bl_status st = bl_config_load_string(&s->cfg, text, name);
+    if (st) {
+        free(s);
+        return st;
+    }
+    return bl_settings_finish(out, s, n_sets, sets, has_seed, seed);
+}
+
+static bl_status bl_settings_finish(bl_settings **out, bl_settings *s, int n_sets,
+                                    const char *const *sets, int has_seed, int64_t seed)
+{
+    bl_status st;
     s->path = bl_config_file(s->cfg);
     for (int i = 0; i < n_sets; i++)
         if ((st = bl_config_set(s->cfg, sets[i]))) goto fail;

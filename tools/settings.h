@@ -77,6 +77,10 @@ typedef struct bl_settings {
  * and the message (file:line: ...) is in bl_error_message(). */
 bl_status bl_settings_load(bl_settings **out, const char *path, int n_sets, const char *const *sets,
                            int has_seed, int64_t seed);
+/* The same from config text (a checkpoint's recorded config); `name` stands for the file in
+ * messages and its directory is where @includes are looked for first. */
+bl_status bl_settings_load_string(bl_settings **out, const char *text, const char *name, int n_sets,
+                                  const char *const *sets, int has_seed, int64_t seed);
 void bl_settings_free(bl_settings *s);
 
 /* An estimate of the memory one training step needs (bytes): the encoder's activations and

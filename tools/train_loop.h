@@ -1,4 +1,4 @@
-/* The training driver of `bliss train` (docs/cli.md, spec §4.10): epochs of optimizer steps,
+/* The training driver of `bliss train` (docs/cli.md, docs/behaviour.md §4.10): epochs of optimizer steps,
  * the learning-rate schedule, validation after each epoch, early stopping, the best and the
  * last checkpoint, the training curve (CSV + PNG), progress output, resume, and a clean stop on
  * SIGINT/SIGTERM. What a step, a validation and a checkpoint are is given by hooks, so the

@@ -1,4 +1,4 @@
-/* Matching estimated sources to true sources (spec §6.1, docs/metrics.md).
+/* Matching estimated sources to true sources (docs/behaviour.md §6.1, docs/metrics.md).
  *
  * The core is a rectangular linear sum assignment solver (the shortest-augmenting-path form
  * of the Hungarian method by Jonker & Volgenant as given by Crouse, IEEE TAES 52(4), 2016; the

@@ -1,4 +1,4 @@
-/* Catalog metrics (spec §6, PORTING.md, docs/metrics.md).
+/* Catalog metrics (docs/behaviour.md §6, docs/porting.md, docs/metrics.md).
  *
  * A bl_metrics accumulates over batches, like the original's torchmetrics objects: each
  * bl_metrics_update matches the estimated full catalog to the true one image by image
@@ -7,10 +7,10 @@
  *   detection precision / recall / F1, overall and per magnitude bin (mag_band, 2 = r);
  *   source-type accuracy over matched pairs;
  *   flux MAE per band over matched pairs (on_fluxes, nmgy);
- *   galaxy-shape MAE per galaxy parameter over matched TRUE GALAXIES (PORTING: the original
+ *   galaxy-shape MAE per galaxy parameter over matched TRUE GALAXIES (docs/porting.md: the original
  *     summed over all matched pairs and divided by the galaxies);
  *   redshift MSE over matched pairs (when both catalogs have `redshifts`);
- *   redshift NLL of q(z) over tiles that hold a source (PORTING: the original divided by the
+ *   redshift NLL of q(z) over tiles that hold a source (docs/porting.md: the original divided by the
  *     batch size), fed separately with bl_metrics_update_redshift_nll because q(z) lives above
  *     lib/.
  * A ratio with a zero denominator is NaN (JSON null): "undefined", never a made-up 0 or 1. */
@@ -42,7 +42,7 @@ typedef struct bl_metrics_opts {
     int exclude_last_bin;  /* leave the faintest bin out of the detection totals */
 } bl_metrics_opts;
 
-/* The spec §6 defaults: dist_slack 1, no mag_slack, band 2, cutoffs [19, 19.4, ..., 21.8]. */
+/* The docs/behaviour.md §6 defaults: dist_slack 1, no mag_slack, band 2, cutoffs [19, 19.4, ..., 21.8]. */
 void bl_metrics_opts_default(bl_metrics_opts *opts);
 /* Read group `group` (e.g. "metrics") over the defaults: keys dist_slack, mag_slack,
  * mag_band (a band index, or -1 for no band), mag_cutoffs, exclude_last_bin. Values out of

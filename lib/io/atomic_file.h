@@ -1,4 +1,4 @@
-/* Output files that appear only complete (DESIGN §6): write to "<dir>/.<name>.tmp-<pid>" in the
+/* Output files that appear only complete (docs/architecture.md, Errors): write to "<dir>/.<name>.tmp-<pid>" in the
  * same directory, then rename over `path` (atomic on POSIX within one file system). A crash, a
  * kill or a full disk leaves the previous version of `path` (or nothing) plus at most a stray
  * temporary, never a half-written `path`. The temporary is a hidden file with its own prefix,

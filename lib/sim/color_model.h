@@ -1,4 +1,4 @@
-/* Colour models (spec §5.3): Gaussian mixtures over the natural-log flux ratios of adjacent
+/* Colour models (docs/behaviour.md §5.3): Gaussian mixtures over the natural-log flux ratios of adjacent
  * bands, ln(flux[j+1] / flux[j]) for j = 0 .. NB-2 (SDSS: ln g/u, ln r/g, ln i/r, ln z/i), with
  * 64 full-covariance components, fitted by BLISS with scikit-learn. The numbers live in
  * data/color_models/sdss_color_models.txt (a verbatim copy of the spec's color_models.txt).
@@ -9,7 +9,7 @@
  * Other lines inside a block (attr, source_file, sklearn_class, covariance_type,
  * covariances_shape, weights_sum) and lines starting with '#' are ignored.
  *
- * Sampling (PORTING.md): each draw picks its own component from the weights, then
+ * Sampling (docs/porting.md): each draw picks its own component from the weights, then
  * mean_k + L_k z with L_k the Cholesky factor of the covariance and z ~ N(0, I). */
 #ifndef BL_SIM_COLOR_MODEL_H
 #define BL_SIM_COLOR_MODEL_H

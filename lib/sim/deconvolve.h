@@ -1,4 +1,4 @@
-/* Richardson-Lucy deconvolution (spec §9.6, scikit-image's richardson_lucy), the optional
+/* Richardson-Lucy deconvolution (docs/behaviour.md §9.6, scikit-image's richardson_lucy), the optional
  * `deconvolution` output of the redshift case study.
  *
  * For one image and band: pad the noisy image by `pad` (10) pixels on each side with the mean

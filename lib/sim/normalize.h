@@ -1,4 +1,4 @@
-/* Input normaliser of the encoder (spec §4.1, BLISS's ImageNormalizer): turns a batch of
+/* Input normaliser of the encoder (docs/behaviour.md §4.1, BLISS's ImageNormalizer): turns a batch of
  * images and backgrounds in electrons into the network input (B, n_bands_used, C, H, W).
  *
  * Channels per band, in this order (C = their number; 6 in the base config):

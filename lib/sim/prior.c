@@ -63,7 +63,7 @@ static void bl_sample_source_type(const bl_field_sampler *s, const bl_prior *pri
 }
 
 /* Per slot: reference-band flux from the truncated Pareto (exponent, truncation, loc, scale)
- * times the colour proportions of one draw of `gmm` (spec §5.2, §5.3). */
+ * times the colour proportions of one draw of `gmm` (docs/behaviour.md §5.2, §5.3). */
 static void bl_fill_fluxes(const bl_prior_params *p, const bl_gmm *gmm, const double pareto[4],
                            bl_rng *rng, bl_real *out, int64_t n_slots)
 {
@@ -133,7 +133,7 @@ static const bl_sampler_kind bl_kind_galaxy_params = {.name = "galaxy_params",
                                                       .sample = bl_sample_galaxy_params};
 
 /* ------------------------------------------------------------------------------------------ */
-/* Extra samplers (redshift priors of spec §9.1)                                               */
+/* Extra samplers (redshift priors of docs/behaviour.md §9.1)                                               */
 
 static bl_status bl_check_uniform(const double *p, const char *where)
 {

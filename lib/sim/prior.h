@@ -1,4 +1,4 @@
-/* The catalog prior (spec §5.1–§5.3, §9.1): a list of field samplers that fill a tile
+/* The catalog prior (docs/behaviour.md §5.1–§5.3, §9.1): a list of field samplers that fill a tile
  * catalog (B, ht, wt, S = max_sources) in nanomaggies.
  *
  * A sampler kind is a GSL-style descriptor (like dists/kind.h): a name, the names of its
@@ -8,9 +8,9 @@
  *   n_sources      Poisson(mean_sources) clamped to [min_sources, max_sources]
  *   locs           Uniform[0, 1)^2 within the tile
  *   source_type    1 (galaxy) iff U < prob_galaxy, else 0 (star)
- *   star_fluxes    reference band: truncated Pareto (exact inverse CDF, spec §5.2);
- *                  other bands: x colour ratios from the star GMM (spec §5.3), one component
- *                  per source (PORTING.md)
+ *   star_fluxes    reference band: truncated Pareto (exact inverse CDF, docs/behaviour.md §5.2);
+ *                  other bands: x colour ratios from the star GMM (docs/behaviour.md §5.3), one component
+ *                  per source (docs/porting.md)
  *   galaxy_fluxes  same with the galaxy Pareto and GMM
  *   galaxy_params  disk_frac ~ U(0,1), beta ~ U(0,pi), disk_q, bulge_q ~ U(1e-8, 1),
  *                  a_d = G scale + loc, a_b = G' scale/bd_ratio + loc/bd_ratio,
@@ -24,7 +24,7 @@
  *   fields = ( { name = "redshift"; sampler = "uniform"; field = "redshifts";
  *                min = 0.0; max = 1.0; } );
  * Built-in extra kinds: "uniform" (min, max) and "gamma" (alpha, beta: shape, rate) — the
- * RedshiftUniformPrior and RedshiftGammaPrior of spec §9.1.
+ * RedshiftUniformPrior and RedshiftGammaPrior of docs/behaviour.md §9.1.
  *
  * Randomness: image b of a batch with stream id `stream` draws sampler `name` from
  * bl_rng stream mix(mix(stream, b), hash(name)) of `seed`: the result depends neither on the
@@ -95,7 +95,7 @@ typedef struct bl_prior_params {
     char color_model_file[256], star_color_model[64], galaxy_color_model[64];
 } bl_prior_params;
 
-/* BLISS's base config (spec §7), 5 bands, reference band r. */
+/* BLISS's base config (docs/behaviour.md §7), 5 bands, reference band r. */
 void bl_prior_params_default(bl_prior_params *p);
 /* Read the group at `path` ("prior"); missing keys keep their defaults, impossible values are
  * BL_ERR_CONFIG naming file:line and key. n_bands comes from the survey, not the group. */
@@ -131,7 +131,7 @@ bl_tile_catalog *bl_prior_sample(const bl_prior *prior, uint64_t seed, uint64_t 
 /* Fill an existing catalog of the right geometry (fields are added when missing). */
 void bl_prior_sample_into(const bl_prior *prior, uint64_t seed, uint64_t stream, bl_tile_catalog *cat);
 
-/* Truncated Pareto of spec §5.2 by its exact inverse CDF: u in [0, 1) ->
+/* Truncated Pareto of docs/behaviour.md §5.2 by its exact inverse CDF: u in [0, 1) ->
  * loc + scale (1 - (1 - c^-b) u)^(-1/b), support [loc + scale, loc + c scale]. */
 double bl_truncated_pareto_icdf(double u, double b, double c, double loc, double scale);
 

@@ -1,4 +1,4 @@
-/* Galaxy light profiles in Fourier space (spec §5.4): the exponential disk and the
+/* Galaxy light profiles in Fourier space (docs/behaviour.md §5.4): the exponential disk and the
  * de Vaucouleurs bulge (Sersic n = 4, untruncated), both circular with unit flux and unit
  * half-light radius, as functions of s = |k| * hlr. A sheared profile with half-light ellipse
  * semi-axes (a, a q) at angle beta is the same function of

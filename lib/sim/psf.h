@@ -1,4 +1,4 @@
-/* The SDSS point-spread function model (spec §5.6): two Gaussians and a power law,
+/* The SDSS point-spread function model (docs/behaviour.md §5.6): two Gaussians and a power law,
  *
  *   f(r) = [ exp(-r^2 / (2 sigma1)) + b exp(-r^2 / (2 sigma2))
  *            + p0 (1 + r^2 / (beta sigmap))^(-beta/2) ] / (1 + b + p0)

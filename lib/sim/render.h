@@ -1,4 +1,4 @@
-/* Rendering stars and galaxies into per-band images (spec §5.4), in Fourier space.
+/* Rendering stars and galaxies into per-band images (docs/behaviour.md §5.4), in Fourier space.
  *
  * A pixel value is the integral over the pixel of (profile * PSF), i.e. the profile convolved
  * with the PSF and the 1-pixel box, sampled at the pixel centre (galsim's method "auto", which
@@ -35,7 +35,7 @@
 #include "lib/sim/survey.h"
 #include "lib/tensor.h"
 
-/* galaxy_params of the catalog (spec §1.2), a_d and a_b in arcsec */
+/* galaxy_params of the catalog (docs/behaviour.md §1.2), a_d and a_b in arcsec */
 typedef struct bl_galaxy_shape {
     double disk_frac, beta, disk_q, a_d, bulge_q, a_b;
 } bl_galaxy_shape;

@@ -1,10 +1,10 @@
-/* Simulated batches (spec §1.1, §5.5): prior -> catalog (nmgy) -> rendered images (electrons)
+/* Simulated batches (docs/behaviour.md §1.1, §5.5): prior -> catalog (nmgy) -> rendered images (electrons)
  * -> + background -> noise, plus psf_params and, optionally, Richardson-Lucy deconvolutions.
  *
  *   images        (B, NB, H, W)  electrons: mean + sqrt(mean) N(0,1), mean = max(render + sky, 1e-6)
  *   background    (B, NB, H, W)  electrons: the survey's sky level per band (noise-free)
  *   psf_params    (B, NB, 6)     [sigma1, sigma2, sigmap, beta, b, p0] of each band
- *   deconvolution (B, NB, H, W)  optional (simulator.deconvolve), spec §9.6
+ *   deconvolution (B, NB, H, W)  optional (simulator.deconvolve), docs/behaviour.md §9.6
  *   tile_catalog  (B, ht, wt, S) fluxes in nanomaggies, as the prior drew them
  * Rendered sources use flux_nmgy * nelec_per_nmgy[band] electrons; the rendered image is
  * clamped at 1e-8 below before the background is added (BLISS does the same).

@@ -61,7 +61,7 @@ static bl_status bl_survey_check_where(const bl_survey *sv, bl_config *cfg, cons
                         sv->psf_slen);
     if (sv->pixel_shift != 0)
         return bl_error(BL_ERR_CONFIG,
-                        "%s = %g: per-band pixel shifts are not implemented (PORTING.md: off by "
+                        "%s = %g: per-band pixel shifts are not implemented (docs/porting.md: off by "
                         "default); use 0",
                         BL_WHERE("pixel_shift"), sv->pixel_shift);
     for (int k = 0; k < sv->n_bands; k++) {

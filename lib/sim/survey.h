@@ -1,4 +1,4 @@
-/* The survey a batch is simulated for (spec §5.6, §5.7; PORTING.md "SDSS field data"): band
+/* The survey a batch is simulated for (docs/behaviour.md §5.6, §5.7; docs/porting.md "SDSS field data"): band
  * names, pixel scale, per-band PSF parameters, sky level (electrons per pixel) and calibration
  * (electrons per nanomaggy). The default SDSS-like survey is configs/sim_default.cfg; its
  * values and their sources are documented there and in docs/simulator.md.
@@ -7,7 +7,7 @@
  *   bands          = ["u", "g", "r", "i", "z"];   names; also the keys of `psf`
  *   pixel_scale    = 0.396;                        arcsec / pixel, > 0
  *   psf_slen       = 25;                           odd, >= 3: the pixelised PSF stamp
- *   pixel_shift    = 0;                            only 0 is supported (PORTING.md)
+ *   pixel_shift    = 0;                            only 0 is supported (docs/porting.md)
  *   sky            = [...];                        electrons / pixel per band, > 0
  *   nelec_per_nmgy = [...];                        electrons per nanomaggy per band, > 0
  *   psf = { u = { sigma1 = ..; sigma2 = ..; sigmap = ..; beta = ..; b = ..; p0 = ..; }; ... };

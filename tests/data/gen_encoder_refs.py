@@ -3,13 +3,13 @@
 
     /usr/bin/python3 tests/data/gen_encoder_refs.py [--check-listing tests/data/state_dict_38.txt]
 
-Builds an independent torch mirror of the BLISS encoder (spec §4.2-4.6) with tiny channel
+Builds an independent torch mirror of the BLISS encoder (docs/behaviour.md §4.2-4.6) with tiny channel
 widths, initialises it from torch's generator (BatchNorm affine and running statistics
 perturbed so that they matter), draws a normalised input batch and a true tile catalog, and
 computes in float64:
   * x_cat of the marginal net and of the white/black conditionals (checkerboard, features
     detached for the conditionals),
-  * per-tile NLLs (spec §3.5) and the loss of spec §4.9 (crop 1 tile, mean),
+  * per-tile NLLs (docs/behaviour.md §3.5) and the loss of docs/behaviour.md §4.9 (crop 1 tile, mean),
   * the gradient of the loss w.r.t. every parameter,
   * the BatchNorm running statistics after the training-mode pass (the checkerboard net's
     layers are updated twice), and the marginal x_cat in eval mode afterwards.
@@ -144,7 +144,7 @@ class EncoderNets(nn.Module):
         self.checkerboard_net = ContextNet(nf, xw, cw, P)
 
 
-# ---------------------------------------------------------------- distributions (spec §3.2-3.3)
+# ---------------------------------------------------------------- distributions (docs/behaviour.md §3.2-3.3)
 def normal_lp(v, mu, sigma):
     return -((v - mu) ** 2) / (2 * sigma ** 2) - torch.log(sigma) - 0.5 * math.log(2 * math.pi)
 
@@ -183,7 +183,7 @@ GALSIM = [("logit", 1.0), ("logit", math.pi), ("logit", 1.0), ("log", None), ("l
 
 
 def nll(x, t):
-    """spec §3.5; x (B, ht, wt, 38), t the truth dict after filtering -> (B, ht, wt)"""
+    """docs/behaviour.md §3.5; x (B, ht, wt, 38), t the truth dict after filtering -> (B, ht, wt)"""
     n = t["n_sources"]
     st = t["source_type"][..., 0, 0]
     gal = ((st == 1) & (n > 0)).double()
@@ -203,7 +203,7 @@ def nll(x, t):
 
 
 def filter_by_flux(t, min_flux=0.0):
-    """spec §2.6 for S = 1: keep sources with on_flux(r) > min_flux, zero every field elsewhere"""
+    """docs/behaviour.md §2.6 for S = 1: keep sources with on_flux(r) > min_flux, zero every field elsewhere"""
     n = t["n_sources"]
     st = t["source_type"][..., 0, 0]
     on_flux = torch.where(st == 1, t["galaxy_fluxes"][..., 0, 2], t["star_fluxes"][..., 0, 2])

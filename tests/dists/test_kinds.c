@@ -3,7 +3,7 @@
  * table's refusal of incomplete descriptors.
  *
  * Reference numbers were computed independently with python3's math module from the formulas
- * of spec §3.2–3.3 (the script is reproduced in docs/factors.md, "Test references"); they are
+ * of docs/behaviour.md §3.2–3.3 (the script is reproduced in docs/factors.md, "Test references"); they are
  * written here as literals. */
 #include <check.h>
 #include <float.h>

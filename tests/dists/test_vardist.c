@@ -1,5 +1,5 @@
 /* The variational-distribution spec: the SDSS factor table, nll with its masks against a
- * reference written here from the formulas of spec §3.2–3.5 (math.h only, none of the
+ * reference written here from the formulas of docs/behaviour.md §3.2–3.5 (math.h only, none of the
  * library's kinds), sample/mode, the redshift factor as one call, a factor on a brand-new
  * field, thread-count independence, and config entries good and bad. */
 #include <check.h>
@@ -21,7 +21,7 @@ static bl_ctx *ctx;
 static void setup(void) { ctx = bl_ctx_alloc(1 << 22); }
 static void teardown(void) { bl_ctx_free(ctx); }
 
-/* ---- independent scalar references (spec §3.2–3.3) ---- */
+/* ---- independent scalar references (docs/behaviour.md §3.2–3.3) ---- */
 static double sig(double x) { return 1 / (1 + exp(-x)); }
 static double clampd(double x, double lo, double hi) { return fmin(fmax(x, lo), hi); }
 static double ref_phi(double v, double mu, double s) { return -(v - mu) * (v - mu) / (2 * s * s) - log(s) - 0.5 * log(2 * M_PI); }
@@ -97,7 +97,7 @@ static bl_tile_catalog *three_tiles(void)
     return c;
 }
 
-/* reference nll of tile t of three_tiles() for the SDSS spec order (spec §3.1) */
+/* reference nll of tile t of three_tiles() for the SDSS spec order (docs/behaviour.md §3.1) */
 static double ref_nll(int t)
 {
     double r[40];
@@ -126,7 +126,7 @@ START_TEST(test_sdss_table)
     bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
     ck_assert_int_eq(bl_vardist_spec_dim(s), 38);
     ck_assert_int_eq(s->n_factors, 3 + 6 + 2 * NB);
-    /* spec §3.1 raw index map */
+    /* docs/behaviour.md §3.1 raw index map */
     struct { const char *name; int offset; const char *kind; } rows[] = {
         {"on_prob", 0, "bernoulli"}, {"loc", 1, "tdbn"}, {"galaxy_prob", 5, "bernoulli"},
         {"galsim_disk_frac", 6, "logitnormal"}, {"galsim_beta_radians", 8, "logitnormal"},
@@ -274,7 +274,7 @@ START_TEST(test_redshift_factor)
 }
 END_TEST
 
-/* sample(use_mode) picks mode or median per factor (spec §3.4) */
+/* sample(use_mode) picks mode or median per factor (docs/behaviour.md §3.4) */
 START_TEST(test_sample_use_mode)
 {
     bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);

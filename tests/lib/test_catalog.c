@@ -1,5 +1,5 @@
 /* Tile and full catalogs (lib/catalog.h) on small hand-made catalogs with expected numbers
- * worked out by hand from spec §1.2–§2 and PORTING.md (packing of filter_by_flux). */
+ * worked out by hand from docs/behaviour.md §1.2–§2 and docs/porting.md (packing of filter_by_flux). */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -40,7 +40,7 @@ static double tag(const bl_tile_catalog *c, int64_t b, int64_t i, int64_t j, int
     return bl_tile_catalog_require(c, "galaxy_params")->data[bl_tile_offset(c, b, i, j, s, 6, 0)];
 }
 
-/* The spec §2.6 reference: four tiles (1, 2, 2 grid, S = 2) of galaxies with r fluxes
+/* The docs/behaviour.md §2.6 reference: four tiles (1, 2, 2 grid, S = 2) of galaxies with r fluxes
  * {[1000, 500], [10000, 200], n = 0 [0, 800], [300, 600]}. */
 static bl_tile_catalog *spec_filter_catalog(void)
 {
@@ -175,7 +175,7 @@ START_TEST(test_filter_by_flux_spec_example)
     ck_assert_double_eq(gflux(c, 0, 1, 1, 0), 300);
     bl_tile_catalog_free(f);
 
-    /* PORTING: the original's hole ([1000, 500], max 800 -> slot 0 zeroed, slot 1 kept) is
+    /* docs/porting.md: the original's hole ([1000, 500], max 800 -> slot 0 zeroed, slot 1 kept) is
      * packed: n = 1, the 500 source in slot 0 */
     f = bl_tile_catalog_filter_by_flux(c, 0, 800, R_BAND);
     ck_assert_int_eq(f->n_sources[0], 1);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/arena.h"
@@ -240,7 +241,7 @@ END_TEST
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
@@ -326,6 +327,310 @@ START_TEST(test_config_override_lists)
 }
 END_TEST
 
+static void path_in(char *out, size_t n, const char *dir, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+/* @include: relative to the including file, then $BLISS_CONFIG_PATH; errors name file:line */
+START_TEST(test_config_include_resolution_and_errors)
+{
+    char dir[] = "/tmp/bl_test_inc_XXXXXX", user[600], lib[600], path[700];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    path_in(user, sizeof user, dir, "user");
+    path_in(lib, sizeof lib, dir, "lib");
+    ck_assert_int_eq(mkdir(user, 0777), 0);
+    ck_assert_int_eq(mkdir(lib, 0777), 0);
+    /* lib/common.cfg includes inner.cfg from its own directory (not the top file's) */
+    write_file(lib, "inner.cfg", "inner = { x = 1.5; };\n");
+    write_file(lib, "common.cfg", "# common\n@include \"inner.cfg\"  # same dir\ncommon = { n = 3; };\n");
+    write_file(user, "top.cfg", "@include \"common.cfg\"\ntop = { s = \"here\"; bad = ; };\n");
+    path_in(path, sizeof path, user, "top.cfg");
+    bl_config *cfg;
+    /* not found: the message names the line and where it looked */
+    unsetenv("BLISS_CONFIG_PATH");
+    ck_assert_int_eq(bl_config_load(&cfg, path), BL_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(bl_error_message(), "top.cfg:1: @include \"common.cfg\": not found in") != NULL,
+                  "%s", bl_error_message());
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "$BLISS_CONFIG_PATH (unset)"));
+    /* found along the search path; a syntax error after the included lines is dated in top.cfg */
+    char env[700];
+    snprintf(env, sizeof env, "/nonexistent:%s", lib);
+    setenv("BLISS_CONFIG_PATH", env, 1);
+    ck_assert_int_eq(bl_config_load(&cfg, path), BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "top.cfg:2: syntax error") != NULL, "%s", bl_error_message());
+    write_file(user, "top.cfg", "@include \"common.cfg\"\ntop = { s = \"here\"; };\n");
+    ck_assert_msg(bl_config_load(&cfg, path) == BL_OK, "%s", bl_error_message());
+    double x;
+    int64_t n;
+    const char *s;
+    ck_assert_int_eq(bl_config_double(cfg, "inner.x", 0, 1, &x), BL_OK);
+    ck_assert_double_eq(x, 1.5);
+    ck_assert_int_eq(bl_config_int(cfg, "common.n", 0, 1, &n), BL_OK);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(bl_config_string(cfg, "top.s", NULL, 1, &s), BL_OK);
+    ck_assert_str_eq(s, "here");
+    /* file:line of settings from every file of the chain */
+    ck_assert_msg(strstr(bl_config_where(cfg, "inner.x"), "lib/inner.cfg:1") != NULL, "%s",
+                  bl_config_where(cfg, "inner.x"));
+    ck_assert_msg(strstr(bl_config_where(cfg, "common.n"), "lib/common.cfg:3") != NULL, "%s",
+                  bl_config_where(cfg, "common.n"));
+    ck_assert_msg(strstr(bl_config_where(cfg, "top.s"), "user/top.cfg:2") != NULL, "%s",
+                  bl_config_where(cfg, "top.s"));
+    bl_config_free(cfg);
+    unsetenv("BLISS_CONFIG_PATH");
+
+    /* the error cases: never an exit from inside libconfig, always file:line */
+    static const struct { const char *text, *msg; } bad[] = {
+        {"a = 1;\n@include \"\"\n", "e.cfg:2: @include \"\": empty file name"},
+        {"a = 1;\n\n@include \"lib\"\n", "e.cfg:3: @include \"lib\": "},
+        {"@include \"nosuch.cfg\"\n", "e.cfg:1: @include \"nosuch.cfg\": not found"},
+        {"@include \"/nonexistent/x.cfg\"\n", "e.cfg:1: @include \"/nonexistent/x.cfg\": no such file"},
+        {"@include \"e.cfg\"\n", "includes itself"},
+        {"a = 1; @include \"x.cfg\"\n", "e.cfg:1: '@' outside a string"},
+        {"@include x.cfg\n", "e.cfg:1: expected @include \"file.cfg\" alone on its line"},
+        {"\"\"", "e.cfg:1: syntax error"},
+        {"\"\"\n", "e.cfg:1: syntax error"},
+        /* strings libconfig's parser would reject (and leak): caught first, same message */
+        {"a = \"x\";\n\"y\"\n", "e.cfg:2: syntax error"},
+        {"a = { \"b\" = 1; };\n", "e.cfg:1: syntax error"},
+        {"a = 1\n  \"x\";\n", "e.cfg:2: syntax error"},
+        {"a = [1 \"x\"];\n", "e.cfg:1: syntax error"},
+        /* errors libconfig reports itself */
+        {"a = [1, \"x\"];\n", "e.cfg:1: mismatched element type in array"},
+        {"a = \"x\" = 1;\n", "e.cfg:1: syntax error"},
+        {"a = \"unterminated\n", "syntax error"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(dir, "e.cfg", bad[i].text);
+        path_in(path, sizeof path, dir, "e.cfg");
+        ck_assert_int_eq(bl_config_load(&cfg, path), BL_ERR_CONFIG);
+        ck_assert_ptr_null(cfg);
+        ck_assert_msg(strstr(bl_error_message(), bad[i].msg) != NULL, "case %zu: %s", i, bl_error_message());
+    }
+    ck_assert_ptr_nonnull(strstr((write_file(dir, "e.cfg", "a = 1;\n\n@include \"lib\"\n"),
+                                  bl_config_load(&cfg, path), bl_error_message()), "is a directory"));
+    /* a directory as the top-level file, and an @include in a comment or a string is text */
+    ck_assert_int_eq(bl_config_load(&cfg, lib), BL_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "is a directory"));
+    ck_assert_int_eq(bl_config_load_string(&cfg, "/* \n@include \"\" */ s = \"@include\"; # @x\n", "c.cfg"),
+                     BL_OK);
+    ck_assert_int_eq(bl_config_string(cfg, "s", NULL, 1, &s), BL_OK);
+    ck_assert_str_eq(s, "@include");
+    bl_config_free(cfg);
+
+    const char *files[][2] = {{lib, "inner.cfg"}, {lib, "common.cfg"}, {user, "top.cfg"}, {dir, "e.cfg"}};
+    for (int i = 0; i < 4; i++) {
+        path_in(path, sizeof path, files[i][0], files[i][1]);
+        remove(path);
+    }
+    rmdir(lib);
+    rmdir(user);
+    rmdir(dir);
+}
+END_TEST
+
+/* extend groups: append to lists, merge groups, replace scalars, in file order */
+START_TEST(test_config_extend)
+{
+    char dir[] = "/tmp/bl_test_ext_XXXXXX", path[600];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    write_file(dir, "parent.cfg",
+               "train = { lr = 0.1; steps = 10; milestones = [4, 8]; };\n"
+               "factors = ( { name = \"a\"; kind = \"normal\"; } );\n");
+    write_file(dir, "child.cfg",
+               "@include \"parent.cfg\"\n"
+               "extend_child = {\n"
+               "  factors = ( { name = \"b\"; kind = \"lognormal\"; } );\n"
+               "  train = { lr = 1; milestones = [16]; optimizer = { eps = 1e-6; }; };\n"
+               "  prior_fields = ( { name = \"z\"; } );\n"
+               "};\n");
+    write_file(dir, "grandchild.cfg",
+               "@include \"child.cfg\"\n"
+               "extend = { factors = ( { name = \"c\"; kind = \"normal\"; } ); train = { lr = 0.5; }; };\n");
+    path_in(path, sizeof path, dir, "grandchild.cfg");
+    bl_config *cfg;
+    ck_assert_msg(bl_config_load(&cfg, path) == BL_OK, "%s", bl_error_message());
+    ck_assert_int_eq(bl_config_length(cfg, "factors"), 3);
+    const char *s;
+    static const char *const want[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "factors.[%d].name", i);
+        ck_assert_int_eq(bl_config_string(cfg, key, NULL, 1, &s), BL_OK);
+        ck_assert_str_eq(s, want[i]);
+        snprintf(key, sizeof key, "factors.[%d].kind", i);
+        ck_assert_int_eq(bl_config_string(cfg, key, NULL, 1, &s), BL_OK);
+    }
+    double lr, ms[4], eps;
+    int m;
+    ck_assert_int_eq(bl_config_double(cfg, "train.lr", 0, 1, &lr), BL_OK);
+    ck_assert_double_eq(lr, 0.5); /* the grandchild wins, the int 1 became a float */
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 4, ms, &m), BL_OK);
+    ck_assert_int_eq(m, 3);
+    ck_assert_double_eq(ms[2], 16);
+    ck_assert_int_eq(bl_config_double(cfg, "train.optimizer.eps", 0, 1, &eps), BL_OK);
+    ck_assert_double_eq(eps, 1e-6);
+    int64_t steps;
+    ck_assert_int_eq(bl_config_int(cfg, "train.steps", 0, 1, &steps), BL_OK);
+    /* a key added by extend and never read is reported at the line of the extend entry */
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "child.cfg:5: unknown key 'prior_fields.[0].name'") != NULL, "%s",
+                  bl_error_message());
+    bl_config_free(cfg);
+    /* a type clash names both places */
+    ck_assert_int_eq(bl_config_load_string(&cfg, "a = { n = 1; };\nextend = { a = { n = \"x\"; }; };\n", "t.cfg"),
+                     BL_ERR_CONFIG);
+    ck_assert_msg(strstr(bl_error_message(), "t.cfg:2: key 'a.n' is an integer (t.cfg:1), not a string") != NULL,
+                  "%s", bl_error_message());
+    ck_assert_int_eq(bl_config_load_string(&cfg, "a = [1, 2];\nextend = { a = [\"x\"]; };\n", "t.cfg"),
+                     BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "cannot append a string to 'a'"));
+    ck_assert_int_eq(bl_config_load_string(&cfg, "extend = 3;\n", "t.cfg"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "t.cfg:1: key 'extend' must be a group"));
+    const char *names[] = {"parent.cfg", "child.cfg", "grandchild.cfg"};
+    for (int i = 0; i < 3; i++) {
+        path_in(path, sizeof path, dir, names[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+END_TEST
+
+/* --set on list elements, list values and +=; the "did you mean" of unknown keys */
+START_TEST(test_config_set_lists_and_did_you_mean)
+{
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, cfg_text, "test.cfg"), BL_OK);
+    const char *s;
+    double ms[8];
+    int n;
+    ck_assert_int_eq(bl_config_set(cfg, "factors[0].kind=lognormal"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "factors.[0].name=\"z\""), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones[1]=70"), BL_OK);
+    ck_assert_int_eq(bl_config_string(cfg, "factors.[0].kind", NULL, 1, &s), BL_OK);
+    ck_assert_str_eq(s, "lognormal");
+    ck_assert_int_eq(bl_config_string(cfg, "factors.[0].name", NULL, 1, &s), BL_OK);
+    ck_assert_str_eq(s, "z");
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 8, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_double_eq(ms[1], 70);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=[80, 90]"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=100"), BL_OK);
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 8, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 5);
+    ck_assert_double_eq(ms[4], 100);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[5]"), BL_OK);
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 8, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_double_eq(ms[0], 5);
+    ck_assert_int_eq(bl_config_set(cfg, "factors+=({ name = \"w\"; kind = \"normal\"; })"), BL_OK);
+    ck_assert_int_eq(bl_config_length(cfg, "factors"), 2);
+    ck_assert_int_eq(bl_config_string(cfg, "factors.[1].name", NULL, 1, &s), BL_OK);
+    ck_assert_str_eq(s, "w");
+    ck_assert_int_eq(bl_config_set(cfg, "train={ steps = 5; }"), BL_OK); /* a group merges */
+    int64_t steps;
+    ck_assert_int_eq(bl_config_int(cfg, "train.steps", 0, 1, &steps), BL_OK);
+    ck_assert_int_eq(steps, 5);
+    /* errors */
+    ck_assert_int_eq(bl_config_set(cfg, "factors[5].kind=normal"), BL_ERR_CONFIG);
+    ck_assert_int_eq(bl_config_set(cfg, "train.steps+=1"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "+= appends to lists and arrays"));
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1 \"x\"]"), BL_ERR_CONFIG);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1,"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "not a libconfig value"));
+    /* an integer joins an array of floats as a float; a float does not join integers */
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[0.5]"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=(2, 3.5)"), BL_OK);
+    ck_assert_int_eq(bl_config_doubles(cfg, "train.milestones", 0, 8, ms, &n), BL_OK);
+    ck_assert_int_eq(n, 3);
+    ck_assert_double_eq(ms[1], 2.0);
+    ck_assert_double_eq(ms[2], 3.5);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[1]"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=2.5"), BL_ERR_CONFIG);
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones=[\"a\"]"), BL_OK); /* replaced: any one type */
+    ck_assert_int_eq(bl_config_set(cfg, "train.milestones+=[1]"), BL_ERR_CONFIG);
+    ck_assert_int_eq(bl_config_set(cfg, "train.name=[1]"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'train.name' is a string"));
+    bl_config_free(cfg);
+
+    /* did you mean: a near spelling, or the same last name in another group */
+    ck_assert_int_eq(bl_config_load_string(&cfg, "train = { lrr = 1.0; optimizer = { lr = 1.0; }; };\n", "t.cfg"),
+                     BL_OK);
+    double lr;
+    ck_assert_int_eq(bl_config_double(cfg, "train.optimizer.lr", 0, 1, &lr), BL_OK);
+    ck_assert_int_eq(bl_config_double(cfg, "train.lr", 0, 0, &lr), BL_OK);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_str_eq(bl_error_message(), "t.cfg:1: unknown key 'train.lrr' (did you mean 'train.lr'?)");
+    bl_config_free(cfg);
+    ck_assert_int_eq(bl_config_load_string(&cfg, "train = { lr = 1.0; };\n", "t.cfg"), BL_OK);
+    ck_assert_int_eq(bl_config_double(cfg, "train.optimizer.lr", 0, 0, &lr), BL_OK);
+    ck_assert_int_eq(bl_config_check_unused(cfg), BL_ERR_CONFIG);
+    ck_assert_str_eq(bl_error_message(), "t.cfg:1: unknown key 'train.lr' (did you mean 'train.optimizer.lr'?)");
+    bl_config_free(cfg);
+}
+END_TEST
+
+/* bl_config_to_string reads back to the same values, bit for bit */
+START_TEST(test_config_to_string_round_trip)
+{
+    const char *text =
+        "a = { f = 0.39330758068481686; g = 1e-300; h = 3.0; i = -7; big = 9000000000L; b = true;\n"
+        "      s = \"q\\\"uote\\\\ and\\n newline\"; arr = [0.1, 0.2]; sarr = [\"u\", \"g\"]; };\n"
+        "l = ( { name = \"x\"; v = 1; }, 2.5, \"s\", ( 1, 2 ) );\n"
+        "e = ( );\n"
+        "overrides_x = ( \"a.h = 4.0\" );\n"
+        "extend = { a = { arr = [0.3]; }; };\n";
+    bl_config *cfg, *back;
+    ck_assert_int_eq(bl_config_load_string(&cfg, text, "t.cfg"), BL_OK);
+    ck_assert_int_eq(bl_config_set(cfg, "a.i=-8"), BL_OK);
+    char *out = bl_config_to_string(cfg);
+    ck_assert_msg(bl_config_load_string(&back, out, "back.cfg") == BL_OK, "%s\n%s", bl_error_message(), out);
+    ck_assert_ptr_null(strstr(out, "overrides_x")); /* applied, not written */
+    ck_assert_ptr_null(strstr(out, "extend"));
+    double f[2], arr[8];
+    int64_t i[2];
+    const char *s[2];
+    int na[2], b[2];
+    bl_config *c[2] = {cfg, back};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(bl_config_double(c[k], "a.f", 0, 1, &f[k]), BL_OK);
+        ck_assert_int_eq(bl_config_int(c[k], "a.big", 0, 1, &i[k]), BL_OK);
+        ck_assert_int_eq(bl_config_string(c[k], "a.s", NULL, 1, &s[k]), BL_OK);
+        ck_assert_int_eq(bl_config_bool(c[k], "a.b", 0, 1, &b[k]), BL_OK);
+        ck_assert_int_eq(bl_config_doubles(c[k], "a.arr", 0, 8, arr, &na[k]), BL_OK);
+    }
+    ck_assert(f[0] == f[1] && f[0] == 0.39330758068481686);
+    ck_assert(i[0] == i[1] && i[0] == 9000000000LL);
+    ck_assert_str_eq(s[0], s[1]);
+    ck_assert_str_eq(s[1], "q\"uote\\ and\n newline");
+    ck_assert_int_eq(b[1], 1);
+    ck_assert_int_eq(na[1], 3);
+    ck_assert_double_eq(arr[2], 0.3);
+    double g, h;
+    int64_t iv;
+    ck_assert_int_eq(bl_config_double(back, "a.g", 0, 1, &g), BL_OK);
+    ck_assert(g == 1e-300);
+    ck_assert_int_eq(bl_config_double(back, "a.h", 0, 1, &h), BL_OK);
+    ck_assert_double_eq(h, 4.0);
+    ck_assert_int_eq(bl_config_int(back, "a.h", 0, 1, &iv), BL_ERR_CONFIG); /* still a float */
+    ck_assert_int_eq(bl_config_int(back, "a.i", 0, 1, &iv), BL_OK);
+    ck_assert_int_eq(iv, -8);
+    ck_assert_int_eq(bl_config_length(back, "l"), 4);
+    ck_assert_int_eq(bl_config_length(back, "l.[3]"), 2);
+    ck_assert_int_eq(bl_config_length(back, "e"), 0);
+    ck_assert(bl_config_exists(back, "e"));
+    /* writing the read-back config gives the same text */
+    char *again = bl_config_to_string(back);
+    ck_assert_str_eq(out, again);
+    free(again);
+    free(out);
+    bl_config_free(back);
+    bl_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_config_syntax_error_and_missing_file)
 {
     bl_config *cfg;
@@ -392,6 +697,10 @@ int main(void)
     tcase_add_test(tc, test_config_overrides);
     tcase_add_test(tc, test_config_override_lists);
     tcase_add_test(tc, test_config_syntax_error_and_missing_file);
+    tcase_add_test(tc, test_config_include_resolution_and_errors);
+    tcase_add_test(tc, test_config_extend);
+    tcase_add_test(tc, test_config_set_lists_and_did_you_mean);
+    tcase_add_test(tc, test_config_to_string_round_trip);
     suite_add_tcase(s, tc);
     return bl_check_run(s);
 }

@@ -1,4 +1,4 @@
-/* The input normaliser (lib/sim/normalize.h, spec §4.1) on examples computed by hand, against an
+/* The input normaliser (lib/sim/normalize.h, docs/behaviour.md §4.1) on examples computed by hand, against an
  * independent padded-array implementation, and on bad inputs. */
 #include <check.h>
 #include <math.h>

@@ -251,7 +251,7 @@ START_TEST(test_determinism_and_extra_fields)
     }
     ck_assert(differs);
 
-    /* redshift priors of spec §9.1, added like a factor; the other fields do not change */
+    /* redshift priors of docs/behaviour.md §9.1, added like a factor; the other fields do not change */
     bl_field_sampler zs = {.name = "redshift", .kind = bl_sampler_uniform, .field = "redshifts",
                            .params = {0.5, 2.5}};
     ck_assert_int_eq(bl_prior_add(prior, &zs), BL_OK);

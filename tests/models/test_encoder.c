@@ -200,7 +200,7 @@ START_TEST(test_redshift_factor_needs_no_encoder_change)
     ck_assert_int_eq(bl_encoder_loss(enc, ctx, x, truth, &loss, &parts), BL_OK);
     ck_assert_ptr_null(parts.nll_white);
 
-    /* the redshift term: n * -log N(z; x38, exp(x39 / 2)) per tile (spec §3.5) */
+    /* the redshift term: n * -log N(z; x38, exp(x39 / 2)) per tile (docs/behaviour.md §3.5) */
     bl_tensor *base;
     bl_vardist_spec *spec38 = bl_vardist_spec_alloc_sdss(5, 4);
     bl_tensor *x38 = bl_slice(ctx, parts.pred.marginal->x_cat, 3, 0, 38);

@@ -79,10 +79,10 @@ START_TEST(test_factors_table)
 {
     cli_run(&r, NULL, "factors", "-c", path("ok.cfg"), "--threads", "1", NULL);
     ck_assert_msg(r.status == 0, "stderr: %s", r.err);
-    /* the SDSS base spec: 28 factors, P = 38 (spec §3.1) */
+    /* the SDSS base spec: 28 factors, P = 38 (docs/behaviour.md §3.1) */
     ck_assert_has(r.out, "galaxy_flux_z");
     ck_assert_has(r.out, "total P = 38");
-    ck_assert_has(r.out, "13865740 trainable parameters"); /* spec §4.6 */
+    ck_assert_has(r.out, "13865740 trainable parameters"); /* docs/behaviour.md §4.6 */
     /* one config entry adds the redshift factor: P = 40 */
     cli_write(dir, "z.cfg",
               "@include \"ok.cfg\"\n"
@@ -189,6 +189,58 @@ START_TEST(test_config_case)
 }
 END_TEST
 
+/* A user's config outside the repository includes a shipped one by name (the search path has
+ * the project's configs/), extends its lists and changes list elements with --set; include
+ * errors are reported with file:line and exit status 1, never from inside libconfig. */
+START_TEST(test_include_from_elsewhere_and_extend)
+{
+    char elsewhere[512];
+    snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere", dir);
+    ck_assert_int_eq(mkdir(elsewhere, 0777), 0);
+    cli_write(elsewhere, "mine.cfg",
+              "@include \"quick.cfg\"\n"
+              "extend_mine = {\n"
+              "  factors = ( { name = \"flux_r\"; kind = \"lognormal\"; field = \"fluxes\"; column = 2; } );\n"
+              "  train = { optimizer = { lr = 0.5; }; };\n"
+              "};\n");
+    char mine[600];
+    snprintf(mine, sizeof mine, "%s/mine.cfg", elsewhere);
+    cli_run(&r, NULL, "factors", "-c", mine, "--set", "factors[0].mask=always", NULL);
+    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+    /* redshift (from redshift.cfg) with its mask changed, then the appended factor: P 40 -> 42 */
+    ck_assert_has(r.out, "redshift             normal                  2  38-39    redshifts[0]       always");
+    ck_assert_has(r.out, "flux_r               lognormal               2  40-41    fluxes[2]          on");
+    ck_assert_has(r.out, "total P = 42");
+    /* an unknown key brought in by extend is dated in mine.cfg, with a suggestion */
+    cli_write(elsewhere, "typo.cfg", "@include \"quick.cfg\"\nextend = {\n  train = { optimiser = { lr = 0.5; }; };\n};\n");
+    snprintf(mine, sizeof mine, "%s/typo.cfg", elsewhere);
+    cli_run(&r, NULL, "factors", "-c", mine, NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "typo.cfg:3: unknown key 'train.optimiser.lr' (did you mean 'train.optimizer.lr'?)");
+    /* include errors */
+    cli_write(elsewhere, "empty.cfg", "# nothing\n@include \"\"\n");
+    snprintf(mine, sizeof mine, "%s/empty.cfg", elsewhere);
+    cli_run(&r, NULL, "factors", "-c", mine, NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "empty.cfg:2: @include \"\": empty file name");
+    ck_assert(strstr(r.err, "flex") == NULL);
+    cli_write(elsewhere, "isdir.cfg", "@include \"..\"\n");
+    snprintf(mine, sizeof mine, "%s/isdir.cfg", elsewhere);
+    cli_run(&r, NULL, "factors", "-c", mine, NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "isdir.cfg:1: @include \"..\":");
+    ck_assert_has(r.err, "is a directory");
+    cli_run(&r, NULL, "factors", "-c", elsewhere, NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "is a directory");
+    cli_write(elsewhere, "quote.cfg", "\"\"");
+    snprintf(mine, sizeof mine, "%s/quote.cfg", elsewhere);
+    cli_run(&r, NULL, "factors", "-c", mine, NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "quote.cfg:1: syntax error");
+}
+END_TEST
+
 static Suite *cli_config_suite(void)
 {
     Suite *s = suite_create("cli_config");
@@ -198,6 +250,7 @@ static Suite *cli_config_suite(void)
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_factors_table);
     tcase_add_loop_test(tc, test_config_case, 0, N_CASES);
+    tcase_add_test(tc, test_include_from_elsewhere_and_extend);
     suite_add_tcase(s, tc);
     return s;
 }

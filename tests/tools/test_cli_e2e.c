@@ -313,7 +313,186 @@ START_TEST(test_interrupt_and_resume)
 }
 END_TEST
 
+static const char *path(const char *name)
+{
+    static char p[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+static bl_curve *read_curve(const char *d, const char *name)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", d, name);
+    bl_curve *c;
+    ck_assert_msg(bl_curve_read_csv(&c, p) == BL_OK, "%s", bl_error_message());
+    return c;
+}
+
+/* A run records itself: config.cfg and the checkpoints' metadata hold the resolved config (with
+ * --set), the version, seed, threads and engine; evaluate and predict rebuild the encoder from
+ * the checkpoint alone; `bliss train -c config.cfg` repeats the run loss for loss. */
+START_TEST(test_run_records_itself)
+{
+    cli_run(&r, NULL, "--version", NULL);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(!strncmp(r.out, "bliss-c 0.1.0 (git ", 19), "%s", r.out);
+    char version[256];
+    snprintf(version, sizeof version, "%.200s", r.out + 8);
+    version[strcspn(version, "\n")] = 0;
+
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "ds", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    /* a narrower network than quick.cfg's (features_width 8): only --set says so */
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "--set", "encoder.arch.features_width=16", "--seed", "5",
+            "-o", "run", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    ck_assert_has(r.out, "seed 5, threads 1, conv engine default; resolved config in run/config.cfg");
+    char text[1 << 15], buf[1 << 15];
+    cli_read_file(path("run/config.cfg"), text, sizeof text);
+    ck_assert_has(text, "--set encoder.arch.features_width=16");
+    ck_assert_has(text, "# seed 5, threads 1, conv engine default");
+    ck_assert_has(text, "features_width = 16;");
+    ck_assert_has(text, "seed = 5;");
+    ck_assert_has(text, "output_dir = \"run\";");
+    ck_assert(strstr(text, "overrides_quick") == NULL); /* applied, not repeated */
+    for (int k = 0; k < 2; k++) {
+        const char *ckpt = path(k ? "run/best.safetensors" : "run/last.safetensors");
+        ck_assert_has(meta(ckpt, "bliss.config", buf, sizeof buf), "features_width = 16;");
+        ck_assert_has(strstr(text, "\n\n"), buf); /* the same text as config.cfg's body */
+        ck_assert_str_eq(meta(ckpt, "bliss.version", buf, sizeof buf), version);
+        ck_assert_str_eq(meta(ckpt, "train.seed", buf, sizeof buf), "5");
+        ck_assert_str_eq(meta(ckpt, "train.threads", buf, sizeof buf), "1");
+        ck_assert_str_eq(meta(ckpt, "train.conv_engine", buf, sizeof buf), "default");
+    }
+    /* evaluate and predict without --config and without the --set */
+    cli_run(&r, dir, "evaluate", "--checkpoint", "run/best.safetensors", "--data", "ds", "-o", "m.json", NULL);
+    ck_assert_msg(r.status == 0, "evaluate: %s", r.err);
+    ck_assert(cli_exists(dir, "m.json"));
+    cli_run(&r, dir, "predict", "--checkpoint", "run/best.safetensors", "-i", "ds/shard_0000.safetensors",
+            "-o", "p", NULL);
+    ck_assert_msg(r.status == 0, "predict: %s", r.err);
+    ck_assert(cli_exists(dir, "p.fits") && cli_exists(dir, "p.safetensors"));
+    /* --set still applies on top of the recorded config; an explicit --config wins and a
+     * mismatch is reported, with the hint */
+    cli_run(&r, dir, "evaluate", "--checkpoint", "run/best.safetensors", "--data", "ds", "-o", "m2.json",
+            "--set", "metrics.dist_slack=0.5", NULL);
+    ck_assert_msg(r.status == 0, "evaluate --set: %s", r.err);
+    cli_run(&r, dir, "predict", "-c", "quick.cfg", "--checkpoint", "run/best.safetensors", "-i",
+            "ds/shard_0000.safetensors", "-o", "q", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "is (16) in the file, (8) in the model");
+    ck_assert_has(r.err, "without --config the config recorded in the checkpoint is used");
+    cli_run(&r, dir, "evaluate", "--checkpoint", "run/best.safetensors", "--data", "ds", NULL);
+    ck_assert_msg(r.status == 0, "evaluate: %s", r.err);
+    /* no --config and no --checkpoint: still a usage error */
+    cli_run(&r, dir, "evaluate", "--data", "ds", NULL);
+    ck_assert_int_eq(r.status, 2);
+    /* a checkpoint without a recorded config (e.g. converted from PyTorch) asks for --config */
+    bl_safetensors *st, *bare = bl_safetensors_alloc();
+    ck_assert_int_eq(bl_safetensors_read(&st, path("run/best.safetensors")), BL_OK);
+    for (int i = 0; i < st->n; i++)
+        ck_assert_int_eq(bl_safetensors_add(bare, st->tensors[i].name, st->tensors[i].dtype, st->tensors[i].ndim,
+                                            st->tensors[i].shape, st->tensors[i].data), BL_OK);
+    ck_assert_int_eq(bl_safetensors_write(bare, path("bare.safetensors")), BL_OK);
+    bl_safetensors_free(st);
+    bl_safetensors_free(bare);
+    cli_run(&r, dir, "evaluate", "--checkpoint", "bare.safetensors", "--data", "ds", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "bare.safetensors: the checkpoint records no config");
+    ck_assert_has(r.err, "pass --config FILE");
+
+    /* the recorded config repeats the run: the same losses at every step (same thread count) */
+    cli_run(&r, dir, "train", "-c", "run/config.cfg", "-o", "again", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "train again: %s", r.err);
+    bl_curve *a = read_curve(dir, "run/curve.csv"), *b = read_curve(dir, "again/curve.csv");
+    ck_assert_int_eq(a->n, b->n);
+    ck_assert_int_ge(a->n, 3);
+    for (int64_t i = 0; i < a->n; i++) {
+        ck_assert_int_eq(a->points[i].step, b->points[i].step);
+        ck_assert(a->points[i].train_loss == b->points[i].train_loss ||
+                  (isnan(a->points[i].train_loss) && isnan(b->points[i].train_loss)));
+        ck_assert(a->points[i].val_loss == b->points[i].val_loss ||
+                  (isnan(a->points[i].val_loss) && isnan(b->points[i].val_loss)));
+    }
+    bl_curve_free(a);
+    bl_curve_free(b);
+}
+END_TEST
+
+/* Smaller points: images not a multiple of 16 (message, --pad), -o into a missing directory, a
+ * FITS without the band HDUs, two factors on one column, did-you-mean. */
+START_TEST(test_input_and_output_messages)
+{
+    cli_run(&r, dir, "generate", "-c", "quick.cfg", "-o", "ds", "--threads", "1", "--fits", NULL);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--threads", "1", "--max-steps", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    /* the first batch cropped to 14 x 14 pixels */
+    bl_safetensors *st, *crop = bl_safetensors_alloc();
+    ck_assert_int_eq(bl_safetensors_read(&st, path("ds/shard_0000.safetensors")), BL_OK);
+    const char *names[2] = {"images", "background"};
+    for (int k = 0; k < 2; k++) {
+        const bl_st_tensor *t = bl_safetensors_find(st, names[k]);
+        ck_assert(t && t->dtype == BL_DTYPE_F32 && t->ndim == 4 && t->shape[2] == 16 && t->shape[3] == 16);
+        int64_t B = t->shape[0], NB = t->shape[1];
+        float *v = malloc((size_t)(B * NB * 14 * 14) * sizeof(float));
+        for (int64_t p = 0; p < B * NB; p++)
+            for (int i = 0; i < 14; i++)
+                for (int j = 0; j < 14; j++) v[(p * 14 + i) * 14 + j] = ((const float *)t->data)[(p * 16 + i) * 16 + j];
+        ck_assert_int_eq(bl_safetensors_add(crop, names[k], BL_DTYPE_F32, 4, (int64_t[]){B, NB, 14, 14}, v), BL_OK);
+        free(v);
+    }
+    ck_assert_int_eq(bl_safetensors_write(crop, path("crop.safetensors")), BL_OK);
+    bl_safetensors_free(crop);
+    bl_safetensors_free(st);
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "crop.safetensors", "-o", "p", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "crop.safetensors: images of 14 x 14 pixels: the encoder needs sides that are multiples of 16; pass --pad");
+    ck_assert(!cli_exists(dir, "p.fits"));
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "crop.safetensors", "-o", "p", "--pad",
+            NULL);
+    ck_assert_msg(r.status == 0, "predict --pad: %s", r.err);
+    ck_assert_has(r.err, "padded to 16 x 16");
+    ck_assert_has(r.out, "(14 x 14 pixels");
+    bl_full_catalog *fc;
+    ck_assert_int_eq(bl_fits_read_catalog(path("p.fits"), &fc), BL_OK);
+    ck_assert_int_eq(fc->height, 14);
+    ck_assert_int_eq(fc->width, 14);
+    for (int64_t b = 0; b < fc->B; b++)
+        for (int64_t m = 0; m < fc->n_sources[b]; m++)
+            ck_assert(fc->plocs->data[(b * fc->M + m) * 2] < 14 && fc->plocs->data[(b * fc->M + m) * 2 + 1] < 14);
+    bl_full_catalog_free(fc);
+    /* -o into a missing directory */
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "ds/shard_0000.safetensors", "-o",
+            "nodir/p", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nodir/p.fits: cannot write there: the directory nodir does not exist");
+    cli_run(&r, dir, "evaluate", "--checkpoint", "run/last.safetensors", "--data", "ds", "-o", "nodir/m.json", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nodir/m.json: cannot write there: the directory nodir does not exist");
+    /* a FITS file without the band HDUs says what it expected */
+    bl_full_catalog *empty = bl_full_catalog_alloc(1, 1, 16, 16, 5);
+    const char *bands[5] = {"u", "g", "r", "i", "z"};
+    ck_assert_int_eq(bl_fits_write(path("nobands.fits"), 5, bands, NULL, 0, empty, NULL, 0), BL_OK);
+    bl_full_catalog_free(empty);
+    cli_run(&r, dir, "predict", "--checkpoint", "run/last.safetensors", "-i", "nobands.fits", "-o", "p2", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nobands.fits: expected one image HDU per band with EXTNAME u, g, r, i, z");
+    /* two factors on one column */
+    cli_write(dir, "two.cfg", "@include \"quick.cfg\"\nextend = {\n"
+                              "  factors = ( { name = \"z2\"; kind = \"normal\"; field = \"redshifts\"; } );\n};\n");
+    cli_run(&r, dir, "factors", "-c", "two.cfg", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "two.cfg:3: factors 'redshift' and 'z2' both explain redshifts[0]");
+}
+END_TEST
+
 static Suite *cli_e2e_suite(void)
+
+
 {
     Suite *s = suite_create("cli_e2e");
     TCase *tc = tcase_create("core");
@@ -321,6 +500,8 @@ static Suite *cli_e2e_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_generate_train_evaluate_predict);
     tcase_add_test(tc, test_interrupt_and_resume);
+    tcase_add_test(tc, test_run_records_itself);
+    tcase_add_test(tc, test_input_and_output_messages);
     suite_add_tcase(s, tc);
     return s;
 }

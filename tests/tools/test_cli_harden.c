@@ -118,7 +118,7 @@ START_TEST(test_resources)
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "GiB for batch 1000000000 at 16x16");
     ck_assert_has(r.err, "reduce prior.batch_size");
-    cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "x", "--set", "prior.n_tiles_h=1000000",
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--set", "prior.n_tiles_h=1000000",
             "--set", "prior.n_tiles_w=1000000", NULL);
     ck_assert_int_eq(r.status, 1);
     ck_assert_has(r.err, "at 4000000x4000000");
