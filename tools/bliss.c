@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "tools/commands.h"
+#include "tools/dist.h"
 
 typedef struct bl_command {
     const char *name;
@@ -146,7 +147,20 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
        OPT_CHECKPOINT, OPT_BATCHES };
 
+static int bl_main(int argc, char **argv);
+
+/* Under mpirun (tools/dist.h) a process that fails ends the whole job: its message is on
+ * stderr, and the others must not wait for it in a collective. */
 int main(int argc, char **argv)
+{
+    bl_dist_init(&argc, &argv);
+    int status = bl_main(argc, argv);
+    if (status != 0 && status < 128 && bl_dist_size() > 1) bl_dist_abort(status); /* not a signal stop */
+    bl_dist_finalize();
+    return status;
+}
+
+static int bl_main(int argc, char **argv)
 {
     if (argc < 2) {
         bl_usage(stderr);

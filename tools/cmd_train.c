@@ -10,17 +10,24 @@
 #include "models/trainer.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/ddp.h"
+#include "tools/dist.h"
 #include "tools/train_loop.h"
 
 /* The first SIGINT/SIGTERM asks the loop to stop after the current step (it then saves);
- * SA_RESETHAND makes a second one end the process at once. */
-static volatile sig_atomic_t bl_stop_flag, bl_stop_signal;
+ * SA_RESETHAND makes a second one end the process at once. Under mpirun the processes agree
+ * after every step (the maximum of their signal flags), so all stop after the same step. */
+static volatile sig_atomic_t bl_stop_flag, bl_stop_signal, bl_signal_flag;
 
 static void bl_on_signal(int sig)
 {
     bl_stop_signal = sig;
-    bl_stop_flag = 1;
+    bl_signal_flag = 1;
+    if (bl_dist_size() == 1) bl_stop_flag = 1;
 }
+
+/* parameters compared across processes every this many steps (and before every save) */
+#define BL_DDP_CHECK_EVERY 100
 
 static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_term)
 {
@@ -39,19 +46,39 @@ typedef struct {
     bl_trainer *tr;
     const char *config;
     int P;
+    bl_ddp *ddp; /* NULL: one process */
 } bl_train_ctx;
+
+/* The mean of v over the processes (each holds the mean over its equal slice of the global
+ * batch: the mean is the global batch's), as rank 0 has it: decided once for everyone. */
+static double bl_global_mean(double v)
+{
+    bl_dist_sum_double(&v, 1);
+    v /= bl_dist_size();
+    bl_dist_bcast_double(&v, 1);
+    return v;
+}
 
 static bl_status bl_hook_step(void *ctx, int64_t step, double lr, double *loss)
 {
     bl_train_ctx *c = ctx;
-    (void)step; /* the trainer keeps the same count and picks batch `step` itself */
-    return bl_trainer_step(c->tr, lr, loss);
+    /* the trainer keeps the same count and picks batch `step` itself */
+    bl_status st = bl_trainer_step(c->tr, lr, loss);
+    if (st || !c->ddp) return st;
+    double v[2] = {*loss, bl_signal_flag ? 1.0 : 0.0};
+    bl_dist_sum_double(v, 2);
+    *loss = v[0] / bl_dist_size();
+    if (v[1] > 0) bl_stop_flag = 1;
+    if (step == 0 || (step + 1) % BL_DDP_CHECK_EVERY == 0) st = bl_ddp_check(c->ddp, step + 1);
+    return st;
 }
 
 static bl_status bl_hook_validate(void *ctx, double *val)
 {
     bl_train_ctx *c = ctx;
-    return bl_trainer_validate(c->tr, val);
+    bl_status st = bl_trainer_validate(c->tr, val);
+    if (!st && c->ddp) *val = bl_global_mean(*val);
+    return st;
 }
 
 #define BL_N_STATE_META 8
@@ -63,6 +90,9 @@ static const char *const bl_state_keys[BL_N_STATE_META] = {
 static bl_status bl_hook_save(void *ctx, const char *path, const bl_train_state *s)
 {
     bl_train_ctx *c = ctx;
+    bl_status cst = bl_ddp_check(c->ddp, s->step);
+    if (cst) return cst;
+    if (bl_dist_rank() != 0) return BL_OK; /* rank 0 writes the files */
     char v[BL_N_STATE_META][512];
     snprintf(v[0], sizeof v[0], "%lld", (long long)s->step);
     snprintf(v[1], sizeof v[1], "%lld", (long long)s->epoch);
@@ -175,10 +205,15 @@ int bl_cmd_train(bl_cli *cli)
     const bl_train_settings *t = &s->train;
     const char *out_dir = cli->out ? cli->out : t->output_dir;
     const char *source = cli->data ? cli->data : t->data;
-    if (bl_cli_mkdirs(out_dir) || bl_cli_data_open(&data, s, source)) goto done;
+    if (bl_cli_mkdirs(out_dir) ||
+        bl_cli_data_open_slice(&data, s, source, bl_dist_rank(), bl_dist_size()))
+        goto done;
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)t->seed);
+    bl_ddp *ddp = bl_ddp_alloc(enc->params, t->sync_batchnorm);
     bl_trainer_opts topts = bl_trainer_opts_default();
+    topts.after_backward = ddp ? bl_ddp_after_backward : NULL;
+    topts.after_backward_user = ddp;
     topts.adam = (bl_adam_opts){t->lr, t->beta1, t->beta2, t->eps, t->weight_decay};
     topts.fixed_batch = t->fixed_batch;
     bl_batch_source train_src = bl_cli_data_source(data, BL_DATA_TRAIN, 0);
@@ -214,7 +249,7 @@ int bl_cmd_train(bl_cli *cli)
     }
     if (!curve) curve = bl_curve_alloc();
 
-    bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim};
+    bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim, .ddp = ddp};
     bl_train_hooks hooks = {.ctx = &hctx, .step = bl_hook_step,
                             .validate = t->val_batches > 0 ? bl_hook_validate : NULL,
                             .save = bl_hook_save};
@@ -227,6 +262,7 @@ int bl_cmd_train(bl_cli *cli)
         .checkpoint_every = t->checkpoint_every, .print_every = t->print_every,
         .out_dir = out_dir, .plot_width = (int)t->plot_width, .plot_height = (int)t->plot_height,
         .title = title, .log = stdout, .progress = BL_PROGRESS_AUTO, .stop = &bl_stop_flag,
+        .follower = bl_dist_rank() != 0,
     };
     plan.schedule.base_lr = t->lr;
     plan.schedule.gamma = t->gamma;
@@ -236,6 +272,10 @@ int bl_cmd_train(bl_cli *cli)
     printf("training %s: P = %d, %lld trainable parameters, batch %lld, %s, output %s\n", s->path,
            s->spec->dim, (long long)bl_params_count_trainable(enc->params),
            (long long)s->batch_size, source, out_dir);
+    if (bl_dist_size() > 1)
+        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s\n", bl_dist_size(),
+               (long long)(s->batch_size / bl_dist_size()),
+               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process");
     fflush(stdout);
     struct sigaction old_int, old_term;
     bl_install_signals(&old_int, &old_term);
@@ -262,7 +302,10 @@ done:
     if (status == BL_EXIT_ERROR) bl_cli_fail(cli);
     free(csv);
     bl_curve_free(curve);
-    if (tr) bl_trainer_free(tr);
+    if (tr) {
+        bl_ddp_free(tr->opts.after_backward_user);
+        bl_trainer_free(tr);
+    }
     if (enc) bl_encoder_free(enc);
     bl_cli_data_free(data);
     bl_settings_free(s);

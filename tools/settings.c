@@ -93,6 +93,7 @@ static bl_status bl_read_train(bl_settings *s)
         (st = bl_get_int(cfg, "train.patience", 5, 0, INT64_MAX, &t->patience)) ||
         (st = bl_get_int(cfg, "train.max_steps", 0, 0, INT64_MAX, &t->max_steps)) ||
         (st = bl_config_bool(cfg, "train.fixed_batch", 0, 0, &t->fixed_batch)) ||
+        (st = bl_config_bool(cfg, "train.sync_batchnorm", 0, 0, &t->sync_batchnorm)) ||
         (st = bl_get_int(cfg, "train.print_every", 10, 1, INT64_MAX, &t->print_every)) ||
         (st = bl_get_int(cfg, "train.checkpoint_every", 0, 0, INT64_MAX, &t->checkpoint_every)) ||
         (st = bl_get_double(cfg, "train.optimizer.lr", 1e-3, 0, 1e3, &t->lr)) ||
