@@ -7,7 +7,8 @@
  * gradient all-reduce, Adam. Prints, from rank 0: ms per step (mean of `reps` after one
  * warm-up step; the slowest rank's), images per second (B / step time), the all-reduce time
  * inside the steps, and an all-reduce of the packed gradient buffer on its own (mean of 5).
- * Threads per rank: OMP_NUM_THREADS / OPENBLAS_NUM_THREADS as set by the caller. */
+ * Threads per rank: OMP_NUM_THREADS / OPENBLAS_NUM_THREADS as set by the caller.
+ * reps = 0: the all-reduce of the gradient buffer alone (no training step). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
                argv[1], (long long)P, 4e-6 * (double)P, B, n, B / n, omp_get_max_threads(),
                openblas_get_num_threads(), openblas_get_corename());
     double loss;
-    if (bl_trainer_step(tr, 1e-4, &loss)) { /* warm-up */
+    if (reps > 0 && bl_trainer_step(tr, 1e-4, &loss)) { /* warm-up */
         fprintf(stderr, "bench_ddp: %s\n", bl_error_message());
         bl_dist_abort(1);
     }
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++)
         if (bl_trainer_step(tr, 1e-4, &loss)) bl_dist_abort(1);
     bl_dist_barrier();
-    double step = (bl_bench_now() - t0) / reps;
+    double step = reps > 0 ? (bl_bench_now() - t0) / reps : 0;
     double comm = ddp && ddp->n_reduces ? ddp->comm_seconds / (double)ddp->n_reduces : 0;
     double ar = 0;
     if (ddp) {
@@ -76,7 +77,7 @@ int main(int argc, char **argv)
     if (rank == 0)
         printf("ms/step %.1f  images/s %.2f  all-reduce in step %.1f ms (mean over ranks)  "
                "all-reduce of the %.1f MB gradient buffer alone %.1f ms\n",
-               1e3 * step, B / step, 1e3 * v[0] / n, 4e-6 * (double)P, 1e3 * v[1] / n);
+               1e3 * step, step > 0 ? B / step : 0, 1e3 * v[0] / n, 4e-6 * (double)P, 1e3 * v[1] / n);
     bl_ddp_free(ddp);
     bl_trainer_free(tr);
     bl_encoder_free(enc);
