@@ -30,7 +30,18 @@ typedef struct bl_bn_saved {
     double *mean, *invstd; /* (C), the statistics the forward used */
     int64_t C, B, S;       /* x viewed as (B, C, S) */
     int training, silu;
+    double n;              /* values per channel behind the statistics (all processes) */
+    int sync;              /* statistics over all processes (bl_batchnorm_set_reducer) */
 } bl_bn_saved;
+
+static bl_batchnorm_reducer bn_reducer;
+static void *bn_reducer_user;
+
+void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user)
+{
+    bn_reducer = fn;
+    bn_reducer_user = user;
+}
 
 /* SiLU over one row of z = (x - mean) scale + shift:
  *   g == NULL: out = silu(z) = z sigmoid(z);   else: out = g silu'(z) = g s (1 + z (1 - s)).
@@ -132,9 +143,116 @@ static inline double bn_lanes_sum(const double *acc)
     return s;
 }
 
+/* g of channel c, image b: dL/dy, or dL/dy silu'(z) recomputed into gz */
+static inline const bl_real *bn_row_g(const bl_bn_saved *sv, const bl_tensor *x, const bl_real *dy,
+                                      const bl_real *w, const bl_real *bi, int64_t b, int64_t c,
+                                      bl_real *gz)
+{
+    const int64_t C = sv->C, S = sv->S;
+    const bl_real *gp = dy + (b * C + c) * S;
+    if (!sv->silu) return gp;
+    bn_silu_row(x->data + (b * C + c) * S, S, (bl_real)sv->mean[c],
+                (bl_real)sv->invstd[c] * (w ? w[c] : 1), bi ? bi[c] : 0, gp, gz);
+    return gz;
+}
+
+/* Training-mode backward with statistics over all processes: the per-channel sums of g and
+ * g xhat of every process (reducer) enter dx; weight and bias get the local sums. */
+static void batchnorm_backward_sync(bl_ctx *ctx, bl_node *node)
+{
+    const bl_bn_saved *sv = node->saved;
+    bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
+    const int64_t C = sv->C, B = sv->B, S = sv->S;
+    const bl_real *dy = node->out->grad;
+    const bl_real *w = weight ? weight->data : NULL, *bi = bias ? bias->data : NULL;
+    int dx_fresh = 0;
+    bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &dx_fresh) : NULL;
+    bl_real *dw = weight && weight->requires_grad ? bl_grad(ctx, weight) : NULL;
+    bl_real *db = bias && bias->requires_grad ? bl_grad(ctx, bias) : NULL;
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int par = x->numel > BL_NORM_OMP_MIN, nt = par ? omp_get_max_threads() : 1;
+    double *sums = bl_scratch(ctx, (size_t)(2 * C) * sizeof *sums); /* sum g, then sum g xhat */
+    bl_real *gz_all = sv->silu ? bl_scratch(ctx, (size_t)nt * (size_t)S * sizeof(bl_real)) : NULL;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t c = 0; c < C; c++) {
+        bl_real *gz = gz_all ? gz_all + (size_t)omp_get_thread_num() * (size_t)S : NULL;
+        const bl_real mean = (bl_real)sv->mean[c], invstd = (bl_real)sv->invstd[c];
+        double acc_g[BL_NORM_LANES] = {0}, acc_gx[BL_NORM_LANES] = {0};
+        for (int64_t b = 0; b < B; b++) {
+            const bl_real *xp = x->data + (b * C + c) * S, *gp = bn_row_g(sv, x, dy, w, bi, b, c, gz);
+            for (int64_t k = 0; k < S; k++) {
+                acc_g[k % BL_NORM_LANES] += (double)gp[k];
+                acc_gx[k % BL_NORM_LANES] += (double)(gp[k] * ((xp[k] - mean) * invstd));
+            }
+        }
+        sums[c] = bn_lanes_sum(acc_g);
+        sums[C + c] = bn_lanes_sum(acc_gx);
+        if (db) db[c] += (bl_real)sums[c];
+        if (dw) dw[c] += (bl_real)sums[C + c];
+    }
+    if (dx) {
+        bn_reducer(bn_reducer_user, sums, 2 * C);
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t c = 0; c < C; c++) {
+            bl_real *gz = gz_all ? gz_all + (size_t)omp_get_thread_num() * (size_t)S : NULL;
+            const bl_real mean = (bl_real)sv->mean[c], invstd = (bl_real)sv->invstd[c];
+            const bl_real scale = (w ? w[c] : 1) * invstd;
+            const bl_real a = (bl_real)(sums[c] / sv->n), bcoef = (bl_real)(sums[C + c] / sv->n);
+            for (int64_t b = 0; b < B; b++) {
+                const bl_real *xp = x->data + (b * C + c) * S, *gp = bn_row_g(sv, x, dy, w, bi, b, c, gz);
+                bl_real *dp = dx + (b * C + c) * S;
+                for (int64_t k = 0; k < S; k++) {
+                    const bl_real v = scale * (gp[k] - a - (xp[k] - mean) * invstd * bcoef);
+                    dp[k] = dx_fresh ? v : dp[k] + v;
+                }
+            }
+        }
+    }
+    bl_arena_release(arena, mark);
+}
+
+/* Training statistics over all processes: per-channel sum of x and the count (reduced), then
+ * sums of (x - m) and (x - m)^2 about the common mean m (reduced). */
+static void bn_stats_sync(bl_ctx *ctx, const bl_tensor *x, int64_t B, int64_t C, int64_t S,
+                          double *mu, double *var, double *n_out)
+{
+    double *buf = bl_scratch(ctx, (size_t)(2 * C + 1) * sizeof *buf);
+    const int par = x->numel > BL_NORM_OMP_MIN;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t c = 0; c < C; c++) {
+        double acc1[BL_NORM_LANES] = {0}, acc2[BL_NORM_LANES] = {0};
+        for (int64_t b = 0; b < B; b++) bn_row_moments(x->data + (b * C + c) * S, S, 0, acc1, acc2);
+        buf[c] = bn_lanes_sum(acc1);
+    }
+    buf[C] = (double)(B * S);
+    bn_reducer(bn_reducer_user, buf, C + 1);
+    const double n = buf[C];
+    for (int64_t c = 0; c < C; c++) mu[c] = buf[c] / n;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t c = 0; c < C; c++) {
+        const bl_real shift = (bl_real)mu[c];
+        double acc1[BL_NORM_LANES] = {0}, acc2[BL_NORM_LANES] = {0};
+        for (int64_t b = 0; b < B; b++) bn_row_moments(x->data + (b * C + c) * S, S, shift, acc1, acc2);
+        buf[c] = bn_lanes_sum(acc1);
+        buf[C + c] = bn_lanes_sum(acc2);
+    }
+    bn_reducer(bn_reducer_user, buf, 2 * C);
+    for (int64_t c = 0; c < C; c++) {
+        const double s1 = buf[c] / n, s2 = buf[C + c] / n;
+        mu[c] = (double)(bl_real)mu[c] + s1;
+        var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
+    }
+    *n_out = n;
+}
+
 static void batchnorm_backward(bl_ctx *ctx, bl_node *node)
 {
     const bl_bn_saved *sv = node->saved;
+    if (sv->sync) {
+        batchnorm_backward_sync(ctx, node);
+        return;
+    }
     bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
     const int64_t C = sv->C, B = sv->B, S = sv->S;
     const double n = (double)(B * S);
@@ -224,11 +342,22 @@ static bl_tensor *batchnorm_apply(bl_ctx *ctx, const char *op, bl_tensor *x, bl_
     const size_t mark = bl_arena_used(arena);
     double *mean = bl_scratch(ctx, (size_t)C * sizeof *mean);
     double *invstd = bl_scratch(ctx, (size_t)C * sizeof *invstd);
-    const double n = (double)(B * S);
+    double n = (double)(B * S);
+    const int sync = training && bn_reducer != NULL;
+    double *sync_var = sync ? bl_scratch(ctx, (size_t)C * sizeof *sync_var) : NULL;
+    if (sync) bn_stats_sync(ctx, x, B, C, S, mean, sync_var, &n);
 #pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
     for (int64_t c = 0; c < C; c++) {
         double mu, var;
-        if (training) {
+        if (sync) {
+            mu = mean[c];
+            var = sync_var[c];
+            if (running_mean)
+                running_mean->data[c] = (bl_real)((1 - momentum) * running_mean->data[c] + momentum * mu);
+            if (running_var)
+                running_var->data[c] =
+                    (bl_real)((1 - momentum) * running_var->data[c] + momentum * var * n / (n - 1));
+        } else if (training) {
             /* sums shifted by the channel's first value: no cancellation when |mean| >> std */
             const bl_real shift = x->data[c * S];
             double acc1[BL_NORM_LANES] = {0}, acc2[BL_NORM_LANES] = {0};
@@ -269,7 +398,7 @@ static bl_tensor *batchnorm_apply(bl_ctx *ctx, const char *op, bl_tensor *x, bl_
     }
     bl_bn_saved *sv = node->saved;
     *sv = (bl_bn_saved){.mean = mean, .invstd = invstd, .C = C, .B = B, .S = S,
-                        .training = training, .silu = silu};
+                        .training = training, .silu = silu, .n = n, .sync = sync};
     return y;
 }
 

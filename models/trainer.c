@@ -74,6 +74,7 @@ bl_status bl_trainer_step(bl_trainer *tr, double lr, double *loss)
                       (long long)tr->step, (double)l->data[0]);
     if (!st) {
         bl_backward(tr->ctx, l);
+        if (tr->opts.after_backward) tr->opts.after_backward(tr->opts.after_backward_user, tr->enc->params);
         tr->adam->opts.lr = lr;
         bl_adam_step(tr->adam);
         tr->step++;

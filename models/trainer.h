@@ -21,6 +21,10 @@ typedef struct bl_trainer_opts {
     bl_adam_opts adam;       /* torch defaults; BLISS: lr 1e-3 (redshift 1e-4) */
     int fixed_batch;         /* 1: the seed's loop, batch 0 of the source for every step */
     size_t arena_bytes;      /* initial ctx arena size (0: grows on the first step) */
+    /* Called after backward and before Adam in every step (may be NULL): data-parallel
+     * training averages the gradients over processes here (tools/ddp.h). */
+    void (*after_backward)(void *user, bl_params *params);
+    void *after_backward_user;
 } bl_trainer_opts;
 
 bl_trainer_opts bl_trainer_opts_default(void);

@@ -23,6 +23,7 @@
 
 #include "tools/commands.h"
 #include "tools/run_info.h"
+#include "tools/dist.h"
 
 typedef struct bl_command {
     const char *name;
@@ -177,7 +178,20 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
        OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD };
 
+static int bl_main(int argc, char **argv);
+
+/* Under mpirun (tools/dist.h) a process that fails ends the whole job: its message is on
+ * stderr, and the others must not wait for it in a collective. */
 int main(int argc, char **argv)
+{
+    bl_dist_init(&argc, &argv);
+    int status = bl_main(argc, argv);
+    if (status != 0 && status < 128 && bl_dist_size() > 1) bl_dist_abort(status); /* not a signal stop */
+    bl_dist_finalize();
+    return status;
+}
+
+static int bl_main(int argc, char **argv)
 {
     if (argc < 2) {
         bl_usage(stderr);
@@ -282,7 +296,13 @@ int main(int argc, char **argv)
     }
     if (status == 0) {
         if (cli.threads > 0) omp_set_num_threads(cli.threads);
-        status = cmd->run(&cli);
+        /* train and generate share the work between mpirun's processes; the other commands
+         * run on rank 0 alone (docs/scaling.md) */
+        if (bl_dist_rank() > 0 && strcmp(cmd->name, "train") && strcmp(cmd->name, "generate"))
+            fprintf(stderr, "bliss %s: note: rank %d idle: '%s' is not split across processes; rank 0 does all of it\n",
+                    cmd->name, bl_dist_rank(), cmd->name);
+        else
+            status = cmd->run(&cli);
     }
     free(cli.sets);
     return status;

@@ -6,6 +6,7 @@
 #include "lib/progress.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/dist.h"
 
 int bl_cmd_generate(bl_cli *cli)
 {
@@ -31,7 +32,9 @@ int bl_cmd_generate(bl_cli *cli)
     char *path = bl_malloc(n);
     bl_status st = BL_OK;
     int64_t sources = 0;
-    for (int64_t f = 0; f < g->n_files && st == BL_OK; f++) {
+    /* under mpirun, process r writes the shards f = r, r + n, ...; shard f depends only on f */
+    const int rank = bl_dist_rank(), n_ranks = bl_dist_size();
+    for (int64_t f = rank; f < g->n_files && st == BL_OK; f += n_ranks) {
         /* batch j of shard f is stream f * per + j of train.seed: the same batches `bliss train`
          * simulates for steps f * per + j with the same seed */
         for (int64_t j = 0; j < per; j++) {
@@ -52,6 +55,7 @@ int bl_cmd_generate(bl_cli *cli)
     bl_progress_finish(progress);
     free(path);
     if (st) goto done;
+    bl_dist_sum_int64(&sources, 1);
     printf("wrote %lld shards (%lld images, %lld sources) to %s%s\n", (long long)g->n_files,
            (long long)(g->n_files * per * B), (long long)sources, out_dir, fits ? " (+ FITS)" : "");
     status = 0;

@@ -11,17 +11,24 @@
 #include "tools/commands.h"
 #include "tools/data.h"
 #include "tools/run_info.h"
+#include "tools/ddp.h"
+#include "tools/dist.h"
 #include "tools/train_loop.h"
 
 /* The first SIGINT/SIGTERM asks the loop to stop after the current step (it then saves);
- * SA_RESETHAND makes a second one end the process at once. */
-static volatile sig_atomic_t bl_stop_flag, bl_stop_signal;
+ * SA_RESETHAND makes a second one end the process at once. Under mpirun the processes agree
+ * after every step (the maximum of their signal flags), so all stop after the same step. */
+static volatile sig_atomic_t bl_stop_flag, bl_stop_signal, bl_signal_flag;
 
 static void bl_on_signal(int sig)
 {
     bl_stop_signal = sig;
-    bl_stop_flag = 1;
+    bl_signal_flag = 1;
+    if (bl_dist_size() == 1) bl_stop_flag = 1;
 }
+
+/* parameters compared across processes every this many steps (and before every save) */
+#define BL_DDP_CHECK_EVERY 100
 
 static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_term)
 {
@@ -42,19 +49,39 @@ typedef struct {
     int P;
     const char *config_text; /* the resolved config (run_info.h) */
     int64_t seed;
+    bl_ddp *ddp; /* NULL: one process */
 } bl_train_ctx;
+
+/* The mean of v over the processes (each holds the mean over its equal slice of the global
+ * batch: the mean is the global batch's), as rank 0 has it: decided once for everyone. */
+static double bl_global_mean(double v)
+{
+    bl_dist_sum_double(&v, 1);
+    v /= bl_dist_size();
+    bl_dist_bcast_double(&v, 1);
+    return v;
+}
 
 static bl_status bl_hook_step(void *ctx, int64_t step, double lr, double *loss)
 {
     bl_train_ctx *c = ctx;
-    (void)step; /* the trainer keeps the same count and picks batch `step` itself */
-    return bl_trainer_step(c->tr, lr, loss);
+    /* the trainer keeps the same count and picks batch `step` itself */
+    bl_status st = bl_trainer_step(c->tr, lr, loss);
+    if (st || !c->ddp) return st;
+    double v[2] = {*loss, bl_signal_flag ? 1.0 : 0.0};
+    bl_dist_sum_double(v, 2);
+    *loss = v[0] / bl_dist_size();
+    if (v[1] > 0) bl_stop_flag = 1;
+    if (step == 0 || (step + 1) % BL_DDP_CHECK_EVERY == 0) st = bl_ddp_check(c->ddp, step + 1);
+    return st;
 }
 
 static bl_status bl_hook_validate(void *ctx, double *val)
 {
     bl_train_ctx *c = ctx;
-    return bl_trainer_validate(c->tr, val);
+    bl_status st = bl_trainer_validate(c->tr, val);
+    if (!st && c->ddp) *val = bl_global_mean(*val);
+    return st;
 }
 
 #define BL_N_STATE_META 8
@@ -66,6 +93,9 @@ static const char *const bl_state_keys[BL_N_STATE_META] = {
 static bl_status bl_hook_save(void *ctx, const char *path, const bl_train_state *s)
 {
     bl_train_ctx *c = ctx;
+    bl_status cst = bl_ddp_check(c->ddp, s->step);
+    if (cst) return cst;
+    if (bl_dist_rank() != 0) return BL_OK; /* rank 0 writes the files */
     char v[BL_N_STATE_META][512];
     snprintf(v[0], sizeof v[0], "%lld", (long long)s->step);
     snprintf(v[1], sizeof v[1], "%lld", (long long)s->epoch);
@@ -218,14 +248,19 @@ int bl_cmd_train(bl_cli *cli)
     const bl_train_settings *t = &s->train;
     const char *out_dir = cli->out ? cli->out : t->output_dir;
     const char *source = cli->data ? cli->data : t->data;
-    if (bl_cli_mkdirs(out_dir) || bl_cli_data_open(&data, s, source)) goto done;
+    if (bl_cli_mkdirs(out_dir) ||
+        bl_cli_data_open_slice(&data, s, source, bl_dist_rank(), bl_dist_size()))
+        goto done;
     /* the recorded config is the run's: with the command line's output, data and step limit */
     if (bl_cli_record_options(cli, s)) goto done;
     config_text = bl_config_to_string(s->cfg);
-    if (bl_cli_write_run_config(cli, out_dir, s->path, config_text, t->seed)) goto done;
+    if (bl_dist_rank() == 0 && bl_cli_write_run_config(cli, out_dir, s->path, config_text, t->seed)) goto done;
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)t->seed);
+    bl_ddp *ddp = bl_ddp_alloc(enc->params, t->sync_batchnorm);
     bl_trainer_opts topts = bl_trainer_opts_default();
+    topts.after_backward = ddp ? bl_ddp_after_backward : NULL;
+    topts.after_backward_user = ddp;
     topts.adam = t->adam;
     topts.fixed_batch = t->fixed_batch;
     bl_batch_source train_src = bl_cli_data_source(data, BL_DATA_TRAIN, 0);
@@ -262,7 +297,7 @@ int bl_cmd_train(bl_cli *cli)
     if (!curve) curve = bl_curve_alloc();
 
     bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim, .config_text = config_text,
-                         .seed = t->seed};
+                         .seed = t->seed, .ddp = ddp};
     bl_train_hooks hooks = {.ctx = &hctx, .step = bl_hook_step,
                             .validate = t->val_batches > 0 ? bl_hook_validate : NULL,
                             .save = bl_hook_save};
@@ -275,6 +310,7 @@ int bl_cmd_train(bl_cli *cli)
         .checkpoint_every = t->checkpoint_every, .print_every = t->print_every,
         .out_dir = out_dir, .plot_width = (int)t->plot_width, .plot_height = (int)t->plot_height,
         .title = title, .log = stdout, .progress = BL_PROGRESS_AUTO, .stop = &bl_stop_flag,
+        .follower = bl_dist_rank() != 0,
     };
     plan.schedule.base_lr = t->adam.lr;
     plan.schedule.gamma = t->gamma;
@@ -286,6 +322,10 @@ int bl_cmd_train(bl_cli *cli)
            (long long)s->batch_size, source, out_dir);
     printf("run: bliss-c %s, seed %lld, threads %d, conv engine %s; resolved config in %s/config.cfg\n",
            bl_cli_version(), (long long)t->seed, bl_cli_threads(), bl_cli_conv_engine(), out_dir);
+    if (bl_dist_size() > 1)
+        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s\n", bl_dist_size(),
+               (long long)(s->batch_size / bl_dist_size()),
+               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process");
     fflush(stdout);
     struct sigaction old_int, old_term;
     bl_install_signals(&old_int, &old_term);
@@ -313,7 +353,10 @@ done:
     free(csv);
     free(config_text);
     bl_curve_free(curve);
-    if (tr) bl_trainer_free(tr);
+    if (tr) {
+        bl_ddp_free(tr->opts.after_backward_user);
+        bl_trainer_free(tr);
+    }
     if (enc) bl_encoder_free(enc);
     bl_cli_data_free(data);
     bl_settings_free(s);

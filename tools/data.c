@@ -32,6 +32,8 @@ struct bl_cli_data {
     int64_t n_batches, n_train, n_val;
     int cached;              /* index of the file in `file_batch`, -1 none */
     bl_sim_batch *file_batch;
+    /* data-parallel slice: images [first_image, first_image + local_B) of every batch */
+    int64_t local_B, first_image;
 };
 
 /* ---- batches of a dataset ----------------------------------------------------------------- */
@@ -143,7 +145,7 @@ static bl_status bl_data_open_dir(bl_cli_data *d, const char *dir)
     d->n_val = (int64_t)floor(0.1 * (double)d->n_batches);
     if (d->n_val < 1) d->n_val = 1;
     d->n_train = d->n_batches - d->n_val;
-    d->batch = bl_cli_batch_like(d->file_batch, B);
+    d->batch = bl_cli_batch_like(d->file_batch, d->local_B);
     return BL_OK;
 }
 
@@ -164,7 +166,8 @@ static bl_status bl_data_load(bl_cli_data *d, int64_t g)
                             d->files[f]);
         d->cached = f;
     }
-    bl_cli_batch_copy(d->batch, 0, d->file_batch, (g - d->first[f]) * d->s->batch_size, d->s->batch_size);
+    bl_cli_batch_copy(d->batch, 0, d->file_batch, (g - d->first[f]) * d->s->batch_size + d->first_image,
+                      d->local_B);
     return BL_OK;
 }
 
@@ -216,7 +219,7 @@ static bl_status bl_data_get(void *user, bl_arena *arena, int64_t index, bl_tens
     if (d->sim) {
         uint64_t stream = (uint64_t)index + (u->split == BL_DATA_VAL ? BL_STREAM_VAL
                                              : u->split == BL_DATA_TEST ? BL_STREAM_TEST : 0);
-        bl_simulator_generate(d->sim, (uint64_t)d->s->train.seed, stream, d->batch);
+        bl_simulator_generate_slice(d->sim, (uint64_t)d->s->train.seed, stream, d->first_image, d->batch);
     } else {
         int64_t g = u->split == BL_DATA_TRAIN ? bl_data_train_batch(d, index)
                     : u->split == BL_DATA_VAL ? d->n_train + index % d->n_val
@@ -232,17 +235,32 @@ static bl_status bl_data_get(void *user, bl_arena *arena, int64_t index, bl_tens
 
 bl_status bl_cli_data_open(bl_cli_data **out, const bl_settings *s, const char *dir)
 {
+    return bl_cli_data_open_slice(out, s, dir, 0, 1);
+}
+
+bl_status bl_cli_data_open_slice(bl_cli_data **out, const bl_settings *s, const char *dir, int rank,
+                                 int n_ranks)
+{
     *out = NULL;
+    if (n_ranks < 1 || rank < 0 || rank >= n_ranks || s->batch_size % n_ranks)
+        return bl_error(BL_ERR_CONFIG,
+                        "%s: prior.batch_size = %lld cannot be split over %d processes: the global "
+                        "batch must be a multiple of the number of processes",
+                        s->path, (long long)s->batch_size, n_ranks);
     bl_cli_data *d = bl_calloc(1, sizeof *d);
     d->s = s;
     d->cached = -1;
+    d->local_B = s->batch_size / n_ranks;
+    d->first_image = d->local_B * rank;
     for (int k = 0; k < 3; k++) d->users[k] = (bl_split_user){d, (bl_data_split)k};
     bl_status st;
     if (!dir || !strcmp(dir, "simulate")) {
         /* the simulator takes a prior of its own: rebuild it from the settings' parameters
          * and samplers (the settings keep theirs for other uses) */
         bl_prior *prior;
-        st = bl_prior_alloc(&prior, bl_prior_get_params(s->prior));
+        bl_prior_params pp = *bl_prior_get_params(s->prior);
+        pp.batch_size = d->local_B;
+        st = bl_prior_alloc(&prior, &pp);
         for (int i = bl_prior_n_samplers(prior); st == BL_OK && i < bl_prior_n_samplers(s->prior); i++)
             st = bl_prior_add(prior, bl_prior_sampler(s->prior, i));
         if (st == BL_OK) {

@@ -19,6 +19,12 @@ typedef struct bl_cli_data bl_cli_data;
 
 /* `dir` NULL or "simulate": simulate with the config's prior and survey. */
 bl_status bl_cli_data_open(bl_cli_data **out, const bl_settings *s, const char *dir);
+/* The slice of process `rank` of n_ranks (tools/dist.h): every batch holds images
+ * [rank B / n, (rank + 1) B / n) of the global batch (B = prior.batch_size), the same images a
+ * single process has there (simulation: the same per-image streams). B not a multiple of
+ * n_ranks is BL_ERR_CONFIG. */
+bl_status bl_cli_data_open_slice(bl_cli_data **out, const bl_settings *s, const char *dir, int rank,
+                                 int n_ranks);
 void bl_cli_data_free(bl_cli_data *d);
 /* A batch source over one split; n_batches as in bl_batch_source (0 = unbounded). A dataset's
  * last 10% of batches (at least one) are the validation split, the rest the training split;

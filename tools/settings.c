@@ -142,6 +142,7 @@ static bl_status bl_read_train(bl_settings *s)
         (st = bl_get_int(cfg, "train.patience", t->patience, 0, INT64_MAX, &t->patience)) ||
         (st = bl_get_int(cfg, "train.max_steps", t->max_steps, 0, INT64_MAX, &t->max_steps)) ||
         (st = bl_config_bool(cfg, "train.fixed_batch", t->fixed_batch, 0, &t->fixed_batch)) ||
+        (st = bl_config_bool(cfg, "train.sync_batchnorm", t->sync_batchnorm, 0, &t->sync_batchnorm)) ||
         (st = bl_get_int(cfg, "train.print_every", t->print_every, 1, INT64_MAX, &t->print_every)) ||
         (st = bl_get_int(cfg, "train.checkpoint_every", t->checkpoint_every, 0, INT64_MAX, &t->checkpoint_every)) ||
         (st = bl_get_double(cfg, "train.optimizer.lr", t->adam.lr, 0, 1e3, &t->adam.lr)) ||

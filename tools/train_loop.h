@@ -66,6 +66,8 @@ typedef struct bl_train_plan {
     FILE *log;                   /* progress and messages (stdout) */
     bl_progress_mode progress;
     volatile sig_atomic_t *stop; /* may be NULL */
+    int follower;                /* 1: another process writes curve.csv/png (data-parallel
+                                  * ranks > 0; their save hook writes nothing either) */
 } bl_train_plan;
 
 /* Run from *state (fresh: bl_train_state_init; resumed: the checkpoint's) and the curve so far

@@ -548,10 +548,16 @@ static uint64_t bl_name_hash(const char *s)
 
 void bl_prior_sample_into(const bl_prior *prior, uint64_t seed, uint64_t stream, bl_tile_catalog *cat)
 {
+    bl_prior_sample_slice(prior, seed, stream, 0, cat);
+}
+
+void bl_prior_sample_slice(const bl_prior *prior, uint64_t seed, uint64_t stream, int64_t first,
+                           bl_tile_catalog *cat)
+{
     const bl_prior_params *p = &prior->p;
     BL_ASSERT(cat->B == p->batch_size && cat->ht == p->n_tiles_h && cat->wt == p->n_tiles_w &&
                   cat->S == p->max_sources && cat->tile_slen == p->tile_slen && cat->n_bands == p->n_bands,
-              "bl_prior_sample_into: catalog geometry differs from the prior's");
+              "bl_prior_sample_slice: catalog geometry differs from the prior's");
     /* fields are added before the parallel region: bl_tile_catalog_add is not thread-safe */
     for (int i = 0; i < prior->n; i++)
         if (strcmp(prior->samplers[i].field, "n_sources") != 0)
@@ -564,7 +570,7 @@ void bl_prior_sample_into(const bl_prior *prior, uint64_t seed, uint64_t stream,
         bl_rng *rng = bl_rng_alloc(seed, 0);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
-            uint64_t image_stream = bl_rng_mix(stream, (uint64_t)b);
+            uint64_t image_stream = bl_rng_mix(stream, (uint64_t)(first + b));
             for (int i = 0; i < prior->n; i++) {
                 const bl_field_sampler *s = &prior->samplers[i];
                 bl_rng_reseed(rng, seed, bl_rng_mix(image_stream, hashes[i]));

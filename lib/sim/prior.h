@@ -130,6 +130,10 @@ const bl_field_sampler *bl_prior_sampler(const bl_prior *prior, int i);
 bl_tile_catalog *bl_prior_sample(const bl_prior *prior, uint64_t seed, uint64_t stream);
 /* Fill an existing catalog of the right geometry (fields are added when missing). */
 void bl_prior_sample_into(const bl_prior *prior, uint64_t seed, uint64_t stream, bl_tile_catalog *cat);
+/* Images first .. first + batch_size - 1 of the batch with stream id `stream`, as the prior of
+ * a larger batch would draw them (a process's slice of a data-parallel batch). */
+void bl_prior_sample_slice(const bl_prior *prior, uint64_t seed, uint64_t stream, int64_t first,
+                           bl_tile_catalog *cat);
 
 /* Truncated Pareto of docs/behaviour.md §5.2 by its exact inverse CDF: u in [0, 1) ->
  * loc + scale (1 - (1 - c^-b) u)^(-1/b), support [loc + scale, loc + c scale]. */

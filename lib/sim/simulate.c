@@ -230,11 +230,17 @@ bl_status bl_simulator_render(const bl_simulator *sim, const bl_tile_catalog *ca
 void bl_simulator_generate(const bl_simulator *sim, uint64_t seed, uint64_t batch_index,
                            bl_sim_batch *batch)
 {
+    bl_simulator_generate_slice(sim, seed, batch_index, 0, batch);
+}
+
+void bl_simulator_generate_slice(const bl_simulator *sim, uint64_t seed, uint64_t batch_index,
+                                 int64_t first, bl_sim_batch *batch)
+{
     const int64_t B = sim->B, NB = sim->sv.n_bands, H = sim->H, W = sim->W;
     BL_ASSERT(batch->B == B && batch->NB == NB && batch->H == H && batch->W == W &&
                   (batch->deconvolution != NULL) == (sim->opts.deconvolve != 0),
               "bl_simulator_generate: batch was not made by bl_sim_batch_alloc for this simulator");
-    bl_prior_sample_into(sim->prior, seed, batch_index, batch->tile_catalog);
+    bl_prior_sample_slice(sim->prior, seed, batch_index, first, batch->tile_catalog);
     const bl_tile_catalog *cat = batch->tile_catalog;
     const int64_t plane = H * W;
     for (int64_t b = 0; b < B; b++)
@@ -254,7 +260,7 @@ void bl_simulator_generate(const bl_simulator *sim, uint64_t seed, uint64_t batc
             bl_real *img = batch->images->data + b * NB * plane;
             bl_real *bg = batch->background->data + b * NB * plane;
             bl_render_image(sim, w, cat, b, img);
-            bl_rng_reseed(rng, seed, bl_rng_mix(bl_rng_mix(batch_index, (uint64_t)b), BL_NOISE_STREAM));
+            bl_rng_reseed(rng, seed, bl_rng_mix(bl_rng_mix(batch_index, (uint64_t)(first + b)), BL_NOISE_STREAM));
             for (int64_t k = 0; k < NB; k++) {
                 const double sky = sim->sv.sky[k];
                 for (int64_t i = 0; i < plane; i++) {

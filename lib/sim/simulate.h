@@ -73,6 +73,10 @@ void bl_sim_batch_free(bl_sim_batch *batch);
 /* Draw batch `batch_index` of the stream of `seed` into `batch` (from bl_sim_batch_alloc). */
 void bl_simulator_generate(const bl_simulator *sim, uint64_t seed, uint64_t batch_index,
                            bl_sim_batch *batch);
+/* Images first .. first + B - 1 (B: this simulator's prior.batch_size) of that batch as a
+ * simulator of a larger batch draws them: a process's slice of a data-parallel batch. */
+void bl_simulator_generate_slice(const bl_simulator *sim, uint64_t seed, uint64_t batch_index,
+                                 int64_t first, bl_sim_batch *batch);
 
 /* Render a catalog (nmgy) into noise-free images (B, NB, H, W) in electrons (no background,
  * no clamp): the decoder alone. The catalog needs `locs` and, for its on sources, finite

@@ -1,0 +1,41 @@
+/* The processes of one job under mpirun (docs/scaling.md): rank, size and the few collective
+ * operations the CLI needs. Everything MPI is in tools/dist.c; without MPI (meson -Dmpi=disabled)
+ * or when the program was not started by mpirun, there is one process of rank 0 and every
+ * collective is the identity, so the callers need no #ifdef.
+ *
+ * Errors: a collective that fails (a peer died) makes MPI end the job (MPI_ERRORS_ARE_FATAL);
+ * bl_dist_abort ends every process of the job after the caller printed its message. */
+#ifndef BL_TOOLS_DIST_H
+#define BL_TOOLS_DIST_H
+
+#include <stdint.h>
+
+#include "lib/tensor.h"
+
+/* MPI_Init when started by mpirun (OMPI_COMM_WORLD_SIZE / PMIX_RANK / PMI_SIZE set), else
+ * nothing. Non-zero ranks send stdout to /dev/null (rank 0 alone prints; stderr stays). */
+void bl_dist_init(int *argc, char ***argv);
+void bl_dist_finalize(void);
+int bl_dist_rank(void);
+int bl_dist_size(void);
+/* 1 when this build can use MPI at all */
+int bl_dist_available(void);
+/* End every process of the job with `code` (a single process: exit(code)). */
+void bl_dist_abort(int code) __attribute__((noreturn));
+
+/* In-place sums over all ranks. */
+void bl_dist_sum_double(double *buf, int64_t n);
+void bl_dist_sum_int64(int64_t *buf, int64_t n);
+/* In-place sum of a bl_real buffer in messages of at most `bucket` elements, all in flight at
+ * once (0: one message). */
+void bl_dist_sum_real(bl_real *buf, int64_t n, int64_t bucket);
+/* The maximum of `v` over all ranks. */
+int bl_dist_max_int(int v);
+/* 1 when `v` is the same on every rank. */
+int bl_dist_same_u64(uint64_t v);
+/* Rank 0's buffer to every rank. */
+void bl_dist_bcast_real(bl_real *buf, int64_t n);
+void bl_dist_bcast_double(double *buf, int64_t n);
+void bl_dist_barrier(void);
+
+#endif
