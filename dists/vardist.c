@@ -250,46 +250,45 @@ bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, 
 
 static int bl_is_count(const bl_factor *g) { return strcmp(g->field, BL_FIELD_N_SOURCES) == 0; }
 
-bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *cat,
-                         bl_tensor **out)
+bl_status bl_vardist_targets_make(bl_ctx *ctx, const bl_vardist_spec *spec, const bl_tile_catalog *cat,
+                                  bl_vardist_targets *tg)
 {
-    const bl_vardist_spec *spec = dist->spec;
-    *out = NULL;
+    memset(tg, 0, sizeof *tg);
     if (cat->S != 1)
         return bl_error(BL_ERR_ARG,
                         "nll: the true catalog has S = %lld sources per tile; keep the brightest "
                         "with bl_tile_catalog_brightest_per_tile(cat, band, 0, 1) first",
                         (long long)cat->S);
-    if (cat->B != dist->B || cat->ht != dist->ht || cat->wt != dist->wt || cat->n_bands != spec->n_bands)
-        return bl_error(BL_ERR_ARG,
-                        "nll: true catalog (%lld, %lld, %lld) with %d bands vs distribution "
-                        "(%lld, %lld, %lld) with %d bands",
-                        (long long)cat->B, (long long)cat->ht, (long long)cat->wt, cat->n_bands,
-                        (long long)dist->B, (long long)dist->ht, (long long)dist->wt, spec->n_bands);
+    if (cat->n_bands != spec->n_bands)
+        return bl_error(BL_ERR_ARG, "nll: true catalog with %d bands vs a spec of %d bands",
+                        cat->n_bands, spec->n_bands);
     for (int i = 0; i < spec->n_factors; i++) {
         const bl_factor *g = &spec->factors[i];
         if (!bl_is_count(g) && !bl_tile_catalog_has(cat, g->field))
             return bl_error(BL_ERR_ARG, "nll: the true catalog has no field '%s' needed by factor '%s'",
                             g->field, g->name);
     }
-    int64_t n = dist->B * dist->ht * dist->wt;
-    const int64_t *tshape = BL_SHAPE(dist->B, dist->ht, dist->wt);
+    const int64_t n = cat->B * cat->ht * cat->wt;
+    const int64_t *tshape = BL_SHAPE(cat->B, cat->ht, cat->wt);
+    tg->spec = spec;
+    tg->B = cat->B;
+    tg->ht = cat->ht;
+    tg->wt = cat->wt;
+    tg->value = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *tg->value);
+    tg->mask = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *tg->mask);
     /* the masks the factors use, on slot 0 (S == 1), as 0/1 reals (B, ht, wt); each computed
-     * once (masks[i] is shared by the factors with the same mask) */
+     * once (mask[i] is shared by the factors with the same mask) */
     uint8_t *m8 = bl_scratch(ctx, (size_t)n);
-    bl_tensor **masks = bl_scratch(ctx, (size_t)spec->n_factors * sizeof *masks);
     for (int i = 0; i < spec->n_factors; i++) {
         const bl_factor_mask *m = spec->factors[i].mask;
-        masks[i] = NULL;
-        for (int j = 0; j < i && m->select && !masks[i]; j++)
-            if (spec->factors[j].mask == m) masks[i] = masks[j];
-        if (!m->select || masks[i]) continue;
+        tg->mask[i] = NULL;
+        for (int j = 0; j < i && m->select && !tg->mask[i]; j++)
+            if (spec->factors[j].mask == m) tg->mask[i] = tg->mask[j];
+        if (!m->select || tg->mask[i]) continue;
         m->select(cat, m8);
-        masks[i] = bl_new(ctx, 3, tshape);
-        for (int64_t t = 0; t < n; t++) masks[i]->data[t] = m8[t];
+        tg->mask[i] = bl_new(ctx, 3, tshape);
+        for (int64_t t = 0; t < n; t++) tg->mask[i]->data[t] = m8[t];
     }
-
-    bl_tensor *loss = NULL;
     for (int i = 0; i < spec->n_factors; i++) {
         const bl_factor *g = &spec->factors[i];
         const bl_dist_kind *kind = g->kind;
@@ -300,26 +299,54 @@ bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_cata
         memset(zero_raw, 0, (size_t)kind->dim * sizeof(bl_real));
         (kind->median ? kind->median : kind->mode)(g->opts, zero_raw, safe);
 
-        bl_tensor *value = bl_new(ctx, 4, BL_SHAPE(dist->B, dist->ht, dist->wt, vd));
+        bl_tensor *value = bl_new(ctx, 4, BL_SHAPE(cat->B, cat->ht, cat->wt, vd));
         const bl_tensor *field = bl_is_count(g) ? NULL : bl_tile_catalog_get(cat, g->field);
         int k = field ? (int)field->shape[4] : 1;
-        bl_tensor *mask = masks[i];
+        const bl_tensor *mask = tg->mask[i];
         for (int64_t t = 0; t < n; t++)
             for (int c = 0; c < vd; c++) {
                 bl_real v = field ? field->data[t * k + g->column + c] : (bl_real)cat->n_sources[t];
                 value->data[t * vd + c] =
                     mask && mask->data[t] == 0 ? safe[c] : (bl_real)(v + g->offset);
             }
-        bl_tensor *lp = kind->log_prob(ctx, g->opts, dist->raw[i], value);
+        tg->value[i] = value;
+    }
+    return BL_OK;
+}
+
+bl_status bl_vardist_nll_targets(bl_ctx *ctx, const bl_vardist *dist, const bl_vardist_targets *tg,
+                                 bl_tensor **out)
+{
+    const bl_vardist_spec *spec = dist->spec;
+    *out = NULL;
+    BL_ASSERT(tg->spec == spec, "nll: targets made for another variational-distribution spec");
+    if (tg->B != dist->B || tg->ht != dist->ht || tg->wt != dist->wt)
+        return bl_error(BL_ERR_ARG, "nll: true catalog (%lld, %lld, %lld) vs distribution (%lld, %lld, %lld)",
+                        (long long)tg->B, (long long)tg->ht, (long long)tg->wt, (long long)dist->B,
+                        (long long)dist->ht, (long long)dist->wt);
+    const int64_t n = dist->B * dist->ht * dist->wt;
+    bl_tensor *loss = NULL;
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        bl_tensor *lp = g->kind->log_prob(ctx, g->opts, dist->raw[i], tg->value[i]);
         char sh[96];
         BL_ASSERT(lp->ndim == 3 && lp->numel == n,
                   "nll: log_prob of kind '%s' (factor '%s') returned %s, expected (B, ht, wt)",
-                  kind->name, g->name, bl_shape_str(lp, sh, sizeof sh));
-        if (mask) lp = bl_mul(ctx, lp, mask);
+                  g->kind->name, g->name, bl_shape_str(lp, sh, sizeof sh));
+        if (tg->mask[i]) lp = bl_mul(ctx, lp, tg->mask[i]);
         loss = loss ? bl_sub(ctx, loss, lp) : bl_neg(ctx, lp);
     }
     *out = loss;
     return BL_OK;
+}
+
+bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *cat,
+                         bl_tensor **out)
+{
+    bl_vardist_targets tg;
+    *out = NULL;
+    bl_status st = bl_vardist_targets_make(ctx, dist->spec, cat, &tg);
+    return st ? st : bl_vardist_nll_targets(ctx, dist, &tg, out);
 }
 
 bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64_t stream,

@@ -130,8 +130,26 @@ bl_vardist *bl_vardist_spec_make_dist(bl_ctx *ctx, const bl_vardist_spec *spec, 
  * Masked-out tiles contribute exactly 0 (their true values are replaced by a value inside the
  * support before log_prob, so stale or zero values cannot produce NaN). BL_ERR_ARG naming the
  * factor when the catalog lacks a field, or has S != 1 or another geometry. */
+/* = bl_vardist_targets_make + bl_vardist_nll_targets (one distribution, one catalog). */
 bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *true_cat,
                          bl_tensor **out);
+
+/* The training target of one true catalog (S == 1), which depends only on (spec, catalog):
+ * per factor, the true values (B, ht, wt, value_dim) with offset added and a value inside the
+ * support on masked-out tiles, and the 0/1 mask (B, ht, wt) (NULL: always). Make it once per
+ * step and pass it to the NLL of every distribution of the same spec (marginal, white, black,
+ * second detection). Per-step tensors in ctx. Errors as bl_vardist_nll. */
+typedef struct bl_vardist_targets {
+    const bl_vardist_spec *spec;
+    int64_t B, ht, wt;
+    bl_tensor **value;   /* [n_factors] */
+    bl_tensor **mask;    /* [n_factors], NULL entries: the factor counts everywhere */
+} bl_vardist_targets;
+bl_status bl_vardist_targets_make(bl_ctx *ctx, const bl_vardist_spec *spec,
+                                  const bl_tile_catalog *true_cat, bl_vardist_targets *out);
+/* bl_vardist_nll on targets made for dist's spec; BL_ERR_ARG when the tile grids differ. */
+bl_status bl_vardist_nll_targets(bl_ctx *ctx, const bl_vardist *dist, const bl_vardist_targets *tg,
+                                 bl_tensor **out);
 /* A tile catalog (B, ht, wt, S = 1) holding every factor's field for every tile (even where
  * n_sources = 0), docs/behaviour.md §3.4. use_mode: each factor's point estimate (mode or median);
  * otherwise a draw. Image b draws from stream bl_rng_mix(stream, b) of `seed`, tiles in

@@ -132,17 +132,17 @@ bl_status bl_encoder_infer(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x,
 
 /* (1 - cb) nll_white + cb nll_black + nll_m, halved; or nll_m alone (B, ht, wt) */
 static bl_status bl_encoder_single_nll(bl_ctx *ctx, const bl_encoder_pred *pred, bl_tensor *cb,
-                                       const bl_tile_catalog *target, bl_tensor **out,
+                                       const bl_vardist_targets *target, bl_tensor **out,
                                        bl_encoder_loss_parts *parts)
 {
     bl_tensor *nm, *nw = NULL, *nb = NULL;
-    bl_status st = bl_vardist_nll(ctx, pred->marginal, target, &nm);
+    bl_status st = bl_vardist_nll_targets(ctx, pred->marginal, target, &nm);
     if (st) return st;
     if (!pred->white) {
         *out = nm;
     } else {
-        if ((st = bl_vardist_nll(ctx, pred->white, target, &nw))) return st;
-        if ((st = bl_vardist_nll(ctx, pred->black, target, &nb))) return st;
+        if ((st = bl_vardist_nll_targets(ctx, pred->white, target, &nw))) return st;
+        if ((st = bl_vardist_nll_targets(ctx, pred->black, target, &nb))) return st;
         bl_tensor *t = bl_add(ctx, nm, bl_mul(ctx, bl_rsub_scalar(ctx, 1, cb), nw));
         t = bl_add(ctx, t, bl_mul(ctx, cb, nb));
         *out = bl_mul_scalar(ctx, t, 0.5);
@@ -194,15 +194,19 @@ bl_status bl_encoder_loss(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, const bl_t
     bl_encoder_infer_conditionals(enc, ctx, target1, &pred);
     bl_tensor *cb = bl_encoder_checkerboard(ctx, ht, wt);
 
+    /* the targets depend only on (spec, catalog): made once, shared by every NLL below */
     bl_tensor *L = NULL;
-    st = bl_encoder_single_nll(ctx, &pred, cb, target1, &L, parts);
+    bl_vardist_targets tg1, tg2;
+    st = bl_vardist_targets_make(ctx, enc->spec, target1, &tg1);
+    if (!st) st = bl_encoder_single_nll(ctx, &pred, cb, &tg1, &L, parts);
     if (!st && pred.second) {
         /* two detections, either order; tiles with 0 / 1 / >= 2 true sources (docs/behaviour.md §4.9) */
         target2 = bl_tile_catalog_brightest_per_tile(target, band, 1, 1);
         bl_tensor *s2 = NULL, *n1 = NULL, *n2 = NULL;
-        if (!st) st = bl_encoder_single_nll(ctx, &pred, cb, target2, &s2, NULL);
-        if (!st) st = bl_vardist_nll(ctx, pred.second, target2, &n2);
-        if (!st) st = bl_vardist_nll(ctx, pred.second, target1, &n1);
+        st = bl_vardist_targets_make(ctx, enc->spec, target2, &tg2);
+        if (!st) st = bl_encoder_single_nll(ctx, &pred, cb, &tg2, &s2, NULL);
+        if (!st) st = bl_vardist_nll_targets(ctx, pred.second, &tg2, &n2);
+        if (!st) st = bl_vardist_nll_targets(ctx, pred.second, &tg1, &n1);
         if (!st) {
             const int64_t *s4 = BL_SHAPE(B, ht, wt, 1);
             bl_tensor *A = bl_add(ctx, L, n2), *Bv = bl_add(ctx, s2, n1);
