@@ -388,6 +388,9 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
     const int want_w = dw || (has_bias && db);
     if (dx) {
         arg_in(ctx, &c->d_ddst, dy);
+        /* what follows is released before backward weights runs: at most two activation-sized
+         * copies live at a time (dy's and dx's, then dy's and x's) */
+        const size_t mark_d = bl_arena_used(arena);
         arg_in(ctx, &c->d_wei, w);
         arg_out(ctx, &c->d_dsrc, dx, dx_acc);
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, c->d_ddst.mem},
@@ -395,6 +398,7 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
                                    {DNNL_ARG_DIFF_SRC, c->d_dsrc.mem}};
         prim_run(ctx, &c->bwd_d, 3, args);
         arg_out_finish(ctx, &c->d_dsrc, dx, dx_acc);
+        bl_arena_release(arena, mark_d);
     }
     if (want_w) {
         /* dy in the layout backward weights wants: the copy made for backward data when the
