@@ -237,14 +237,14 @@ static void onednn_init(void)
 }
 
 /* Winograd where the measured policy says it pays (docs/conv.md): 3x3 stride 1 with channel
- * counts that are multiples of 16 (oneDNN's Winograd kernels need them) on images of at least
- * 20x20. */
+ * counts that are multiples of 16 (full SIMD blocks; measured 1.5-2.5x faster than direct on
+ * the encoder's 128 @40, 256 @20 and 256 @10 layers). */
 static int onednn_want_winograd(const bl_conv_geom *g)
 {
     if (onednn_wino == BL_CONV_WINO_OFF) return 0;
     const int shape_ok = g->kh == 3 && g->kw == 3 && g->stride == 1;
     if (onednn_wino == BL_CONV_WINO_ALL) return shape_ok;
-    return shape_ok && g->C % 16 == 0 && g->M % 16 == 0 && g->Ho >= 20 && g->Wo >= 20;
+    return shape_ok && g->C % 16 == 0 && g->M % 16 == 0;
 }
 
 /* Forward, backward-data and backward-weights descriptors with algorithm alg; 0 when oneDNN
