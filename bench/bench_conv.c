@@ -203,7 +203,7 @@ int main(int argc, char **argv)
             t.min_cols = atoi(argv[++i]);
             bl_conv_set_tuning(t);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--reps N] [--shape I (0-6)] [--batch B] "
+            fprintf(stderr, "usage: %s [--quick] [--reps N] [--shape I (0-8)] [--batch B] "
                             "[--engine im2col|onednn|both] [--wino off|auto|all|both] [--cpu-clock] "
                             "[--col-kb KB] [--min-cols N] [--taps-min-k K]\n", argv[0]);
             return 2;
@@ -217,6 +217,8 @@ int main(int argc, char **argv)
         {"256->256 3x3 p1 @10", 256, 256, 3, 1, 1, 10, 0},
         {"768->128 1x1 @20", 768, 128, 1, 1, 0, 20, 0},
         {"3d 5x6x5x5->64 p2 @80 (*)", 5, 64, 5, 1, 2, 80, 6},
+        {"128->128 1x1 @20", 128, 128, 1, 1, 0, 20, 0},
+        {"512->256 1x1 @10", 512, 256, 1, 1, 0, 10, 0},
     };
     static const shape quick_shape = {"64->64 3x3 p1 @20", 64, 64, 3, 1, 1, 20, 0};
     static const int batches[] = {4, 16};
