@@ -1,7 +1,7 @@
 /* Encoder training-step throughput against the machine's sgemm (issue 5, DESIGN §8).
  *
  *   bench_encoder [--quick] [--reps N] [--size S] [--batches 1,4,16] [--no-base]
- *                 [--engine im2col|onednn|both]
+ *                 [--engine im2col|onednn|both] [--cpu-clock]
  *
  * One training step = zero_grad + loss forward (spec §4.9) + backward + Adam step + ctx reset,
  * on a random normalised batch (B, 5, 6, S, S) (default S = 80) with a random true catalog.
