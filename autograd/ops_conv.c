@@ -1,6 +1,10 @@
 /* Convolutions: bl_conv2d, bl_conv3d_depth.
  *
- * A convolution is lowered to OpenBLAS GEMMs on column matrices (im2col). With
+ * Two engines compute convolutions (autograd/conv_engine.h): the oneDNN primitives of
+ * autograd/conv_onednn.c (default in the float build) or the im2col engine of this file; the
+ * op records which one ran its forward, and its backward dispatches on that.
+ *
+ * The im2col engine lowers a convolution to OpenBLAS GEMMs on column matrices. With
  * K = C kh kw and N output pixels of a chunk:
  *   forward   Y (M, N)   = W (M, K) Col (K, N)
  *   dW        dW (M, K) += dY (M, N) Col^T (N, K)
