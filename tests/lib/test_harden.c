@@ -323,10 +323,12 @@ START_TEST(test_arena_out_of_memory)
         _exit(0);
     }
     close(fds[1]);
-    char err[1024];
-    ssize_t n = read(fds[0], err, sizeof err - 1);
+    char err[4096];
+    size_t len = 0;
+    for (ssize_t n; len < sizeof err - 1 && (n = read(fds[0], err + len, sizeof err - 1 - len)) > 0;)
+        len += (size_t)n;
     close(fds[0]);
-    err[n > 0 ? n : 0] = 0;
+    err[len] = 0;
     int ws;
     waitpid(pid, &ws, 0);
     ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 1, "status %d: %s", ws, err);
