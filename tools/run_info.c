@@ -7,6 +7,7 @@
 
 #include "lib/io/atomic_file.h"
 #include "models/checkpoint.h"
+#include "autograd/conv_engine.h"
 #include "tools/version.h" /* generated: BL_GIT_DESCRIBE */
 
 const char *bl_cli_version(void)
@@ -14,11 +15,7 @@ const char *bl_cli_version(void)
     return BL_PROJECT_VERSION " (git " BL_GIT_DESCRIBE ")";
 }
 
-const char *bl_cli_conv_engine(void)
-{
-    const char *e = getenv("BL_CONV_ENGINE");
-    return e && *e ? e : "default";
-}
+const char *bl_cli_conv_engine(void) { return bl_conv_engine_name(bl_conv_get_engine()); }
 
 int bl_cli_threads(void) { return omp_get_max_threads(); }
 

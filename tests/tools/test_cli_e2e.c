@@ -6,6 +6,7 @@
 #include <png.h>
 #include <time.h>
 
+#include "autograd/conv_engine.h"
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
 #include "lib/io/fits.h"
@@ -349,11 +350,15 @@ START_TEST(test_run_records_itself)
     cli_run(&r, dir, "train", "-c", "quick.cfg", "--set", "encoder.arch.features_width=16", "--seed", "5",
             "-o", "run", "--threads", "1", NULL);
     ck_assert_msg(r.status == 0, "train: %s", r.err);
-    ck_assert_has(r.out, "seed 5, threads 1, conv engine default; resolved config in run/config.cfg");
+    char line[256];
+    const char *engine = bl_conv_engine_name(bl_conv_get_engine());
+    snprintf(line, sizeof line, "seed 5, threads 1, conv engine %s; resolved config in run/config.cfg", engine);
+    ck_assert_has(r.out, line);
     char text[1 << 15], buf[1 << 15];
     cli_read_file(path("run/config.cfg"), text, sizeof text);
     ck_assert_has(text, "--set encoder.arch.features_width=16");
-    ck_assert_has(text, "# seed 5, threads 1, conv engine default");
+    snprintf(line, sizeof line, "# seed 5, threads 1, conv engine %s", engine);
+    ck_assert_has(text, line);
     ck_assert_has(text, "features_width = 16;");
     ck_assert_has(text, "seed = 5;");
     ck_assert_has(text, "output_dir = \"run\";");
@@ -365,7 +370,9 @@ START_TEST(test_run_records_itself)
         ck_assert_str_eq(meta(ckpt, "bliss.version", buf, sizeof buf), version);
         ck_assert_str_eq(meta(ckpt, "train.seed", buf, sizeof buf), "5");
         ck_assert_str_eq(meta(ckpt, "train.threads", buf, sizeof buf), "1");
-        ck_assert_str_eq(meta(ckpt, "train.conv_engine", buf, sizeof buf), "default");
+        /* the engine the run used: the library's choice under the same environment */
+        ck_assert_str_eq(meta(ckpt, "train.conv_engine", buf, sizeof buf),
+                         bl_conv_engine_name(bl_conv_get_engine()));
     }
     /* evaluate and predict without --config and without the --set */
     cli_run(&r, dir, "evaluate", "--checkpoint", "run/best.safetensors", "--data", "ds", "-o", "m.json", NULL);
