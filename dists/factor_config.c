@@ -92,11 +92,9 @@ static bl_status bl_add_entry(bl_vardist_spec *spec, bl_config *cfg, const char 
 
     const char *bad = NULL;
     if (bl_vardist_spec_check(spec, &f, &bad) != BL_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", bl_error_message());
         /* the key at fault, or the entry when that key was left at its default */
         const char *at = bl_config_exists(cfg, bl_entry_key(key, sizeof key, entry, bad)) ? key : entry;
-        return bl_entry_error(cfg, at, "%s", msg);
+        return bl_error_context(BL_ERR_CONFIG, "%s: key '%s'", bl_config_where(cfg, at), at);
     }
     return bl_vardist_spec_add(spec, &f);
 }

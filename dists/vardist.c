@@ -81,6 +81,8 @@ const bl_factor_mask *bl_factor_mask_at(int i) { return bl_registry_at(&bl_masks
 
 /* bl_error with *bad_key = key */
 #define BL_FACTOR_FAIL(key, ...) (bad_key ? (void)(*bad_key = (key)) : (void)0, bl_error(BL_ERR_ARG, __VA_ARGS__))
+/* the same, in front of the message a callee recorded */
+#define BL_FACTOR_CONTEXT(key, ...) (bad_key ? (void)(*bad_key = (key)) : (void)0, bl_error_context(BL_ERR_ARG, __VA_ARGS__))
 
 bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *f, const char **bad_key)
 {
@@ -89,24 +91,18 @@ bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *f,
     if (bl_vardist_spec_find(spec, name))
         return BL_FACTOR_FAIL("name", "factor '%s': a factor of that name is already in the spec", name);
     if (!f->kind) return BL_FACTOR_FAIL("kind", "factor '%s': no distribution kind", name);
-    if (bl_dist_kind_check(f->kind) != BL_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", bl_error_message());
-        return BL_FACTOR_FAIL("kind", "factor '%s': %s", name, msg);
-    }
+    if (bl_dist_kind_check(f->kind) != BL_OK) return BL_FACTOR_CONTEXT("kind", "factor '%s'", name);
     for (int i = f->kind->n_opts; i < BL_DIST_MAX_OPTS; i++)
         if (f->opts[i] != 0)
             return BL_FACTOR_FAIL("kind", "factor '%s': kind '%s' takes %d option%s, but opts[%d] = %g",
                                   name, f->kind->name, f->kind->n_opts, f->kind->n_opts == 1 ? "" : "s",
                                   i, f->opts[i]);
     if (bl_dist_kind_check_opts(f->kind, f->opts) != BL_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", bl_error_message());
         /* the last option is the one that makes a set of valid-looking values inconsistent */
         const char *key = f->kind->n_opts ? f->kind->opt_names[f->kind->n_opts - 1] : "kind";
         for (int i = 0; i < f->kind->n_opts; i++)
             if (!isfinite(f->opts[i])) key = f->kind->opt_names[i];
-        return BL_FACTOR_FAIL(key, "factor '%s': %s", name, msg);
+        return BL_FACTOR_CONTEXT(key, "factor '%s'", name);
     }
     if (!f->field || !f->field[0]) return BL_FACTOR_FAIL("field", "factor '%s': no catalog field", name);
     int width = bl_factor_field_width(spec, f->field);

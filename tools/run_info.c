@@ -68,7 +68,7 @@ bl_status bl_cli_checkpoint_unpack(const bl_cli *cli, const bl_safetensors *ckpt
 {
     bl_status st = bl_checkpoint_unpack(ckpt, cli->checkpoint, params, NULL);
     if (st && cli->config && bl_safetensors_meta(ckpt, BL_META_CONFIG)) {
-        char msg[2048];
+        char msg[2048]; /* a note after the message (bl_error_context puts context in front) */
         snprintf(msg, sizeof msg, "%s", bl_error_message());
         st = bl_error(st, "%s\n  (%s does not describe this checkpoint; without --config the config recorded "
                       "in the checkpoint is used)", msg, cli->config);

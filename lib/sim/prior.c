@@ -449,9 +449,7 @@ static bl_status bl_prior_add_at(bl_prior *prior, const bl_field_sampler *s, con
     if (!s->name || !*s->name) return bl_error(BL_ERR_ARG, "%s: sampler without a name", where);
     bl_status st = bl_sampler_kind_check(s->kind);
     if (st != BL_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", bl_error_message());
-        return bl_error(st, "%s: sampler '%s': %s", where, s->name, msg);
+        return bl_error_context(st, "%s: sampler '%s'", where, s->name);
     }
     if (!s->field || bl_catalog_field_width(s->field, prior->p.n_bands) < 0)
         return bl_error(BL_ERR_ARG, "%s: sampler '%s': '%s' is not a catalog field", where, s->name,
@@ -511,7 +509,7 @@ bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path)
         snprintf(where, sizeof where, "%s: %s (sampler '%s')", bl_config_where(cfg, BL_ITEM("name")),
                  item, name);
         if ((s = bl_prior_add_at(prior, &fs, where)) != BL_OK) {
-            char msg[1024];
+            char msg[1024]; /* the same message as a config error (bl_error may not read its own buffer) */
             snprintf(msg, sizeof msg, "%s", bl_error_message());
             return bl_error(BL_ERR_CONFIG, "%s", msg);
         }
