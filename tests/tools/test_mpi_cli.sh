@@ -34,8 +34,9 @@ $MPIRUN "$BLISS" train -c quick.cfg --set prior.batch_size=3 -o bad --threads 1 
 grep -q "multiple of the number of processes" bad.log || fail "no clear message: $(cat bad.log)"
 echo "indivisible batch: $(grep -m1 'multiple' bad.log)"
 
-# 3. SIGTERM to mpirun, then --resume
-$MPIRUN "$BLISS" train -c quick.cfg -o term --threads 1 --set train.steps_per_epoch=100000 \
+# 3. SIGTERM to mpirun, then --resume. mpirun forwards SIGTERM and sends SIGKILL 1 s later
+# unless odls_base_sigkill_timeout says otherwise (docs/scaling.md): time to save
+$MPIRUN --mca odls_base_sigkill_timeout 60 "$BLISS" train -c quick.cfg -o term --threads 1 --set train.steps_per_epoch=100000 \
   --set train.checkpoint_every=2 >term.log 2>&1 &
 mp=$!
 i=0
