@@ -15,8 +15,10 @@
 #include "tools/dist.h"
 #include "tools/train_loop.h"
 
-/* The first SIGINT/SIGTERM asks the loop to stop after the current step (it then saves);
- * SA_RESETHAND makes a second one end the process at once. Under mpirun the processes agree
+/* The first SIGINT/SIGTERM/SIGUSR1 asks the loop to stop after the current step (it then
+ * saves); SA_RESETHAND makes a second one end the process at once. SIGUSR1 is for mpirun,
+ * which forwards it to every process (a SIGTERM to mpirun tears the job down, see
+ * docs/scaling.md). Under mpirun the processes agree
  * after every step (the maximum of their signal flags), so all stop after the same step. */
 static volatile sig_atomic_t bl_stop_flag, bl_stop_signal, bl_signal_flag;
 
@@ -30,7 +32,8 @@ static void bl_on_signal(int sig)
 /* parameters compared across processes every this many steps (and before every save) */
 #define BL_DDP_CHECK_EVERY 100
 
-static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_term)
+static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_term,
+                               struct sigaction *old_usr1)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -39,6 +42,7 @@ static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, old_int);
     sigaction(SIGTERM, &sa, old_term);
+    sigaction(SIGUSR1, &sa, old_usr1);
 }
 
 /* ---- hooks ------------------------------------------------------------------------------ */
@@ -327,12 +331,13 @@ int bl_cmd_train(bl_cli *cli)
                (long long)(s->batch_size / bl_dist_size()),
                t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process");
     fflush(stdout);
-    struct sigaction old_int, old_term;
-    bl_install_signals(&old_int, &old_term);
+    struct sigaction old_int, old_term, old_usr1;
+    bl_install_signals(&old_int, &old_term, &old_usr1);
     bl_train_end end;
     bl_status st = bl_train_run(&plan, &hooks, &state, curve, &end);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     if (st) goto done;
     printf("stopped: %s after %lld steps (%lld epochs, %.1f s)", bl_train_end_name(end),
            (long long)state.step, (long long)state.epoch, state.seconds);
