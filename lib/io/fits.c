@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "lib/io/atomic_file.h"
@@ -326,14 +327,25 @@ bl_status bl_fits_read_batch_images(const char *path, int n_bands, const char *c
     return BL_OK;
 }
 
+/* The keyword is read as its raw value text and parsed here: cfitsio's own integer conversion
+ * (ffc2j) overflows a buffer on some malformed values (found by fuzzing). */
 static bl_status bl_fits_read_long(fitsfile *f, const char *path, const char *key, long *v)
 {
     int status = 0;
-    if (fits_read_key(f, TLONG, key, v, NULL, &status)) {
+    char value[FLEN_VALUE] = "", comment[FLEN_COMMENT];
+    if (fits_read_keyword(f, key, value, comment, &status)) {
         char what[96];
         snprintf(what, sizeof what, "CATALOG keyword %s", key);
         return bl_fits_error(status, path, what);
     }
+    char *end;
+    errno = 0;
+    long long x = strtoll(value, &end, 10);
+    while (*end == ' ') end++;
+    if (end == value || *end || errno || x < LONG_MIN || x > LONG_MAX)
+        return bl_error(BL_ERR_FORMAT, "%s: CATALOG keyword %s = '%.40s' is not an integer", path, key,
+                        value);
+    *v = (long)x;
     return BL_OK;
 }
 
