@@ -280,6 +280,17 @@ bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **
         return s;
     }
     int64_t n = naxis == 3 ? naxes[2] : 1, h = naxes[1], w = naxes[0];
+    /* the pixels must fit in the file (a tile-compressed image may expand, by at most 1024x
+     * here): a header claiming 10^12 pixels is refused before anything is allocated */
+    int cstatus = 0;
+    const double bytes = (double)n * (double)h * (double)w * (double)(bitpix < 0 ? -bitpix : bitpix) / 8;
+    const double limit = (double)f->Fptr->logfilesize * (fits_is_compressed_image(f, &cstatus) ? 1024 : 1);
+    if (n < 0 || h < 0 || w < 0 || bytes > limit) {
+        bl_fits_close(f);
+        return bl_error(BL_ERR_FORMAT, "%s: %s declares %lld x %lld x %lld pixels, more than the file "
+                        "holds (truncated or a corrupt header)", path, what, (long long)n, (long long)h,
+                        (long long)w);
+    }
     bl_tensor *t = bl_tensor_alloc(NULL, 3, BL_SHAPE(n, h, w), 0);
     int anynul = 0;
     if (t->numel &&
