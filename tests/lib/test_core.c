@@ -335,8 +335,8 @@ static void path_in(char *out, size_t n, const char *dir, const char *name)
 /* @include: relative to the including file, then $BLISS_CONFIG_PATH; errors name file:line */
 START_TEST(test_config_include_resolution_and_errors)
 {
-    char dir[] = "/tmp/bl_test_inc_XXXXXX", user[600], lib[600], path[700];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char dir[64], user[600], lib[600], path[700];
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_inc");
     path_in(user, sizeof user, dir, "user");
     path_in(lib, sizeof lib, dir, "lib");
     ck_assert_int_eq(mkdir(user, 0777), 0);
@@ -434,8 +434,8 @@ END_TEST
 /* extend groups: append to lists, merge groups, replace scalars, in file order */
 START_TEST(test_config_extend)
 {
-    char dir[] = "/tmp/bl_test_ext_XXXXXX", path[600];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char dir[64], path[600];
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_ext");
     write_file(dir, "parent.cfg",
                "train = { lr = 0.1; steps = 10; milestones = [4, 8]; };\n"
                "factors = ( { name = \"a\"; kind = \"normal\"; } );\n");

@@ -22,8 +22,7 @@ static const char *p(const char *name)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/bl_test_cli_harden_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    bl_check_tmpdir(dir, sizeof dir, "bl_test_cli_harden");
     cli_link_configs(dir);
 }
 
