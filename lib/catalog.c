@@ -513,7 +513,7 @@ bl_full_catalog *bl_tile_catalog_to_full(const bl_tile_catalog *cat)
     bl_full_catalog *full = bl_full_catalog_alloc(cat->B, M, bl_tile_catalog_height(cat),
                                                   bl_tile_catalog_width(cat), cat->n_bands);
     for (int f = 0; f < cat->n_fields; f++)
-        if (strcmp(cat->fields[f].name, "locs") != 0) bl_full_catalog_add(full, cat->fields[f].name);
+        if (bl_full_catalog_accepts(cat->fields[f].name)) bl_full_catalog_add(full, cat->fields[f].name);
     bl_real *plocs = bl_malloc((size_t)(bl_tile_catalog_n_tiles(cat) * cat->S * 2 + 1) * sizeof *plocs);
     bl_tile_catalog_plocs(cat, plocs);
     for (int64_t b = 0; b < cat->B; b++) {
@@ -581,6 +581,11 @@ bl_tensor *bl_full_catalog_require(const bl_full_catalog *cat, const char *name)
                  cat->n_fields ? names : "none");
     }
     return t;
+}
+
+int bl_full_catalog_accepts(const char *name)
+{
+    return strcmp(name, "locs") != 0 && bl_catalog_field_find(name) != NULL;
 }
 
 bl_tensor *bl_full_catalog_add(bl_full_catalog *cat, const char *name)

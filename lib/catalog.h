@@ -180,6 +180,10 @@ typedef struct bl_full_catalog {
 bl_full_catalog *bl_full_catalog_alloc(int64_t B, int64_t M, int64_t height, int64_t width,
                                        int n_bands);
 void bl_full_catalog_free(bl_full_catalog *cat);
+/* 1 if a full catalog may hold field `name`: a table field other than `locs` (tile
+ * fractions; a full catalog keeps pixel positions in `plocs`). Readers check it on names from
+ * files before bl_full_catalog_add, which asserts it. */
+int bl_full_catalog_accepts(const char *name);
 bl_tensor *bl_full_catalog_add(bl_full_catalog *cat, const char *name);
 bl_tensor *bl_full_catalog_get(const bl_full_catalog *cat, const char *name);
 bl_tensor *bl_full_catalog_require(const bl_full_catalog *cat, const char *name);

@@ -439,9 +439,10 @@ bl_status bl_fits_read_catalog(const char *path, bl_full_catalog **out)
             t = cat->plocs;
             have_plocs = 1;
         } else {
-            int k = bl_catalog_field_width(ttype, (int)nbands);
-            if (k < 0) {
-                s = bl_error(BL_ERR_FORMAT, "%s: CATALOG column '%s' is not a catalog field", path, ttype);
+            if (!bl_full_catalog_accepts(ttype)) {
+                s = bl_error(BL_ERR_FORMAT, "%s: CATALOG column '%s' is not a catalog field%s", path,
+                             ttype, bl_catalog_field_find(ttype) ? " of a full catalog (it holds tile "
+                             "fractions; pixel positions are 'plocs')" : "");
                 goto fail_cat;
             }
             t = bl_full_catalog_add(cat, ttype);

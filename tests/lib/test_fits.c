@@ -221,38 +221,52 @@ START_TEST(test_damaged_files)
 }
 END_TEST
 
-START_TEST(test_foreign_catalog_columns)
+/* A CATALOG table written with cfitsio by hand: columns image, plocs and `column` (width
+ * values per row). */
+static void write_foreign_catalog(const char *path, const char *column, int width)
 {
-    /* a CATALOG table written with cfitsio by hand, with a column that is no catalog field */
-    char path[300];
-    path_of(path, sizeof path, "foreign.fits");
     fitsfile *f;
     int status = 0;
-    char path_bang[310];
+    char path_bang[310], tform[8];
     snprintf(path_bang, sizeof path_bang, "!%s", path);
+    snprintf(tform, sizeof tform, "%dE", width);
     ck_assert_int_eq(fits_create_file(&f, path_bang, &status), 0);
     fits_create_img(f, BYTE_IMG, 0, NULL, &status);
-    char *ttype[] = {"image", "plocs", "bogus"}, *tform[] = {"1J", "2E", "1E"};
-    fits_create_tbl(f, BINARY_TBL, 1, 3, ttype, tform, NULL, "CATALOG", &status);
+    char *ttype[] = {"image", "plocs", (char *)column}, *tforms[] = {"1J", "2E", tform};
+    fits_create_tbl(f, BINARY_TBL, 1, 3, ttype, tforms, NULL, "CATALOG", &status);
     long one = 1, h = 8, w = 8, nb = 2;
     fits_update_key(f, TLONG, "NIMAGES", &one, NULL, &status);
     fits_update_key(f, TLONG, "HEIGHT", &h, NULL, &status);
     fits_update_key(f, TLONG, "WIDTH", &w, NULL, &status);
     fits_update_key(f, TLONG, "NBANDS", &nb, NULL, &status);
     int im[1] = {0};
-    float pl[2] = {1, 2}, bogus[1] = {3};
+    float pl[2] = {1, 2}, other[2] = {0.25f, 0.5f};
     fits_write_col(f, TINT, 1, 1, 1, 1, im, &status);
     fits_write_col(f, TFLOAT, 2, 1, 1, 2, pl, &status);
-    fits_write_col(f, TFLOAT, 3, 1, 1, 1, bogus, &status);
+    fits_write_col(f, TFLOAT, 3, 1, 1, width, other, &status);
     fits_close_file(f, &status);
     ck_assert_int_eq(status, 0);
+}
+
+START_TEST(test_foreign_catalog_columns)
+{
+    /* a column that is no catalog field */
+    char path[300];
+    path_of(path, sizeof path, "foreign.fits");
     bl_full_catalog *r;
+    write_foreign_catalog(path, "bogus", 1);
     ck_assert_int_eq(bl_fits_read_catalog(path, &r), BL_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(bl_error_message(), "column 'bogus' is not a catalog field"));
+    /* the tile-only field `locs`: a format error (a fuzz campaign found it reached an assertion) */
+    write_foreign_catalog(path, "locs", 2);
+    ck_assert_int_eq(bl_fits_read_catalog(path, &r), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "column 'locs' is not a catalog field of a full "
+                                                     "catalog"));
     /* image index out of range */
+    fitsfile *f;
+    int status = 0, im[1] = {5};
     ck_assert_int_eq(fits_open_file(&f, path, READWRITE, &status), 0);
     fits_movnam_hdu(f, BINARY_TBL, "CATALOG", 0, &status);
-    im[0] = 5;
     fits_write_col(f, TINT, 1, 1, 1, 1, im, &status);
     fits_delete_col(f, 3, &status);
     fits_close_file(f, &status);
