@@ -24,7 +24,7 @@ MAY_USE = {
     "sim": {"core", "io", "sim"},
     "autograd": {"core", "autograd"},
     "dists": {"core", "autograd", "dists"},
-    "models": {"core", "io", "autograd", "dists", "models"},
+    "models": {"core", "io", "eval", "autograd", "dists", "models"},
     "top": {"core", "io", "eval", "sim", "autograd", "dists", "models", "top"},
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "models/evaluate.h"
 #include "models/trainer.h"
 #include "tools/commands.h"
 #include "tools/data.h"
@@ -49,6 +50,8 @@ static void bl_install_signals(struct sigaction *old_int, struct sigaction *old_
 
 typedef struct {
     bl_trainer *tr;
+    const bl_metrics_opts *metrics; /* matching options of the validation metrics */
+    int n_metrics;
     const char *config;
     int P;
     const char *config_text; /* the resolved config (run_info.h) */
@@ -85,6 +88,18 @@ static bl_status bl_hook_validate(void *ctx, double *val)
     bl_train_ctx *c = ctx;
     bl_status st = bl_trainer_validate(c->tr, val);
     if (!st && c->ddp) *val = bl_global_mean(*val);
+    return st;
+}
+
+/* the per-factor validation metrics (models/evaluate.h); under mpirun each process scores its
+ * slice of the validation set and the values are averaged (docs/metrics.md) */
+static bl_status bl_hook_val_metrics(void *ctx, double *values)
+{
+    bl_train_ctx *c = ctx;
+    bl_status st = bl_encoder_val_metrics(c->tr->enc, c->tr->ctx, c->tr->val, c->metrics,
+                                          (uint64_t)c->seed, values);
+    if (!st && c->ddp)
+        for (int i = 0; i < c->n_metrics; i++) values[i] = bl_global_mean(values[i]);
     return st;
 }
 
@@ -161,60 +176,21 @@ static bl_status bl_state_from_meta(const bl_safetensors *meta, const char *path
     return BL_OK;
 }
 
-/* ---- q(redshift) statistics, as the seed notebook prints them ---------------------------- */
+/* ---- q statistics of every factor, as the seed notebook prints q(redshift)'s ------------- */
 
-static void bl_print_redshift_stats(const bl_settings *s, bl_trainer *tr, bl_batch_source src)
+static void bl_print_q_stats(bl_trainer *tr, bl_batch_source src)
 {
-    int idx = bl_vardist_spec_index(s->spec, "redshift");
-    /* one loc and one scale per tile: a kind with them and a scalar value (normal by default) */
-    if (idx < 0 || !src.get || !s->spec->factors[idx].kind->loc_scale ||
-        s->spec->factors[idx].kind->value_dim != 1)
-        return;
-    bl_ctx *ctx = tr->ctx;
+    if (!src.get) return;
     bl_tensor *x;
     bl_tile_catalog *truth;
-    if (src.get(src.user, bl_ctx_arena(ctx), 0, &x, &truth) != BL_OK) {
-        fprintf(stderr, "bliss train: warning: no batch for the q(redshift) statistics: %s\n",
-                bl_error_message());
-        bl_ctx_reset(ctx);
+    if (src.get(src.user, bl_ctx_arena(tr->ctx), 0, &x, &truth) != BL_OK) {
+        fprintf(stderr, "bliss train: warning: no batch for the q statistics: %s\n", bl_error_message());
+        bl_ctx_reset(tr->ctx);
         return;
     }
-    int was_training = tr->enc->training, g = bl_set_grad_enabled(ctx, 0);
-    bl_encoder_set_training(tr->enc, 0);
-    bl_encoder_pred pred;
-    bl_encoder_infer_marginal(tr->enc, ctx, x, &pred);
-    const bl_tensor *raw = pred.marginal->raw[idx]; /* (B, ht, wt, dim) */
-    /* loc and scale as the factor's kind maps them (dists/kind.h; normal: mean and
-     * sd = exp(clamp(logvar, -20, 20) / 2)) */
-    const bl_factor *f = &s->spec->factors[idx];
-    const int dim = f->kind->dim;
-    double sum[2][2] = {{0}}, sq[2][2] = {{0}};
-    int64_t n[2] = {0, 0};
-    int64_t tiles = raw->numel / dim;
-    for (int64_t t = 0; t < tiles; t++) {
-        double loc, scale;
-        if (bl_dist_kind_loc_scale(f->kind, f->opts, raw->data + t * dim, &loc, &scale)) break;
-        int on = truth->n_sources[t] > 0; /* truth is (B, ht, wt) like raw */
-        for (int k = 0; k <= on; k++) {
-            sum[k][0] += loc;
-            sum[k][1] += scale;
-            sq[k][0] += loc * loc;
-            sq[k][1] += scale * scale;
-            n[k]++;
-        }
-    }
-    static const char *const what[2] = {"tiles", "tiles with a source"};
-    for (int k = 0; k < 2; k++) {
-        if (n[k] == 0) continue;
-        double ml = sum[k][0] / n[k], ms = sum[k][1] / n[k];
-        printf("q(redshift) over %lld %s: loc mean %.6g sd %.6g, scale mean %.6g sd %.6g\n",
-               (long long)n[k], what[k], ml, sqrt(fmax(sq[k][0] / n[k] - ml * ml, 0)), ms,
-               sqrt(fmax(sq[k][1] / n[k] - ms * ms, 0)));
-    }
-    bl_encoder_set_training(tr->enc, was_training);
-    bl_set_grad_enabled(ctx, g);
+    bl_encoder_print_q_stats(stdout, tr->enc, tr->ctx, x, truth);
     bl_tile_catalog_free(truth);
-    bl_ctx_reset(ctx);
+    bl_ctx_reset(tr->ctx);
 }
 
 /* ---- the command ------------------------------------------------------------------------ */
@@ -246,7 +222,10 @@ int bl_cmd_train(bl_cli *cli)
     bl_encoder *enc = NULL;
     bl_trainer *tr = NULL;
     bl_curve *curve = NULL;
-    char *csv = NULL, *config_text = NULL;
+    bl_table *metrics = NULL;
+    char **metric_names = NULL;
+    int n_metric_names = 0;
+    char *csv = NULL, *mcsv = NULL, *config_text = NULL;
     int status = BL_EXIT_ERROR;
     if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     const bl_train_settings *t = &s->train;
@@ -277,6 +256,10 @@ int bl_cmd_train(bl_cli *cli)
     size_t n = strlen(out_dir) + 16;
     csv = bl_malloc(n);
     snprintf(csv, n, "%s/curve.csv", out_dir);
+    mcsv = bl_malloc(n + 2);
+    snprintf(mcsv, n + 2, "%s/metrics.csv", out_dir);
+    const int with_metrics = t->val_batches > 0 && t->val_metrics;
+    if (with_metrics) metric_names = bl_val_metrics_names(s->spec, &n_metric_names);
     if (cli->resume) {
         bl_safetensors *meta = NULL;
         if (bl_trainer_load(tr, cli->resume, &meta)) goto done;
@@ -295,15 +278,34 @@ int bl_cmd_train(bl_cli *cli)
             fprintf(stderr, "bliss train: note: no %s to continue; the curve starts at step %lld\n",
                     csv, (long long)state.step);
         }
+        if (with_metrics && stat(mcsv, &sb) == 0) {
+            if (bl_table_read_csv(&metrics, mcsv)) goto done;
+            int same = metrics->n_cols == n_metric_names + 2;
+            for (int i = 0; same && i < n_metric_names; i++) same = strcmp(metrics->cols[i + 2], metric_names[i]) == 0;
+            if (!same) {
+                bl_error(BL_ERR_FORMAT, "%s: its columns are not the metrics of this config's factors; "
+                         "move it away to start a new one", mcsv);
+                goto done;
+            }
+        }
         printf("resuming from %s: step %lld, epoch %lld, best val %.6g\n", cli->resume,
                (long long)state.step, (long long)state.epoch, state.best_val);
     }
     if (!curve) curve = bl_curve_alloc();
+    if (with_metrics && !metrics) {
+        const char **cols = bl_malloc((size_t)(n_metric_names + 2) * sizeof *cols);
+        cols[0] = "step";
+        cols[1] = "epoch";
+        for (int i = 0; i < n_metric_names; i++) cols[i + 2] = metric_names[i];
+        metrics = bl_table_alloc(n_metric_names + 2, cols);
+        free(cols);
+    }
 
-    bl_train_ctx hctx = {.tr = tr, .config = s->path, .P = s->spec->dim, .config_text = config_text,
+    bl_train_ctx hctx = {.tr = tr, .metrics = &s->metrics, .n_metrics = n_metric_names, .config = s->path, .P = s->spec->dim, .config_text = config_text,
                          .seed = t->seed, .ddp = ddp};
     bl_train_hooks hooks = {.ctx = &hctx, .step = bl_hook_step,
                             .validate = t->val_batches > 0 ? bl_hook_validate : NULL,
+                            .val_metrics = with_metrics ? bl_hook_val_metrics : NULL,
                             .save = bl_hook_save};
     char title[256];
     snprintf(title, sizeof title, "bliss train %s", s->path);
@@ -314,7 +316,7 @@ int bl_cmd_train(bl_cli *cli)
         .checkpoint_every = t->checkpoint_every, .print_every = t->print_every,
         .out_dir = out_dir, .plot_width = (int)t->plot_width, .plot_height = (int)t->plot_height,
         .title = title, .log = stdout, .progress = BL_PROGRESS_AUTO, .stop = &bl_stop_flag,
-        .follower = bl_dist_rank() != 0,
+        .follower = bl_dist_rank() != 0, .metrics = metrics,
     };
     plan.schedule.base_lr = t->adam.lr;
     plan.schedule.gamma = t->gamma;
@@ -343,20 +345,25 @@ int bl_cmd_train(bl_cli *cli)
            (long long)state.step, (long long)state.epoch, state.seconds);
     if (isfinite(state.best_val))
         printf("; best val loss %.6g at epoch %lld", state.best_val, (long long)state.best_epoch);
-    printf("\nwrote %s/last.safetensors%s, %s, %s/curve.png\n", out_dir,
+    printf("\nwrote %s/last.safetensors%s, %s, %s/curve.png", out_dir,
            isfinite(state.best_val) ? ", best.safetensors" : "", csv, out_dir);
+    if (metrics && metrics->n_rows > 0) printf(", %s, %s/metrics.png", mcsv, out_dir);
+    printf("\n");
     if (end == BL_TRAIN_INTERRUPTED) {
         printf("interrupted by signal %d; continue with --resume %s/last.safetensors\n",
                (int)bl_stop_signal, out_dir);
         status = 128 + (int)bl_stop_signal;
         goto done;
     }
-    bl_print_redshift_stats(s, tr, t->fixed_batch || t->val_batches == 0 ? train_src : val_src);
+    bl_print_q_stats(tr, t->fixed_batch || t->val_batches == 0 ? train_src : val_src);
     status = 0;
 done:
     if (status == BL_EXIT_ERROR) bl_cli_fail(cli);
     free(csv);
+    free(mcsv);
     free(config_text);
+    bl_table_free(metrics);
+    bl_val_metrics_names_free(metric_names, n_metric_names);
     bl_curve_free(curve);
     if (tr) {
         bl_ddp_free(tr->opts.after_backward_user);
