@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "models/checkpoint.h"
 #include "models/evaluate.h"
 #include "models/trainer.h"
 #include "tools/commands.h"
@@ -55,6 +56,7 @@ typedef struct {
     const char *config;
     int P;
     const char *config_text; /* the resolved config (run_info.h) */
+    const bl_train_settings *train; /* schedule and epoch length, for Lightning's counters */
     int64_t seed;
     bl_ddp *ddp; /* NULL: one process */
 } bl_train_ctx;
@@ -128,12 +130,25 @@ static bl_status bl_hook_save(void *ctx, const char *path, const bl_train_state 
     char seed[32], threads[32];
     snprintf(seed, sizeof seed, "%lld", (long long)c->seed);
     snprintf(threads, sizeof threads, "%d", bl_cli_threads());
-    enum { N_RUN = 5 };
+    /* Lightning's counters (tools/pt_convert.py --lightning): `epoch` is the index of the epoch
+     * the checkpoint was taken in (the one just completed at an epoch end), `global_step` the
+     * optimizer steps; the epoch-interval MultiStepLR has stepped once per epoch before it */
+    const bl_train_settings *t = c->train;
+    const int at_end = s->epoch > 0 && s->step == s->epoch * t->steps_per_epoch;
+    char epoch[32], ms[16 * 24] = "", gamma[32], lr0[32];
+    snprintf(epoch, sizeof epoch, "%lld", (long long)(at_end ? s->epoch - 1 : s->epoch));
+    for (int i = 0; i < t->n_milestones; i++)
+        snprintf(ms + strlen(ms), sizeof ms - strlen(ms), i ? ",%lld" : "%lld", (long long)t->milestones[i]);
+    snprintf(gamma, sizeof gamma, "%.17g", t->gamma);
+    snprintf(lr0, sizeof lr0, "%.17g", t->adam.lr);
+    enum { N_RUN = 11 };
     const char *keys[BL_N_STATE_META + N_RUN], *values[BL_N_STATE_META + N_RUN];
     for (int i = 0; i < BL_N_STATE_META; i++) keys[i] = bl_state_keys[i], values[i] = v[i];
     const char *run_keys[N_RUN] = {BL_META_CONFIG, BL_META_VERSION, BL_META_SEED, BL_META_THREADS,
-                                   BL_META_ENGINE};
-    const char *run_values[N_RUN] = {c->config_text, bl_cli_version(), seed, threads, bl_cli_conv_engine()};
+                                   BL_META_ENGINE, "epoch", "global_step", "scheduler.milestones",
+                                   "scheduler.gamma", "scheduler.last_epoch", "adam.initial_lr"};
+    const char *run_values[N_RUN] = {c->config_text, bl_cli_version(), seed, threads, bl_cli_conv_engine(),
+                                     epoch, v[0], ms, gamma, epoch, lr0};
     for (int i = 0; i < N_RUN; i++) keys[BL_N_STATE_META + i] = run_keys[i], values[BL_N_STATE_META + i] = run_values[i];
     return bl_trainer_save(c->tr, path, BL_N_STATE_META + N_RUN, keys, values);
 }
@@ -227,6 +242,11 @@ int bl_cmd_train(bl_cli *cli)
     int n_metric_names = 0;
     char *csv = NULL, *mcsv = NULL, *config_text = NULL;
     int status = BL_EXIT_ERROR;
+    if (cli->init && cli->resume) {
+        fprintf(stderr, "bliss train: error: --init and --resume exclude each other (--resume continues a run, "
+                        "--init starts a new one from weights)\n");
+        return BL_EXIT_USAGE;
+    }
     if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     const bl_train_settings *t = &s->train;
     const char *out_dir = cli->out ? cli->out : t->output_dir;
@@ -260,10 +280,22 @@ int bl_cmd_train(bl_cli *cli)
     snprintf(mcsv, n + 2, "%s/metrics.csv", out_dir);
     const int with_metrics = t->val_batches > 0 && t->val_metrics;
     if (with_metrics) metric_names = bl_val_metrics_names(s->spec, &n_metric_names);
+    if (cli->init) {
+        /* weights only: Adam starts fresh at step 0, the run at step 0 */
+        if (bl_checkpoint_load(cli->init, enc->params, NULL, NULL)) goto done;
+        printf("initialised from %s (weights only; fresh optimizer)\n", cli->init);
+    }
     if (cli->resume) {
+        /* the recorded config first: a changed architecture is named by its key, before the
+         * loader lists the tensors whose shapes differ */
         bl_safetensors *meta = NULL;
-        if (bl_trainer_load(tr, cli->resume, &meta)) goto done;
-        bl_status st = bl_state_from_meta(meta, cli->resume, &state);
+        if (bl_safetensors_read(&meta, cli->resume)) goto done;
+        const char *recorded = bl_safetensors_meta(meta, BL_META_CONFIG);
+        bl_status st = recorded ? bl_cli_compare_configs(cli->resume, recorded, config_text, stderr) : BL_OK;
+        bl_safetensors_free(meta);
+        meta = NULL;
+        if (st || bl_trainer_load(tr, cli->resume, &meta)) goto done;
+        st = bl_state_from_meta(meta, cli->resume, &state);
         bl_safetensors_free(meta);
         if (st) goto done;
         if (tr->step != state.step) {
@@ -302,7 +334,7 @@ int bl_cmd_train(bl_cli *cli)
     }
 
     bl_train_ctx hctx = {.tr = tr, .metrics = &s->metrics, .n_metrics = n_metric_names, .config = s->path, .P = s->spec->dim, .config_text = config_text,
-                         .seed = t->seed, .ddp = ddp};
+                         .train = t, .seed = t->seed, .ddp = ddp};
     bl_train_hooks hooks = {.ctx = &hctx, .step = bl_hook_step,
                             .validate = t->val_batches > 0 ? bl_hook_validate : NULL,
                             .val_metrics = with_metrics ? bl_hook_val_metrics : NULL,

@@ -5,6 +5,8 @@
 #ifndef BL_TOOLS_RUN_INFO_H
 #define BL_TOOLS_RUN_INFO_H
 
+#include <stdio.h>
+
 #include "lib/io/safetensors.h"
 #include "tools/commands.h"
 
@@ -36,5 +38,12 @@ bl_status bl_cli_checkpoint_settings(const bl_cli *cli, const bl_safetensors *ck
  * a shape mismatch (another config) keeps the checkpoint's message and, when --config was
  * given and the checkpoint records its own, says that leaving --config out would use it. */
 bl_status bl_cli_checkpoint_unpack(const bl_cli *cli, const bl_safetensors *ckpt, bl_params *params);
+
+/* --resume: compare the config recorded in the checkpoint `file` with the current one (both
+ * resolved config texts), key by key. A difference in a key that shapes the model or its
+ * loss — under encoder, factors, survey, prior_fields, or prior.tile_slen — is BL_ERR_CONFIG
+ * naming the key and both values; any other difference (train.max_steps, train.output_dir,
+ * simulator settings, ...) is printed as a warning to `warn` and accepted. */
+bl_status bl_cli_compare_configs(const char *file, const char *recorded, const char *current, FILE *warn);
 
 #endif
