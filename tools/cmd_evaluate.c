@@ -10,7 +10,7 @@
 #include "models/checkpoint.h"
 #include "models/evaluate.h"
 #include "tools/commands.h"
-#include "tools/data.h"
+#include "experiment/data.h"
 #include "tools/run_info.h"
 
 /* the metrics of one result as a JSON object (new reference) */

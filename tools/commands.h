@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 #define BL_EXIT_ERROR 1
 #define BL_EXIT_USAGE 2

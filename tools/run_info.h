@@ -7,15 +7,11 @@
 
 #include <stdio.h>
 
+#include "experiment/experiment.h"
 #include "lib/io/safetensors.h"
 #include "tools/commands.h"
 
-/* Checkpoint metadata keys written by bliss train besides the training state. */
-#define BL_META_CONFIG "bliss.config"         /* the resolved config, libconfig text */
-#define BL_META_VERSION "bliss.version"       /* bl_cli_version() */
-#define BL_META_SEED "train.seed"
-#define BL_META_THREADS "train.threads"
-#define BL_META_ENGINE "train.conv_engine"
+/* Checkpoint metadata keys (BL_META_CONFIG, ...): experiment/experiment.h */
 
 /* "0.1.0 (git <describe>)" */
 const char *bl_cli_version(void);
@@ -38,12 +34,5 @@ bl_status bl_cli_checkpoint_settings(const bl_cli *cli, const bl_safetensors *ck
  * a shape mismatch (another config) keeps the checkpoint's message and, when --config was
  * given and the checkpoint records its own, says that leaving --config out would use it. */
 bl_status bl_cli_checkpoint_unpack(const bl_cli *cli, const bl_safetensors *ckpt, bl_params *params);
-
-/* --resume: compare the config recorded in the checkpoint `file` with the current one (both
- * resolved config texts), key by key. A difference in a key that shapes the model or its
- * loss — under encoder, factors, survey, prior_fields, or prior.tile_slen — is BL_ERR_CONFIG
- * naming the key and both values; any other difference (train.max_steps, train.output_dir,
- * simulator settings, ...) is printed as a warning to `warn` and accepted. */
-bl_status bl_cli_compare_configs(const char *file, const char *recorded, const char *current, FILE *warn);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "lib/io/atomic_file.h"
 #include "tests/bl_check.h"
-#include "tools/train_loop.h"
+#include "models/train_loop.h"
 
 #include "cli_run.h"
 

@@ -14,8 +14,8 @@
  * Files in out_dir: last.safetensors, best.safetensors (with validation), curve.csv, curve.png,
  * metrics.csv and metrics.png (with plan->metrics);
  * each appears only complete (the save hook must write atomically too). */
-#ifndef BL_TOOLS_TRAIN_LOOP_H
-#define BL_TOOLS_TRAIN_LOOP_H
+#ifndef BL_MODELS_TRAIN_LOOP_H
+#define BL_MODELS_TRAIN_LOOP_H
 
 #include <signal.h>
 #include <stdint.h>

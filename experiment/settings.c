@@ -1,4 +1,4 @@
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 #include <limits.h>
 #include <math.h>

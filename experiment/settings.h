@@ -5,8 +5,8 @@
  *
  * Loading order: the file (with its @includes), then its `overrides` lists (both applied by
  * bl_config_load, lib/config.h), then the --set assignments of the command line, then --seed. */
-#ifndef BL_TOOLS_SETTINGS_H
-#define BL_TOOLS_SETTINGS_H
+#ifndef BL_EXPERIMENT_SETTINGS_H
+#define BL_EXPERIMENT_SETTINGS_H
 
 #include <stdint.h>
 

@@ -1,4 +1,4 @@
-#include "tools/train_loop.h"
+#include "models/train_loop.h"
 
 #include <math.h>
 #include <stdlib.h>
