@@ -52,7 +52,7 @@ bl_status bl_experiment_from_settings(bl_experiment **out, bl_settings *s, const
     if (ex->opts.n_ranks < 1) ex->opts.n_ranks = 1;
     const bl_train_settings *t = &s->train;
     ex->out_dir = bl_strdup(ex->opts.out_dir ? ex->opts.out_dir : t->output_dir);
-    const char *source = ex->opts.data ? ex->opts.data : t->data;
+    char *source = bl_strdup(ex->opts.data ? ex->opts.data : t->data);
     bl_status st = BL_OK;
     if (!*ex->out_dir)
         st = bl_error(BL_ERR_ARG, "the output directory is an empty string");
@@ -61,9 +61,15 @@ bl_status bl_experiment_from_settings(bl_experiment **out, bl_settings *s, const
     if (!st) st = bl_cli_data_open_slice(&ex->data, s, source, ex->opts.rank, ex->opts.n_ranks);
     if (!st) st = bl_record_options(s, &ex->opts);
     if (st) {
+        free(source);
         bl_experiment_free(ex);
         return st;
     }
+    /* the recorded strings replaced the config's: the settings point at the experiment's copies */
+    ex->data_name = source;
+    s->train.output_dir = ex->out_dir;
+    s->train.data = ex->data_name;
+    if (ex->opts.max_steps) s->train.max_steps = ex->opts.max_steps;
     ex->config_text = bl_config_to_string(s->cfg);
     ex->enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)t->seed);
     bl_trainer_opts topts = bl_trainer_opts_default();
@@ -111,6 +117,7 @@ void bl_experiment_free(bl_experiment *ex)
     bl_table_free(ex->metrics);
     bl_val_metrics_names_free(ex->metric_names, ex->n_metric_names);
     free(ex->out_dir);
+    free(ex->data_name);
     free(ex->config_text);
     bl_settings_free(ex->s);
     free(ex);

@@ -76,7 +76,8 @@ typedef struct bl_experiment {
     bl_table *metrics;         /* per-epoch validation metrics; NULL without validation */
     char **metric_names;
     int n_metric_names;
-    char *out_dir, *config_text; /* the run's resolved config (with out_dir, data, max_steps) */
+    char *out_dir, *data_name; /* where the run writes, what it reads ("simulate" or a dir) */
+    char *config_text;         /* the run's resolved config (with out_dir, data, max_steps) */
     bl_experiment_opts opts;
     bl_experiment_parallel parallel;
 } bl_experiment;

@@ -85,7 +85,6 @@ int bl_cmd_train(bl_cli *cli)
     if (bl_cli_settings(cli, &s)) return bl_cli_fail(cli);
     const bl_train_settings *t = &s->train;
     const char *out_dir = cli->out ? cli->out : t->output_dir;
-    const char *source = cli->data ? cli->data : t->data;
     if (bl_cli_mkdirs(out_dir)) {
         bl_settings_free(s);
         return bl_cli_fail(cli);
@@ -98,8 +97,8 @@ int bl_cmd_train(bl_cli *cli)
     const char *meta_keys[3] = {BL_META_VERSION, BL_META_THREADS, BL_META_ENGINE};
     const char *meta_values[3] = {bl_cli_version(), threads, bl_cli_conv_engine()};
     bl_experiment_opts o = bl_experiment_opts_default();
-    o.out_dir = out_dir;
-    o.data = source;
+    o.out_dir = cli->out;
+    o.data = cli->data;
     o.max_steps = cli->max_steps;
     o.rank = bl_dist_rank();
     o.n_ranks = bl_dist_size();
@@ -135,7 +134,7 @@ int bl_cmd_train(bl_cli *cli)
 
     printf("training %s: P = %d, %lld trainable parameters, batch %lld, %s, output %s\n", ex->s->path,
            ex->s->spec->dim, (long long)bl_params_count_trainable(ex->enc->params),
-           (long long)ex->s->batch_size, source, ex->out_dir);
+           (long long)ex->s->batch_size, ex->data_name, ex->out_dir);
     printf("run: bliss-c %s, seed %lld, threads %d, conv engine %s; resolved config in %s/config.cfg\n",
            bl_cli_version(), (long long)t->seed, bl_cli_threads(), bl_cli_conv_engine(), ex->out_dir);
     if (bl_dist_size() > 1)
