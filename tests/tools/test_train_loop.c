@@ -1,4 +1,4 @@
-/* The training driver (tools/train_loop.h) with a fake model: the learning-rate schedule,
+/* The training driver (models/train_loop.h) with a fake model: the learning-rate schedule,
  * early stopping with min_epochs, the best and last checkpoints, max_steps, a stop request
  * (what SIGINT/SIGTERM set) and resuming to the same curve as an uninterrupted run. */
 #include <check.h>
