@@ -16,10 +16,10 @@
 
 #include "bench/bench_common.h"
 #include "models/trainer.h"
-#include "tools/data.h"
+#include "experiment/data.h"
 #include "tools/ddp.h"
 #include "tools/dist.h"
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 int main(int argc, char **argv)
 {

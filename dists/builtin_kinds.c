@@ -122,11 +122,18 @@ static void bl_normal_loc_scale(const double *opts, const bl_real *raw, double *
     scale[0] = bl_sd(raw[1], BL_NORMAL_LV_LO, BL_NORMAL_LV_HI);
 }
 
+static double bl_normal_cdf(const double *opts, const bl_real *raw, int d, double v)
+{
+    (void)opts;
+    (void)d;
+    return gsl_cdf_ugaussian_P((v - raw[0]) / bl_sd(raw[1], BL_NORMAL_LV_LO, BL_NORMAL_LV_HI));
+}
+
 static const bl_dist_kind bl_normal_kind = {
     .name = "normal", .dim = 2, .value_dim = 1,
     .log_prob = bl_normal_log_prob, .sample = bl_normal_sample,
     .mode = bl_normal_mode, .median = bl_normal_mode,
-    .loc_scale = bl_normal_loc_scale,
+    .loc_scale = bl_normal_loc_scale, .cdf = bl_normal_cdf,
 };
 const bl_dist_kind *const bl_dist_normal = &bl_normal_kind;
 
@@ -174,11 +181,20 @@ static void bl_lognormal_loc_scale(const double *opts, const bl_real *raw, doubl
     scale[0] = bl_sd(raw[1], BL_LOGNORMAL_LV_LO, BL_LOGNORMAL_LV_HI);
 }
 
+/* P(Y <= v) = Phi((log v - mu) / sigma); 0 for v <= 0 */
+static double bl_lognormal_cdf(const double *opts, const bl_real *raw, int d, double v)
+{
+    (void)opts;
+    (void)d;
+    if (!(v > 0)) return v <= 0 ? 0 : NAN;
+    return gsl_cdf_ugaussian_P((log(v) - raw[0]) / bl_sd(raw[1], BL_LOGNORMAL_LV_LO, BL_LOGNORMAL_LV_HI));
+}
+
 static const bl_dist_kind bl_lognormal_kind = {
     .name = "lognormal", .dim = 2, .value_dim = 1,
     .log_prob = bl_lognormal_log_prob, .sample = bl_lognormal_sample,
     .mode = bl_lognormal_mode, .median = bl_lognormal_median,
-    .loc_scale = bl_lognormal_loc_scale,
+    .loc_scale = bl_lognormal_loc_scale, .cdf = bl_lognormal_cdf,
 };
 const bl_dist_kind *const bl_dist_lognormal = &bl_lognormal_kind;
 
@@ -274,12 +290,24 @@ static void bl_logitnormal_loc_scale(const double *opts, const bl_real *raw, dou
     scale[0] = bl_sd(raw[1], BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI);
 }
 
+/* P(Y <= v) = Phi((logit(u) - mu) / sigma), u = (v - low) / (high - low); 0 below low, 1 above
+ * high */
+static double bl_logitnormal_cdf(const double *opts, const bl_real *raw, int d, double v)
+{
+    (void)d;
+    double u = (v - opts[0]) / (opts[1] - opts[0]);
+    if (!(u > 0)) return u <= 0 ? 0 : NAN;
+    if (u >= 1) return 1;
+    return gsl_cdf_ugaussian_P((log(u) - log1p(-u) - raw[0]) /
+                               bl_sd(raw[1], BL_LOGITNORMAL_LV_LO, BL_LOGITNORMAL_LV_HI));
+}
+
 static const bl_dist_kind bl_logitnormal_kind = {
     .name = "logitnormal", .dim = 2, .value_dim = 1, .n_opts = 2,
     .opt_names = {"low", "high"}, .example_opts = {0.0, 1.0},
     .log_prob = bl_logitnormal_log_prob, .sample = bl_logitnormal_sample,
     .mode = bl_logitnormal_mode, .median = bl_logitnormal_median, .check_opts = bl_logitnormal_check,
-    .loc_scale = bl_logitnormal_loc_scale,
+    .loc_scale = bl_logitnormal_loc_scale, .cdf = bl_logitnormal_cdf,
 };
 const bl_dist_kind *const bl_dist_logitnormal = &bl_logitnormal_kind;
 
@@ -379,16 +407,20 @@ void bl_tdbn_mean(const bl_real *raw, double mean[2])
     }
 }
 
+/* the marginal CDF of dimension d: (Phi(x) - Phi(a)) / (Phi(b) - Phi(a)), v clamped to [0, 1] */
+static double bl_tdbn_marginal_cdf(const double *opts, const bl_real *raw, int d, double v)
+{
+    (void)opts;
+    double mu[2], s[2];
+    bl_tdbn_params(raw, mu, s);
+    double a = -mu[d] / s[d], b = (1 - mu[d]) / s[d];
+    double x = (bl_clampd(v, 0, 1) - mu[d]) / s[d];
+    return bl_norm_mass(a, x) / bl_norm_mass(a, b);
+}
+
 double bl_tdbn_cdf(const bl_real *raw, const double v[2])
 {
-    double mu[2], s[2], p = 1;
-    bl_tdbn_params(raw, mu, s);
-    for (int d = 0; d < 2; d++) {
-        double a = -mu[d] / s[d], b = (1 - mu[d]) / s[d];
-        double x = (bl_clampd(v[d], 0, 1) - mu[d]) / s[d];
-        p *= bl_norm_mass(a, x) / bl_norm_mass(a, b);
-    }
-    return p;
+    return bl_tdbn_marginal_cdf(NULL, raw, 0, v[0]) * bl_tdbn_marginal_cdf(NULL, raw, 1, v[1]);
 }
 
 /* of the normals before truncation */
@@ -402,7 +434,7 @@ static const bl_dist_kind bl_tdbn_kind = {
     .name = "tdbn", .dim = 4, .value_dim = 2,
     .log_prob = bl_tdbn_log_prob, .sample = bl_tdbn_sample,
     .mode = bl_tdbn_mode, .median = bl_tdbn_median,
-    .loc_scale = bl_tdbn_loc_scale,
+    .loc_scale = bl_tdbn_loc_scale, .cdf = bl_tdbn_marginal_cdf,
 };
 const bl_dist_kind *const bl_dist_tdbn = &bl_tdbn_kind;
 

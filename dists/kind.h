@@ -9,6 +9,7 @@
  *   mode      raw[dim] -> value[value_dim]
  *   median    raw[dim] -> value[value_dim] (NULL: the mode is used)
  *   loc_scale raw[dim] -> loc[value_dim], scale[value_dim] (NULL: none, as for bernoulli)
+ *   cdf       raw[dim], d, v -> P(value[d] <= v) (NULL: none, as for bernoulli)
  * Options: a kind names its numeric options (`opt_names`, `n_opts`), as prior sampler kinds
  * name their parameters; a factor gives one value per name, in that order (config keys of the
  * same names, e.g. logitnormal's `low` and `high`). Every function receives them as
@@ -48,6 +49,11 @@ typedef struct bl_dist_kind {
     /* optional: raw[dim] -> the location and scale parameters the raw numbers map to,
      * value_dim of each (call through bl_dist_kind_loc_scale) */
     void (*loc_scale)(const double *opts, const bl_real *raw, double *loc, double *scale);
+    /* optional, continuous kinds: the marginal CDF of value dimension d in [0, value_dim) at v,
+     * P(value[d] <= v) under raw, with the kind's clamps (NULL: the calibration metrics are
+     * "n/a" for the kind; docs/metrics.md). The central p-interval [F^-1((1-p)/2),
+     * F^-1((1+p)/2)] covers v iff (1-p)/2 <= F(v) <= (1+p)/2, so no quantile function is needed. */
+    double (*cdf)(const double *opts, const bl_real *raw, int d, double v);
 } bl_dist_kind;
 
 /* The built-in kinds (docs/behaviour.md §3.2); only logitnormal has options: `low`, `high` (the support).

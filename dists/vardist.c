@@ -336,6 +336,46 @@ bl_status bl_vardist_nll_targets(bl_ctx *ctx, const bl_vardist *dist, const bl_v
     return BL_OK;
 }
 
+bl_status bl_vardist_factor_eval(bl_ctx *ctx, const bl_vardist *dist, const bl_vardist_targets *tg,
+                                 int i, uint8_t *sel, double *nll, double *pit, uint8_t *hit)
+{
+    const bl_vardist_spec *spec = dist->spec;
+    BL_ASSERT(tg->spec == spec && i >= 0 && i < spec->n_factors,
+              "factor_eval: factor %d of %d, or targets made for another spec", i, spec->n_factors);
+    if (tg->B != dist->B || tg->ht != dist->ht || tg->wt != dist->wt)
+        return bl_error(BL_ERR_ARG, "factor_eval: true catalog (%lld, %lld, %lld) vs distribution (%lld, %lld, %lld)",
+                        (long long)tg->B, (long long)tg->ht, (long long)tg->wt, (long long)dist->B,
+                        (long long)dist->ht, (long long)dist->wt);
+    const bl_factor *g = &spec->factors[i];
+    const bl_dist_kind *kind = g->kind;
+    const int vd = kind->value_dim;
+    const int64_t n = dist->B * dist->ht * dist->wt;
+    const int grad_was = bl_set_grad_enabled(ctx, 0);
+    bl_tensor *lp = kind->log_prob(ctx, g->opts, dist->raw[i], tg->value[i]);
+    bl_set_grad_enabled(ctx, grad_was);
+    BL_ASSERT(lp->numel == n, "factor_eval: log_prob of kind '%s' returned %lld values for %lld tiles",
+              kind->name, (long long)lp->numel, (long long)n);
+    bl_real *point = bl_scratch(ctx, (size_t)vd * sizeof(bl_real));
+    const bl_real *x = dist->x_cat->data;
+    for (int64_t t = 0; t < n; t++) {
+        const bl_real *raw = x + t * spec->dim + spec->raw_offset[i];
+        const bl_real *v = tg->value[i]->data + t * vd;
+        sel[t] = tg->mask[i] ? tg->mask[i]->data[t] != 0 : 1;
+        nll[t] = -(double)lp->data[t];
+        for (int d = 0; pit && d < vd; d++)
+            pit[t * vd + d] = kind->cdf ? kind->cdf(g->opts, raw, d, (double)v[d]) : NAN;
+        if (!hit) continue;
+        if (g->point == BL_POINT_MEDIAN && kind->median)
+            kind->median(g->opts, raw, point);
+        else
+            kind->mode(g->opts, raw, point);
+        hit[t] = 1;
+        for (int d = 0; d < vd; d++)
+            hit[t] &= lrint((double)point[d]) == lrint((double)v[d] - g->offset);
+    }
+    return BL_OK;
+}
+
 bl_status bl_vardist_nll(bl_ctx *ctx, const bl_vardist *dist, const bl_tile_catalog *cat,
                          bl_tensor **out)
 {

@@ -150,6 +150,19 @@ bl_status bl_vardist_targets_make(bl_ctx *ctx, const bl_vardist_spec *spec,
 /* bl_vardist_nll on targets made for dist's spec; BL_ERR_ARG when the tile grids differ. */
 bl_status bl_vardist_nll_targets(bl_ctx *ctx, const bl_vardist *dist, const bl_vardist_targets *tg,
                                  bl_tensor **out);
+/* Factor i of dist against targets made for its spec, tile by tile, without a tape (the
+ * per-factor metrics of docs/metrics.md). For every tile t of the B * ht * wt:
+ *   sel[t]   1 where the factor's mask counts the tile (where its nll term counts), else 0;
+ *   nll[t]   -log q_i(true value + offset) (also on tiles with sel[t] = 0: a value inside the
+ *            support stands in for the true one there);
+ *   pit[t * value_dim + d]  (may be NULL) the kind's marginal CDF of dimension d at the true
+ *            value + offset, NaN when the kind has no cdf;
+ *   hit[t]   (may be NULL) 1 when the factor's point estimate (mode or median, as sample
+ *            reports it) equals the true value (rounded to integers: discrete kinds).
+ * BL_ERR_ARG when the tile grids differ, as bl_vardist_nll_targets. */
+bl_status bl_vardist_factor_eval(bl_ctx *ctx, const bl_vardist *dist, const bl_vardist_targets *tg,
+                                 int i, uint8_t *sel, double *nll, double *pit, uint8_t *hit);
+
 /* A tile catalog (B, ht, wt, S = 1) holding every factor's field for every tile (even where
  * n_sources = 0), docs/behaviour.md §3.4. use_mode: each factor's point estimate (mode or median);
  * otherwise a draw. Image b draws from stream bl_rng_mix(stream, b) of `seed`, tiles in

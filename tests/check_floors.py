@@ -15,6 +15,7 @@ import sys
 FLOOR_OF = [  # longest prefix first
     ("lib/io/", "io"), ("lib/eval/", "eval"), ("lib/sim/", "sim"), ("lib/", "core"),
     ("autograd/", "autograd"), ("dists/", "dists"), ("models/", "models"),
+    ("experiment/", "experiment"),
     ("tools/", "top"), ("examples/", "top"), ("bench/", "top"),
 ]
 MAY_USE = {
@@ -24,8 +25,9 @@ MAY_USE = {
     "sim": {"core", "io", "sim"},
     "autograd": {"core", "autograd"},
     "dists": {"core", "autograd", "dists"},
-    "models": {"core", "io", "autograd", "dists", "models"},
-    "top": {"core", "io", "eval", "sim", "autograd", "dists", "models", "top"},
+    "models": {"core", "io", "eval", "autograd", "dists", "models"},
+    "experiment": {"core", "io", "eval", "sim", "autograd", "dists", "models", "experiment"},
+    "top": {"core", "io", "eval", "sim", "autograd", "dists", "models", "experiment", "top"},
 }
 
 
@@ -39,7 +41,7 @@ def floor_of(path):
 def check_includes(root):
     bad = []
     n = 0
-    for folder in ("lib", "autograd", "dists", "models", "tools", "examples", "bench"):
+    for folder in ("lib", "autograd", "dists", "models", "experiment", "tools", "examples", "bench"):
         for dirpath, _, files in os.walk(os.path.join(root, folder)):
             for f in files:
                 if not f.endswith((".c", ".h")):

@@ -128,6 +128,8 @@ static const bl_command bl_commands[] = {
      "  -o, --out DIR        output directory (default: train.output_dir)\n"
      "      --data DIR       a dataset written by 'bliss generate' (default: train.data)\n"
      "      --resume FILE    continue from a checkpoint written by 'bliss train'\n"
+     "      --init FILE      start from the weights of FILE (any safetensors with the\n"
+     "                       state_dict names: a converted BLISS checkpoint); fresh Adam\n"
      "      --max-steps N    stop after N optimizer steps in total\n",
      bl_cmd_train},
     {"evaluate", "metrics of a checkpoint on a dataset (JSON + table)",
@@ -176,7 +178,7 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 }
 
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
-       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD };
+       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD, OPT_INIT };
 
 static int bl_main(int argc, char **argv);
 
@@ -222,6 +224,7 @@ static int bl_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},          {"out", required_argument, NULL, 'o'},
         {"input", required_argument, NULL, 'i'},   {"fits", no_argument, NULL, OPT_FITS},
         {"data", required_argument, NULL, OPT_DATA}, {"resume", required_argument, NULL, OPT_RESUME},
+        {"init", required_argument, NULL, OPT_INIT},
         {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"batches", required_argument, NULL, OPT_BATCHES},
@@ -231,7 +234,7 @@ static int bl_main(int argc, char **argv)
     /* which subcommand accepts which specific option */
     static const struct { int opt; const char *cmds; } allowed[] = {
         {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
-        {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_MAX_STEPS, "train"},
+        {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_INIT, "train"}, {OPT_MAX_STEPS, "train"},
         {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"}, {OPT_PAD, "predict"},
     };
     int status = 0, c, li;
@@ -264,6 +267,7 @@ static int bl_main(int argc, char **argv)
         case OPT_PAD: cli.pad = 1; break;
         case OPT_DATA: cli.data = optarg; break;
         case OPT_RESUME: cli.resume = optarg; break;
+        case OPT_INIT: cli.init = optarg; break;
         case OPT_CHECKPOINT: cli.checkpoint = optarg; break;
         case OPT_MAX_STEPS:
             if (!bl_parse_int(cmd->name, "--max-steps", optarg, 1, INT64_MAX, &cli.max_steps))

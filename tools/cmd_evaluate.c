@@ -8,42 +8,10 @@
 #include "lib/io/atomic_file.h"
 #include "lib/eval/metrics.h"
 #include "models/checkpoint.h"
+#include "models/evaluate.h"
 #include "tools/commands.h"
-#include "tools/data.h"
+#include "experiment/data.h"
 #include "tools/run_info.h"
-
-/* q(redshift) of the marginal on every tile of the uncropped, filtered target: the NLL of
- * docs/behaviour.md §6.6 over tiles holding a source (docs/porting.md). */
-static bl_status bl_update_redshift_nll(bl_metrics *m, const bl_settings *s, bl_encoder *enc,
-                                        bl_ctx *ctx, bl_tensor *x, const bl_tile_catalog *target)
-{
-    int idx = bl_vardist_spec_index(s->spec, "redshift");
-    const bl_tensor *z = bl_tile_catalog_get(target, "redshifts");
-    /* the metric is the normal's NLL: q(redshift) must be a normal */
-    if (idx < 0 || !z || s->spec->factors[idx].kind != bl_dist_normal) return BL_OK;
-    const bl_factor *f = &s->spec->factors[idx];
-    bl_encoder_pred pred;
-    bl_encoder_infer_marginal(enc, ctx, x, &pred);
-    const bl_tensor *raw = pred.marginal->raw[idx]; /* (B, ht, wt, 2): mean, logvar */
-    int64_t n = raw->numel / 2;
-    BL_ASSERT(n == bl_tile_catalog_n_tiles(target), "redshift nll: %lld tiles vs %lld",
-              (long long)n, (long long)bl_tile_catalog_n_tiles(target));
-    bl_real *loc = bl_malloc((size_t)n * sizeof(bl_real)), *scale = bl_malloc((size_t)n * sizeof(bl_real));
-    bl_real *zt = bl_malloc((size_t)n * sizeof(bl_real));
-    bl_status st = BL_OK;
-    for (int64_t t = 0; t < n && st == BL_OK; t++) {
-        double l, sd; /* mean and sd = exp(clamp(logvar, -20, 20) / 2) */
-        st = bl_dist_kind_loc_scale(f->kind, f->opts, raw->data + 2 * t, &l, &sd);
-        loc[t] = (bl_real)l;
-        scale[t] = (bl_real)sd;
-        zt[t] = z->data[t * target->S]; /* slot 0: the brightest source after the filter */
-    }
-    if (st == BL_OK) st = bl_metrics_update_redshift_nll(m, n, target->n_sources, zt, loc, scale);
-    free(loc);
-    free(scale);
-    free(zt);
-    return st;
-}
 
 /* the metrics of one result as a JSON object (new reference) */
 static json_t *bl_cli_metrics_json(const bl_metrics_result *r, const char *const *band_names)
@@ -62,7 +30,7 @@ int bl_cmd_evaluate(bl_cli *cli)
     bl_cli_data *data = NULL;
     bl_encoder *enc = NULL;
     bl_ctx *ctx = NULL;
-    bl_metrics *m[2] = {NULL, NULL};
+    bl_metrics *m[3] = {NULL, NULL, NULL}; /* mode, sample, marginal q */
     bl_safetensors *ckpt = NULL;
     int status = BL_EXIT_ERROR;
     if (!cli->checkpoint) {
@@ -92,54 +60,36 @@ int bl_cmd_evaluate(bl_cli *cli)
                                                           : 1;
     bl_batch_source src = bl_cli_data_source(data, BL_DATA_TEST, n_batches);
     if (src.n_batches > 0 && src.n_batches < n_batches) n_batches = src.n_batches;
-    for (int k = 0; k < 2; k++) m[k] = bl_metrics_alloc(&s->metrics, s->n_bands);
-    const int ttc = s->encoder.tiles_to_crop, band = s->encoder.flux_band;
+    for (int k = 0; k < 3; k++) {
+        m[k] = bl_metrics_alloc(&s->metrics, s->n_bands);
+        bl_metrics_add_spec_factors(m[k], s->spec);
+    }
     for (int64_t b = 0; b < n_batches; b++) {
         bl_tensor *x;
         bl_tile_catalog *truth;
         if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
         /* docs/behaviour.md §4.11: the target is filtered by flux, cropped like the prediction */
-        bl_tile_catalog *target = bl_tile_catalog_filter_by_flux(truth, s->encoder.min_flux_threshold,
-                                                                 INFINITY, band);
-        bl_tile_catalog *cropped = bl_tile_catalog_symmetric_crop(target, ttc);
-        bl_full_catalog *true_full = bl_tile_catalog_to_full(cropped);
-        bl_status st = BL_OK;
-        for (int k = 0; k < 2 && st == BL_OK; k++) {
-            bl_tile_catalog *est;
-            st = bl_encoder_sample(enc, ctx, x, k == 0, (uint64_t)s->train.seed, (uint64_t)b, &est);
-            if (st) break;
-            bl_full_catalog *est_full = bl_tile_catalog_to_full(est);
-            st = bl_metrics_update(m[k], true_full, est_full);
-            bl_full_catalog_free(est_full);
-            bl_tile_catalog_free(est);
-        }
-        if (st == BL_OK) st = bl_update_redshift_nll(m[0], s, enc, ctx, x, target);
-        bl_full_catalog_free(true_full);
-        bl_tile_catalog_free(cropped);
-        bl_tile_catalog_free(target);
+        bl_status st = bl_encoder_metrics_update(enc, ctx, x, truth, (uint64_t)s->train.seed,
+                                                 (uint64_t)b, m[0], m[1], m[2]);
         bl_tile_catalog_free(truth);
         bl_ctx_reset(ctx);
         if (st) goto done;
     }
-    bl_metrics_result r[2];
-    for (int k = 0; k < 2; k++) bl_metrics_compute(m[k], &r[k]);
+    /* three results of ~20 KB each: on the heap */
+    bl_metrics_result *r = bl_malloc(3 * sizeof *r);
+    for (int k = 0; k < 3; k++) bl_metrics_compute(m[k], &r[k]);
     json_t *root = json_object();
     json_object_set_new(root, "checkpoint", json_string(cli->checkpoint));
     json_object_set_new(root, "config", json_string(s->path));
     json_object_set_new(root, "data", json_string(source));
     json_object_set_new(root, "n_batches", json_integer(n_batches));
-    /* the NLL is a property of the marginal, not of a sampled catalog */
-    double nll = r[0].redshift_nll;
-    int64_t n_nll = r[0].n_nll;
-    r[0].n_nll = 0;
     json_object_set_new(root, "mode", bl_cli_metrics_json(&r[0], s->band_names));
     json_object_set_new(root, "sample", bl_cli_metrics_json(&r[1], s->band_names));
-    if (n_nll > 0) {
-        json_t *mg = json_object();
-        json_object_set_new(mg, "redshift_nll", isfinite(nll) ? json_real(nll) : json_null());
-        json_object_set_new(mg, "redshift_nll_tiles", json_integer(n_nll));
-        json_object_set_new(root, "marginal", mg);
-    }
+    /* q of every factor is a property of the marginal, not of a catalog */
+    json_t *mg = json_object(), *all = bl_cli_metrics_json(&r[2], s->band_names);
+    json_object_set(mg, "factors", json_object_get(all, "factors"));
+    json_decref(all);
+    json_object_set_new(root, "marginal", mg);
     bl_atomic_file af;
     bl_status st = bl_atomic_open(&af, out, "w");
     if (st == BL_OK) {
@@ -152,17 +102,22 @@ int bl_cmd_evaluate(bl_cli *cli)
         }
     }
     json_decref(root);
-    if (st) goto done;
+    if (st) {
+        free(r);
+        goto done;
+    }
     printf("metrics of %s on %lld batches of %s\n", cli->checkpoint, (long long)n_batches, source);
     const bl_metrics_result *rs[2] = {&r[0], &r[1]};
     bl_metrics_print_table(stdout, 2, (const char *const[]){"mode", "sample"}, rs, s->band_names);
-    if (n_nll > 0) printf("\n  q(redshift) NLL over %lld tiles with a source: %.6g\n", (long long)n_nll, nll);
+    printf("\n");
+    bl_metrics_print_q_table(stdout, &r[2]);
     printf("\nwrote %s\n", out);
+    free(r);
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
     bl_safetensors_free(ckpt);
-    for (int k = 0; k < 2; k++) bl_metrics_free(m[k]);
+    for (int k = 0; k < 3; k++) bl_metrics_free(m[k]);
     bl_ctx_free(ctx);
     if (enc) bl_encoder_free(enc);
     bl_cli_data_free(data);

@@ -5,7 +5,7 @@
 
 #include "lib/progress.h"
 #include "tools/commands.h"
-#include "tools/data.h"
+#include "experiment/data.h"
 #include "tools/dist.h"
 
 int bl_cmd_generate(bl_cli *cli)

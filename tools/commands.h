@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 #define BL_EXIT_ERROR 1
 #define BL_EXIT_USAGE 2
@@ -19,6 +19,7 @@ typedef struct bl_cli {
     int has_seed;
     int64_t seed;
     const char *out, *data, *checkpoint, *input, *resume;
+    const char *init;        /* train --init: weights only, fresh optimizer */
     int64_t max_steps, batches;
     int fits;
     int pad;       /* predict --pad */

@@ -11,9 +11,14 @@ Layout of a bliss-c checkpoint (docs/encoder.md):
                                           F32, num_batches_tracked I64 (0-dim)
   optimizer.state.<param name>.exp_avg    Adam first moment (same shape as the parameter)
   optimizer.state.<param name>.exp_avg_sq Adam second moment
+  optimizer.state.<param name>.step       I64 0-dim: the parameter's own Adam step count
   __metadata__ strings: format=bliss-c-checkpoint, version, adam.step, adam.lr, adam.beta1,
-                        adam.beta2, adam.eps, adam.weight_decay, epoch, global_step,
-                        scheduler.milestones (comma list), scheduler.gamma, n_out, ...
+                        adam.beta2, adam.eps, adam.weight_decay, adam.initial_lr, epoch,
+                        global_step, scheduler.milestones (comma list), scheduler.gamma,
+                        scheduler.last_epoch, n_out, ... (bliss train writes epoch,
+                        global_step and the scheduler keys with Lightning's meaning: epoch is
+                        the index of the epoch the checkpoint was taken in, and the
+                        epoch-interval scheduler has stepped `epoch` times)
 
 PyTorch's optimizer state is keyed by parameter index; index i is the i-th trainable entry
 of the state_dict (state_dict order lists each module's parameters before its buffers, the
@@ -145,10 +150,15 @@ def pt_to_safetensors(src, dst):
                 continue
             tensors[f"optimizer.state.{name}.exp_avg"] = st["exp_avg"].float()
             tensors[f"optimizer.state.{name}.exp_avg_sq"] = st["exp_avg_sq"].float()
-            steps.add(int(float(st["step"])))
-        if len(steps) > 1:
-            raise SystemExit(f"{src}: parameters have different Adam step counts {sorted(steps)}")
-        meta["adam.step"] = steps.pop() if steps else 0
+            n = int(float(st["step"]))
+            tensors[f"optimizer.state.{name}.step"] = torch.tensor(n, dtype=torch.int64)
+            steps.add(n)
+        # parameters without torch state: step 0 (bliss-c reads per-parameter counts)
+        for pos, idx in enumerate(group["params"]):
+            key = f"optimizer.state.{names[pos]}.step"
+            if key not in tensors:
+                tensors[key] = torch.tensor(0, dtype=torch.int64)
+        meta["adam.step"] = max(steps) if steps else 0
     if scheds:
         s = scheds[0]
         if "milestones" in s:
@@ -172,28 +182,37 @@ def safetensors_to_pt(src, dst, lightning):
         return
     names = param_names(sd)
     lr = float(meta.get("adam.lr", "1e-3"))
+    # Adam's state as torch 1.13 saves it: only parameters that were updated have an entry,
+    # with their own step count as a float32 0-dim tensor
     state = {}
-    step = float(meta.get("adam.step", "0"))
+    step = int(meta.get("adam.step", "0"))
     for i, name in enumerate(names):
         m = tensors.get(f"optimizer.state.{name}.exp_avg")
         v = tensors.get(f"optimizer.state.{name}.exp_avg_sq")
-        if m is not None and v is not None and step > 0:
-            state[i] = {"step": torch.tensor(step), "exp_avg": m, "exp_avg_sq": v}
+        k = tensors.get(f"optimizer.state.{name}.step")
+        n = int(k.item()) if k is not None else step
+        if m is not None and v is not None and n > 0:
+            state[i] = {"step": torch.tensor(float(n)), "exp_avg": m, "exp_avg_sq": v}
     group = {"lr": lr, "betas": (float(meta.get("adam.beta1", "0.9")),
                                  float(meta.get("adam.beta2", "0.999"))),
              "eps": float(meta.get("adam.eps", "1e-8")),
              "weight_decay": float(meta.get("adam.weight_decay", "0")),
              "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
-             "differentiable": False, "fused": None,
+             "differentiable": False, "fused": False,
              "initial_lr": float(meta.get("adam.initial_lr", lr)),
              "params": list(range(len(names)))}
-    ckpt = {"epoch": int(meta.get("epoch", "0")), "global_step": int(meta.get("global_step", "0")),
+    # Lightning's counters: bliss train writes `epoch` (the index of the epoch the checkpoint
+    # was taken in) and `global_step`; older files only train.epoch / train.step
+    epoch = int(meta.get("epoch", meta.get("train.epoch", "0")))
+    global_step = int(meta.get("global_step", meta.get("train.step", "0")))
+    ckpt = {"epoch": epoch, "global_step": global_step,
             "pytorch-lightning_version": "2.0.0", "state_dict": sd,
             "optimizer_states": [{"state": state, "param_groups": [group]}]}
     if "scheduler.milestones" in meta:
         ms = [int(x) for x in meta["scheduler.milestones"].split(",") if x]
         gamma = float(meta["scheduler.gamma"])
-        last = int(meta.get("scheduler.last_epoch", meta.get("epoch", "0")))
+        last = int(meta.get("scheduler.last_epoch", epoch))
+        # MultiStepLR.state_dict() after `last` scheduler steps (one per finished epoch)
         ckpt["lr_schedulers"] = [{"milestones": collections.Counter(ms), "gamma": gamma,
                                   "base_lrs": [group["initial_lr"]], "last_epoch": last,
                                   "verbose": False, "_step_count": last + 1,

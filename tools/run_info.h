@@ -5,15 +5,13 @@
 #ifndef BL_TOOLS_RUN_INFO_H
 #define BL_TOOLS_RUN_INFO_H
 
+#include <stdio.h>
+
+#include "experiment/experiment.h"
 #include "lib/io/safetensors.h"
 #include "tools/commands.h"
 
-/* Checkpoint metadata keys written by bliss train besides the training state. */
-#define BL_META_CONFIG "bliss.config"         /* the resolved config, libconfig text */
-#define BL_META_VERSION "bliss.version"       /* bl_cli_version() */
-#define BL_META_SEED "train.seed"
-#define BL_META_THREADS "train.threads"
-#define BL_META_ENGINE "train.conv_engine"
+/* Checkpoint metadata keys (BL_META_CONFIG, ...): experiment/experiment.h */
 
 /* "0.1.0 (git <describe>)" */
 const char *bl_cli_version(void);

@@ -10,6 +10,21 @@ const char *const bl_galaxy_param_names[BL_N_GALAXY_PARAMS] = {
     "disk_frac", "beta_radians", "disk_q", "a_d", "bulge_q", "a_b",
 };
 
+/* one tracked factor */
+typedef struct bl_metrics_factor_desc {
+    char name[BL_METRICS_NAME_MAX], field[BL_METRICS_NAME_MAX];
+    int column, value_dim, discrete, source_type;
+} bl_metrics_factor_desc;
+
+/* what one factor accumulates */
+typedef struct bl_metrics_factor_sums {
+    int seen_field;
+    int64_t n_matched, n_correct;
+    double sq_err, abs_err;
+    int64_t n_tiles, n_pit, n_in68, n_in95, n_hit_tiles, n_hit;
+    double nll_sum;
+} bl_metrics_factor_sums;
+
 struct bl_metrics {
     bl_metrics_opts opts;
     int n_bands, n_bins;
@@ -18,13 +33,12 @@ struct bl_metrics {
     int64_t n_true_matched[BL_METRICS_MAX_CUTOFFS + 1], n_est_matched[BL_METRICS_MAX_CUTOFFS + 1];
     int64_t n_matches, n_type_correct;
     double flux_abs_err[BL_METRICS_MAX_BANDS];
-    int seen_shape, seen_redshift;  /* some batch had the fields in both catalogs */
+    int seen_shape;  /* some batch had the fields in both catalogs */
     int64_t n_matched_galaxies;
     double shape_abs_err[BL_N_GALAXY_PARAMS];
-    int64_t n_redshift;
-    double redshift_sq_err;
-    int64_t n_nll;
-    double nll_sum;
+    int n_factors;
+    bl_metrics_factor_desc fdesc[BL_METRICS_MAX_FACTORS];
+    bl_metrics_factor_sums factor[BL_METRICS_MAX_FACTORS];
 };
 
 void bl_metrics_opts_default(bl_metrics_opts *opts)
@@ -95,12 +109,65 @@ void bl_metrics_free(bl_metrics *m) { free(m); }
 
 void bl_metrics_reset(bl_metrics *m)
 {
-    bl_metrics_opts opts = m->opts;
-    int nb = m->n_bands;
-    memset(m, 0, sizeof *m);
-    m->opts = opts;
-    m->n_bands = nb;
-    m->n_bins = opts.n_cutoffs + 1;
+    memset(m->n_true, 0, sizeof m->n_true);
+    memset(m->n_est, 0, sizeof m->n_est);
+    memset(m->n_true_matched, 0, sizeof m->n_true_matched);
+    memset(m->n_est_matched, 0, sizeof m->n_est_matched);
+    m->n_matches = m->n_type_correct = 0;
+    memset(m->flux_abs_err, 0, sizeof m->flux_abs_err);
+    m->seen_shape = 0;
+    m->n_matched_galaxies = 0;
+    memset(m->shape_abs_err, 0, sizeof m->shape_abs_err);
+    memset(m->factor, 0, sizeof m->factor); /* the sums; the tracked factors stay */
+}
+
+int bl_metrics_add_factor(bl_metrics *m, const bl_metrics_factor *f)
+{
+    BL_ASSERT(m->n_factors < BL_METRICS_MAX_FACTORS, "metrics: more than %d factors", BL_METRICS_MAX_FACTORS);
+    BL_ASSERT(f->name && f->name[0] && f->field && f->value_dim >= 1 && f->column >= 0 &&
+                  f->source_type >= -1 && f->source_type <= 1,
+              "metrics: factor '%s' field '%s' column %d value_dim %d source_type %d",
+              f->name ? f->name : "(null)", f->field ? f->field : "(null)", f->column,
+              f->value_dim, f->source_type);
+    bl_metrics_factor_desc *d = &m->fdesc[m->n_factors];
+    memset(d, 0, sizeof *d);
+    memset(&m->factor[m->n_factors], 0, sizeof m->factor[0]);
+    snprintf(d->name, sizeof d->name, "%s", f->name);
+    snprintf(d->field, sizeof d->field, "%s", f->field);
+    d->column = f->column;
+    d->value_dim = f->value_dim;
+    d->discrete = f->discrete;
+    d->source_type = f->source_type;
+    return m->n_factors++;
+}
+
+bl_status bl_metrics_update_factor_q(bl_metrics *m, int f, int64_t n, const uint8_t *sel,
+                                     const double *nll, const double *pit, const uint8_t *hit)
+{
+    BL_ASSERT(f >= 0 && f < m->n_factors, "metrics: factor %d of %d", f, m->n_factors);
+    bl_metrics_factor_sums *d = &m->factor[f];
+    const int vd = m->fdesc[f].value_dim;
+    for (int64_t t = 0; t < n; t++)
+        if (sel[t] && !isfinite(nll[t]))
+            return bl_error(BL_ERR_RANGE, "metrics: factor '%s': -log q of the true value on tile %lld is %g",
+                            m->fdesc[f].name, (long long)t, nll[t]);
+    for (int64_t t = 0; t < n; t++) {
+        if (!sel[t]) continue;
+        d->nll_sum += nll[t];
+        d->n_tiles++;
+        for (int k = 0; pit && k < vd; k++) {
+            double u = pit[t * vd + k];
+            if (isnan(u)) continue;
+            d->n_pit++;
+            d->n_in68 += u >= 0.5 - 0.68 / 2 && u <= 0.5 + 0.68 / 2;
+            d->n_in95 += u >= 0.5 - 0.95 / 2 && u <= 0.5 + 0.95 / 2;
+        }
+        if (hit) {
+            d->n_hit_tiles++;
+            d->n_hit += hit[t] != 0;
+        }
+    }
+    return BL_OK;
 }
 
 /* number of cutoffs < mag: bin k holds (c[k-1], c[k]]; a NaN magnitude compares false
@@ -136,10 +203,22 @@ bl_status bl_metrics_update(bl_metrics *m, const bl_full_catalog *truth, const b
     const bl_tensor *est_st = bl_full_catalog_get(est, "source_type");
     const bl_tensor *tgp = bl_full_catalog_get(truth, "galaxy_params");
     const bl_tensor *egp = bl_full_catalog_get(est, "galaxy_params");
-    const bl_tensor *tz = bl_full_catalog_get(truth, "redshifts");
-    const bl_tensor *ez = bl_full_catalog_get(est, "redshifts");
     if (tgp && egp) m->seen_shape = 1;
-    if (tz && ez) m->seen_redshift = 1;
+    /* each factor's field in both catalogs (NULL: not scored in this batch) */
+    const bl_tensor *tf[BL_METRICS_MAX_FACTORS], *ef[BL_METRICS_MAX_FACTORS];
+    for (int f = 0; f < m->n_factors; f++) {
+        const bl_metrics_factor_desc *d = &m->fdesc[f];
+        tf[f] = ef[f] = NULL;
+        if (strcmp(d->field, "n_sources") == 0) continue;
+        tf[f] = bl_full_catalog_get(truth, d->field);
+        ef[f] = bl_full_catalog_get(est, d->field);
+        if (!tf[f] || !ef[f] || tf[f]->shape[2] < d->column + d->value_dim ||
+            ef[f]->shape[2] != tf[f]->shape[2]) {
+            tf[f] = ef[f] = NULL;
+            continue;
+        }
+        m->factor[f].seen_field = 1;
+    }
     bl_status st = BL_OK;
     for (int64_t b = 0; b < B && st == BL_OK; b++) {
         int nt = truth->n_sources[b], ne = est->n_sources[b];
@@ -174,10 +253,24 @@ bl_status bl_metrics_update(bl_metrics *m, const bl_full_catalog *truth, const b
                     m->shape_abs_err[p] += fabs((double)tgp->data[ts * BL_N_GALAXY_PARAMS + p] -
                                                 egp->data[es * BL_N_GALAXY_PARAMS + p]);
             }
-            if (tz && ez) {
-                double d = (double)tz->data[ts] - ez->data[es];
-                m->redshift_sq_err += d * d;
-                m->n_redshift++;
+            for (int f = 0; f < m->n_factors; f++) {
+                const bl_metrics_factor_desc *d = &m->fdesc[f];
+                bl_metrics_factor_sums *a = &m->factor[f];
+                if (!tf[f] || (d->source_type >= 0 && tg != d->source_type)) continue;
+                const int64_t w = tf[f]->shape[2];
+                const bl_real *tv = tf[f]->data + ts * w + d->column, *ev = ef[f]->data + es * w + d->column;
+                a->n_matched++;
+                if (d->discrete) {
+                    int same = 1;
+                    for (int c = 0; c < d->value_dim; c++) same &= lrint((double)tv[c]) == lrint((double)ev[c]);
+                    a->n_correct += same;
+                } else {
+                    for (int c = 0; c < d->value_dim; c++) {
+                        double e = (double)tv[c] - ev[c];
+                        a->sq_err += e * e;
+                        a->abs_err += fabs(e);
+                    }
+                }
             }
         }
     }
@@ -188,28 +281,6 @@ bl_status bl_metrics_update(bl_metrics *m, const bl_full_catalog *truth, const b
     free(ti);
     free(ei);
     return st;
-}
-
-bl_status bl_metrics_update_redshift_nll(bl_metrics *m, int64_t n, const int32_t *n_sources,
-                                         const bl_real *z_true, const bl_real *loc,
-                                         const bl_real *scale)
-{
-    const double half_log_2pi = 0.91893853320467274178;
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t t = 0; t < n; t++) {
-        if (n_sources[t] <= 0) continue;
-        double s = scale[t], z = ((double)z_true[t] - loc[t]) / s;
-        double nll = 0.5 * z * z + log(s) + half_log_2pi;
-        if (!(s > 0) || !isfinite(nll))
-            return bl_error(BL_ERR_RANGE, "redshift NLL: tile %lld: z %g, loc %g, scale %g gives %g",
-                            (long long)t, (double)z_true[t], (double)loc[t], s, nll);
-        sum += nll;
-        count++;
-    }
-    m->nll_sum += sum;
-    m->n_nll += count;
-    return BL_OK;
 }
 
 static double bl_ratio(double num, double den) { return den > 0 ? num / den : NAN; }
@@ -256,10 +327,28 @@ void bl_metrics_compute(const bl_metrics *m, bl_metrics_result *r)
     r->n_matched_galaxies = m->n_matched_galaxies;
     for (int p = 0; p < BL_N_GALAXY_PARAMS; p++)
         r->shape_mae[p] = bl_ratio(m->shape_abs_err[p], (double)m->n_matched_galaxies);
-    r->has_redshift = m->seen_redshift;
-    r->redshift_mse = bl_ratio(m->redshift_sq_err, (double)m->n_redshift);
-    r->n_nll = m->n_nll;
-    r->redshift_nll = bl_ratio(m->nll_sum, (double)m->n_nll);
+    r->n_factors = m->n_factors;
+    for (int f = 0; f < m->n_factors; f++) {
+        const bl_metrics_factor_sums *d = &m->factor[f];
+        const bl_metrics_factor_desc *fd = &m->fdesc[f];
+        bl_metrics_factor_result *o = &r->factors[f];
+        memcpy(o->name, fd->name, sizeof o->name);
+        o->discrete = fd->discrete;
+        o->value_dim = fd->value_dim;
+        o->has_field = d->seen_field;
+        o->n_matched = d->n_matched;
+        const double nv = (double)d->n_matched * fd->value_dim;
+        o->mse = fd->discrete ? NAN : bl_ratio(d->sq_err, nv);
+        o->mae = fd->discrete ? NAN : bl_ratio(d->abs_err, nv);
+        o->acc = fd->discrete ? bl_ratio((double)d->n_correct, (double)d->n_matched) : NAN;
+        o->n_tiles = d->n_tiles;
+        o->nll = bl_ratio(d->nll_sum, (double)d->n_tiles);
+        o->has_cdf = d->n_pit > 0;
+        o->coverage68 = bl_ratio((double)d->n_in68, (double)d->n_pit);
+        o->coverage95 = bl_ratio((double)d->n_in95, (double)d->n_pit);
+        o->has_hit = d->n_hit_tiles > 0;
+        o->tile_acc = bl_ratio((double)d->n_hit, (double)d->n_hit_tiles);
+    }
 }
 
 static json_t *bl_json_number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -295,11 +384,33 @@ static json_t *bl_metrics_result_json(const bl_metrics_result *r, const char *co
             json_object_set_new(o, key, bl_json_number(r->shape_mae[p]));
         }
     }
-    if (r->has_redshift) json_object_set_new(o, "redshift_mse", bl_json_number(r->redshift_mse));
-    if (r->n_nll > 0) {
-        json_object_set_new(o, "redshift_nll", bl_json_number(r->redshift_nll));
-        json_object_set_new(o, "redshift_nll_tiles", json_integer(r->n_nll));
+    json_t *factors = json_object();
+    for (int f = 0; f < r->n_factors; f++) {
+        const bl_metrics_factor_result *fr = &r->factors[f];
+        if (!fr->has_field && fr->n_tiles == 0) continue;
+        json_t *jf = json_object();
+        if (fr->has_field) {
+            json_object_set_new(jf, "n_matched", json_integer(fr->n_matched));
+            if (fr->discrete) {
+                json_object_set_new(jf, "acc", bl_json_number(fr->acc));
+            } else {
+                json_object_set_new(jf, "mse", bl_json_number(fr->mse));
+                json_object_set_new(jf, "mae", bl_json_number(fr->mae));
+            }
+        }
+        if (fr->n_tiles > 0) {
+            json_object_set_new(jf, "n_tiles", json_integer(fr->n_tiles));
+            json_object_set_new(jf, "nll", bl_json_number(fr->nll));
+            if (fr->discrete) {
+                if (fr->has_hit) json_object_set_new(jf, "tile_acc", bl_json_number(fr->tile_acc));
+            } else {
+                json_object_set_new(jf, "coverage_68", fr->has_cdf ? bl_json_number(fr->coverage68) : json_string("n/a"));
+                json_object_set_new(jf, "coverage_95", fr->has_cdf ? bl_json_number(fr->coverage95) : json_string("n/a"));
+            }
+        }
+        json_object_set_new(factors, fr->name, jf);
     }
+    json_object_set_new(o, "factors", factors);
     json_t *bins = json_array();
     for (int k = 0; k < r->n_bins; k++) {
         const bl_metrics_bin *bin = &r->bins[k];
@@ -331,6 +442,7 @@ char *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *b
 static void bl_print_row(FILE *f, const char *label, int n, const double *v)
 {
     fprintf(f, "  %-22s", label);
+    if (strlen(label) > 22) fprintf(f, "\n  %-22s", "");
     for (int i = 0; i < n; i++) {
         if (isnan(v[i]))
             fprintf(f, " %12s", "-");
@@ -360,7 +472,7 @@ void bl_metrics_print_table(FILE *f, int n, const char *const *titles,
     BL_ROW("n_est_sources", n_est);
     BL_ROW("n_matches", n_matches);
     BL_ROW("classification_acc", classification_acc);
-    char label[64], name[32];
+    char label[96], name[32];
     for (int c = 0; c < results[0]->n_bands; c++) {
         bl_band_name(name, sizeof name, band_names, c);
         snprintf(label, sizeof label, "flux_err_%s_mae", name);
@@ -371,8 +483,19 @@ void bl_metrics_print_table(FILE *f, int n, const char *const *titles,
             snprintf(label, sizeof label, "%s_mae", bl_galaxy_param_names[p]);
             BL_ROW(label, shape_mae[p]);
         }
-    if (results[0]->has_redshift) BL_ROW("redshift_mse", redshift_mse);
-    if (results[0]->n_nll > 0) BL_ROW("redshift_nll", redshift_nll);
+    for (int k = 0; k < results[0]->n_factors; k++) {
+        const bl_metrics_factor_result *fr = &results[0]->factors[k];
+        if (!fr->has_field) continue;
+        if (fr->discrete) {
+            snprintf(label, sizeof label, "%s.acc", fr->name);
+            BL_ROW(label, factors[k].acc);
+        } else {
+            snprintf(label, sizeof label, "%s.mse", fr->name);
+            BL_ROW(label, factors[k].mse);
+            snprintf(label, sizeof label, "%s.mae", fr->name);
+            BL_ROW(label, factors[k].mae);
+        }
+    }
 #undef BL_ROW
     free(v);
     for (int i = 0; i < n; i++) {
@@ -400,5 +523,34 @@ void bl_metrics_print_table(FILE *f, int n, const char *const *titles,
             }
             fputc('\n', f);
         }
+    }
+}
+
+static void bl_print_value(FILE *f, double v, int defined)
+{
+    if (!defined)
+        fprintf(f, " %10s", "n/a");
+    else if (isnan(v))
+        fprintf(f, " %10s", "-");
+    else
+        fprintf(f, " %10.5g", v);
+}
+
+void bl_metrics_print_q_table(FILE *f, const bl_metrics_result *r)
+{
+    int any = 0;
+    for (int k = 0; k < r->n_factors; k++) any |= r->factors[k].n_tiles > 0;
+    if (!any) return;
+    fprintf(f, "  %-22s %8s %10s %10s %10s %10s\n", "q of factor", "tiles", "nll", "cover_68",
+            "cover_95", "tile_acc");
+    for (int k = 0; k < r->n_factors; k++) {
+        const bl_metrics_factor_result *fr = &r->factors[k];
+        if (fr->n_tiles == 0) continue;
+        fprintf(f, "  %-22s %8lld", fr->name, (long long)fr->n_tiles);
+        bl_print_value(f, fr->nll, 1);
+        bl_print_value(f, fr->coverage68, !fr->discrete && fr->has_cdf);
+        bl_print_value(f, fr->coverage95, !fr->discrete && fr->has_cdf);
+        bl_print_value(f, fr->tile_acc, fr->discrete && fr->has_hit);
+        fputc('\n', f);
     }
 }

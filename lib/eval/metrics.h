@@ -9,10 +9,12 @@
  *   flux MAE per band over matched pairs (on_fluxes, nmgy);
  *   galaxy-shape MAE per galaxy parameter over matched TRUE GALAXIES (docs/porting.md: the original
  *     summed over all matched pairs and divided by the galaxies);
- *   redshift MSE over matched pairs (when both catalogs have `redshifts`);
- *   redshift NLL of q(z) over tiles that hold a source (docs/porting.md: the original divided by the
- *     batch size), fed separately with bl_metrics_update_redshift_nll because q(z) lives above
- *     lib/.
+ *   per factor of the variational distribution (bl_metrics_add_factor), from its kind:
+ *     on matched pairs, MSE and MAE of the point estimate (continuous kinds) or its accuracy
+ *     (discrete kinds); and from q itself, fed tile by tile with bl_metrics_update_factor_q
+ *     because q lives above lib/ (models/evaluate.h computes it): the mean NLL over the tiles
+ *     the factor counts in, the coverage of q's central 68% and 95% intervals (continuous
+ *     kinds with a CDF; "n/a" otherwise) and the accuracy of q's point estimate (discrete).
  * A ratio with a zero denominator is NaN (JSON null): "undefined", never a made-up 0 or 1. */
 #ifndef BL_METRICS_H
 #define BL_METRICS_H
@@ -30,6 +32,8 @@
 /* mag_band meaning "no band": every magnitude is 1 (the original spelled this 0 or None) */
 #define BL_METRICS_NO_BAND (-1)
 #define BL_N_GALAXY_PARAMS 6
+#define BL_METRICS_MAX_FACTORS 64
+#define BL_METRICS_NAME_MAX 64
 
 /* galaxy_params column names: disk_frac, beta_radians, disk_q, a_d, bulge_q, a_b */
 extern const char *const bl_galaxy_param_names[BL_N_GALAXY_PARAMS];
@@ -59,11 +63,42 @@ void bl_metrics_reset(bl_metrics *m);
 /* Match and accumulate one batch. Both catalogs have the same B and n_bands (programmer
  * error otherwise). BL_ERR_RANGE if a location is not finite in a way the matcher rejects. */
 bl_status bl_metrics_update(bl_metrics *m, const bl_full_catalog *truth, const bl_full_catalog *est);
-/* Redshift NLL: over the n tiles with n_sources[t] > 0, add -log N(z_true[t]; loc[t], scale[t]).
- * A scale <= 0 or a non-finite term is BL_ERR_RANGE naming the tile. */
-bl_status bl_metrics_update_redshift_nll(bl_metrics *m, int64_t n, const int32_t *n_sources,
-                                         const bl_real *z_true, const bl_real *loc,
-                                         const bl_real *scale);
+
+/* A factor of the variational distribution whose point estimates and q are scored. */
+typedef struct bl_metrics_factor {
+    const char *name;    /* the factor's name (copied, at most BL_METRICS_NAME_MAX - 1 chars) */
+    const char *field;   /* its catalog field (copied); "n_sources": no matched-pair metrics */
+    int column, value_dim; /* the columns [column, column + value_dim) of the field */
+    int discrete;        /* 1: accuracy (Bernoulli); 0: MSE, MAE, NLL, coverage */
+    int source_type;     /* matched pairs counted: -1 all, 0 true stars, 1 true galaxies (the
+                          * factor's mask "star" / "galaxy") */
+} bl_metrics_factor;
+
+/* Track factor f (before the first update); returns its index for bl_metrics_update_factor_q.
+ * More than BL_METRICS_MAX_FACTORS, an empty name or value_dim < 1 is a programmer error. */
+int bl_metrics_add_factor(bl_metrics *m, const bl_metrics_factor *f);
+/* q of factor `f` on n tiles (models/evaluate.h): over the tiles with sel[t] != 0, add nll[t]
+ * (-log q(true value)); pit[t * value_dim + d] (may be NULL, NaN entries: no CDF) is q's CDF
+ * at the true value, inside the central p interval iff (1-p)/2 <= pit <= (1+p)/2, p = 0.68,
+ * 0.95; hit[t] (may be NULL) is 1 when q's point estimate equals the true value. A non-finite
+ * nll on a selected tile is BL_ERR_RANGE naming the factor and the tile. */
+bl_status bl_metrics_update_factor_q(bl_metrics *m, int f, int64_t n, const uint8_t *sel,
+                                     const double *nll, const double *pit, const uint8_t *hit);
+
+typedef struct bl_metrics_factor_result {
+    char name[BL_METRICS_NAME_MAX];
+    int discrete, value_dim;
+    int has_field;          /* both catalogs had the factor's field in some batch */
+    int64_t n_matched;      /* matched pairs scored (after the source-type selection) */
+    double mse, mae;        /* continuous: over n_matched * value_dim numbers */
+    double acc;             /* discrete: pairs whose point estimate equals the truth */
+    int64_t n_tiles;        /* tiles in the q metrics (0: none fed) */
+    double nll;             /* mean -log q(true value) over them */
+    int has_cdf;            /* continuous kind with a CDF: coverage defined ("n/a" otherwise) */
+    double coverage68, coverage95; /* fraction of true values inside q's central intervals */
+    int has_hit;
+    double tile_acc;        /* fraction of tiles where q's point estimate equals the truth */
+} bl_metrics_factor_result;
 
 typedef struct bl_metrics_bin {
     double lo, hi;                     /* magnitudes in (lo, hi]; -inf / +inf at the ends */
@@ -84,21 +119,24 @@ typedef struct bl_metrics_result {
     int has_shape;                     /* both catalogs had galaxy_params */
     int64_t n_matched_galaxies;        /* matched pairs whose true source is a galaxy */
     double shape_mae[BL_N_GALAXY_PARAMS];
-    int has_redshift;                  /* both catalogs had redshifts */
-    double redshift_mse;
-    int64_t n_nll;                     /* tiles in the NLL mean (0: not computed) */
-    double redshift_nll;
+    int n_factors;
+    bl_metrics_factor_result factors[BL_METRICS_MAX_FACTORS];
 } bl_metrics_result;
 
 void bl_metrics_compute(const bl_metrics *m, bl_metrics_result *r);
 /* A JSON object with the metric keys (detection_precision, ..., flux_err_<band>_mae,
- * <param>_mae, redshift_mse, redshift_nll, counts, and "bins"); NaN as null. band_names has
+ * <param>_mae, counts, "bins", and "factors": one object per factor with its matched-pair keys
+ * n_matched, mse, mae / acc, and, when q was fed, n_tiles, nll, coverage_68, coverage_95 ("n/a"
+ * for a kind without a CDF) / tile_acc); NaN as null. band_names has
  * n_bands entries (NULL: "band<i>"). Returns the JSON text (no newline), malloc'd: free() it.
  * (Text rather than a JSON library's type: no public header exposes a third-party type.) */
 char *bl_metrics_result_to_json(const bl_metrics_result *r, const char *const *band_names);
-/* A readable table, one column per result (e.g. "mode", "sample"), then the per-bin detection
- * table of each. */
+/* A readable table, one column per result (e.g. "mode", "sample"), with a row per factor
+ * metric ("redshift.mse"), then the per-bin detection table of each. */
 void bl_metrics_print_table(FILE *f, int n, const char *const *titles,
                             const bl_metrics_result *const *results, const char *const *band_names);
+/* The q metrics of every factor of r that was fed some tiles: one line each with the tiles,
+ * the NLL, the coverages ("n/a" without a CDF) or the point accuracy. Nothing when none was. */
+void bl_metrics_print_q_table(FILE *f, const bl_metrics_result *r);
 
 #endif

@@ -313,3 +313,77 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
     free(tmp);
     return st;
 }
+
+bl_status bl_curve_write_panels_png(const char *path, int n_series, const char *const *titles,
+                                    int64_t n, const double *x, const double *const *y,
+                                    int panel_width, int panel_height, const char *xlabel)
+{
+    if (n_series < 1) return bl_error(BL_ERR_ARG, "%s: no series to plot", path);
+    const int nx = (int)ceil(sqrt((double)n_series)), ny = (n_series + nx - 1) / nx;
+    const int width = nx * panel_width, height = ny * panel_height;
+    if (panel_width < 64 || panel_height < 64 || width > 10000 || height > 10000)
+        return bl_error(BL_ERR_ARG, "%s: %d panels of %d x %d make a %d x %d plot (panels >= 64, plot <= 10000)",
+                        path, n_series, panel_width, panel_height, width, height);
+    if (!bl_plplot_has_device("pngcairo"))
+        return bl_error(BL_ERR_IO, "%s: PLplot has no pngcairo device (install plplot-driver-cairo)", path);
+    char *tmp = bl_atomic_tmp_path(path);
+    FILE *probe = fopen(tmp, "wb");
+    if (!probe) {
+        bl_status st = bl_error(BL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    fclose(probe);
+    double xlo = 0, xhi = 1;
+    if (!bl_series_range(x, n, &xlo, &xhi)) xlo = 0, xhi = 1;
+    if (xhi <= xlo) xlo -= 0.5, xhi += 0.5;
+    char geometry[32];
+    snprintf(geometry, sizeof geometry, "%dx%d", width, height);
+    plsdev("pngcairo");
+    plsfnam(tmp);
+    plsetopt("geometry", geometry);
+    plscolbg(255, 255, 255);
+    plscol0(1, 0, 0, 0);
+    plscol0(2, 31, 119, 180);
+    plscol0(4, 200, 200, 200);
+    plstar(nx, ny);
+    plschr(0, 0.8);
+    for (int k = 0; k < n_series; k++) {
+        pladv(k + 1);
+        plvsta();
+        double lo = 0, hi = 1;
+        if (!bl_series_range(y[k], n, &lo, &hi)) lo = 0, hi = 1;
+        double pad = hi > lo ? 0.05 * (hi - lo) : fmax(0.1 * fabs(lo), 1e-3);
+        plwind(xlo, xhi, lo - pad, hi + pad);
+        plcol0(4);
+        plbox("g", 0, 0, "g", 0, 0);
+        plcol0(1);
+        plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+        pllab(xlabel ? xlabel : "", "", titles[k]);
+        plcol0(2);
+        plwidth(1.5);
+        for (int64_t i = 0; i < n;) {
+            while (i < n && !(isfinite(y[k][i]) && isfinite(x[i]))) i++;
+            int64_t j = i;
+            while (j < n && isfinite(y[k][j]) && isfinite(x[j])) j++;
+            if (j - i > 1) plline((PLINT)(j - i), x + i, y[k] + i);
+            if (j > i) plpoin((PLINT)(j - i), x + i, y[k] + i, 17);
+            i = j;
+        }
+        plwidth(1.0);
+    }
+    plend();
+    struct stat sb;
+    bl_status st;
+    if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
+        unlink(tmp);
+        st = bl_error(BL_ERR_IO, "%s: PLplot wrote no image", path);
+    } else if (!bl_png_is_complete(tmp)) {
+        unlink(tmp);
+        st = bl_error(BL_ERR_IO, "%s: write failed: the image PLplot wrote is incomplete (disk full?)", path);
+    } else {
+        st = bl_atomic_rename(tmp, path);
+    }
+    free(tmp);
+    return st;
+}

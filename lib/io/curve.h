@@ -42,4 +42,13 @@ bl_status bl_curve_read_csv(bl_curve **out, const char *path);
 bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
                              const char *title);
 
+/* PNG of n_series curves y[k][0 .. n) against x[0 .. n), one small panel each (a grid of
+ * about square shape, each panel panel_width x panel_height pixels, its own y range, titled
+ * titles[k]); NaN values are gaps; a series with no finite value shows an empty panel. Used
+ * for the per-epoch validation metrics of a training run (metrics.png). Errors as
+ * bl_curve_write_png (BL_ERR_ARG also for n_series < 1). Not thread-safe. */
+bl_status bl_curve_write_panels_png(const char *path, int n_series, const char *const *titles,
+                                    int64_t n, const double *x, const double *const *y,
+                                    int panel_width, int panel_height, const char *xlabel);
+
 #endif

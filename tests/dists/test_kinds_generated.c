@@ -10,6 +10,9 @@
  *   mode             no grid point (samples, midpoints, or a 2-D grid) has a higher density,
  *                    and a golden-section search lands on the mode
  *   median           the CDF is 1/2 there (per dimension for 2-D; both tails >= 1/2 if discrete)
+ *   cdf              (kinds with one) 1-D: equals the CDF integrated from the density; every
+ *                    kind: the draws' CDF values (PIT) fall in the central 68% / 95% intervals
+ *                    68% / 95% of the time (4 standard errors), and the median's CDF is 1/2
  *   options          example_opts pass; each option NaN or inf, or missing from a factor entry,
  *                    is refused naming it; an option a kind lacks is refused
  * Raw parameters are drawn uniformly in [-1.2, 1.2] (inside every built-in clamp) from a
@@ -48,11 +51,17 @@ static void toy_mode(const double *o, const bl_real *raw, bl_real *v)
     v[0] = o[0];
 }
 static void toy_median(const double *o, const bl_real *raw, bl_real *v) { v[0] = o[0] + M_LN2 / exp(raw[0]); }
+static double toy_cdf(const double *o, const bl_real *raw, int d, double v)
+{
+    (void)d;
+    return v <= o[0] ? 0 : -expm1(-exp(raw[0]) * (v - o[0]));
+}
 
 static const bl_dist_kind toy_kind = {
     .name = "toy_shifted_exponential", .dim = 1, .value_dim = 1, .n_opts = 1,
     .opt_names = {"shift"}, .example_opts = {0.5},
     .log_prob = toy_log_prob, .sample = toy_sample, .mode = toy_mode, .median = toy_median,
+    .cdf = toy_cdf,
 };
 
 /* ---- helpers ---- */
@@ -403,6 +412,48 @@ static void check_median(kind_case *c)
     }
 }
 
+static void check_cdf(kind_case *c)
+{
+    const bl_dist_kind *k = c->kind;
+    if (!k->cdf) {
+        fprintf(stderr, "%s: no cdf; its coverage metrics are n/a\n", k->name);
+        return;
+    }
+    const int vd = k->value_dim;
+    bl_real m[8];
+    (k->median ? k->median : k->mode)(c->opts, c->raw, m);
+    for (int d = 0; d < vd; d++) {
+        ck_assert_msg(fabs(k->cdf(c->opts, c->raw, d, (double)m[d]) - 0.5) < 1e-5, "%s: dim %d: cdf at the median %g is %g",
+                      k->name, d, (double)m[d], k->cdf(c->opts, c->raw, d, (double)m[d]));
+        int64_t in68 = 0, in95 = 0;
+        double prev = -1;
+        for (int i = 0; i < N_SAMPLES; i++) {
+            double u = k->cdf(c->opts, c->raw, d, c->x[i * vd + d]);
+            ck_assert_msg(u >= 0 && u <= 1, "%s: cdf %g outside [0, 1]", k->name, u);
+            if (vd == 1) { /* sorted draws: non-decreasing */
+                ck_assert_msg(u >= prev - 1e-12, "%s: cdf decreases at %g", k->name, c->x[i]);
+                prev = u;
+            }
+            in68 += u >= 0.16 && u <= 0.84;
+            in95 += u >= 0.025 && u <= 0.975;
+        }
+        const double f68 = (double)in68 / N_SAMPLES, f95 = (double)in95 / N_SAMPLES;
+        ck_assert_msg(fabs(f68 - 0.68) < 4 * sqrt(0.68 * 0.32 / N_SAMPLES), "%s: dim %d: 68%% interval covers %g of the draws",
+                      k->name, d, f68);
+        ck_assert_msg(fabs(f95 - 0.95) < 4 * sqrt(0.95 * 0.05 / N_SAMPLES), "%s: dim %d: 95%% interval covers %g of the draws",
+                      k->name, d, f95);
+    }
+    if (vd == 1) {
+        /* against the density: F(x) - F(lo) = integral over [lo, x] at the draws' deciles */
+        const double lo = c->x[0], F_lo = k->cdf(c->opts, c->raw, 0, lo);
+        for (int q = 1; q < 10; q++) {
+            const double x = c->x[q * N_SAMPLES / 10];
+            const double want = F_lo + integrate_1d(c, lo, x), got = k->cdf(c->opts, c->raw, 0, x);
+            ck_assert_msg(fabs(got - want) < 1e-5, "%s: cdf(%g) = %.9g, integrated density %.9g", k->name, x, got, want);
+        }
+    }
+}
+
 /* a factor entry of this kind for a field of value_dim columns, with its example options except
  * `skip` (-1: all), plus `extra` ("" or "key = value;") */
 static bl_status factor_from_config(const bl_dist_kind *k, int skip, const char *extra)
@@ -471,6 +522,7 @@ static const struct {
     {"gradcheck", check_gradcheck},          {"sampler_density", check_sampler_density},
     {"normalisation", check_normalisation},  {"mode", check_mode},
     {"median", check_median},                {"options", check_options},
+    {"cdf", check_cdf},
 };
 #define N_CHECKS ((int)(sizeof checks / sizeof checks[0]))
 
@@ -496,8 +548,8 @@ START_TEST(test_registration_adds_cases)
     ck_assert_int_eq(n_builtin_kinds, 5);
     ck_assert_int_eq(bl_dist_kind_count(), n_builtin_kinds + 1);
     ck_assert_ptr_eq(bl_dist_kind_at(n_builtin_kinds), &toy_kind);
-    ck_assert_int_eq(N_CHECKS, 6);
-    ck_assert_int_eq(n_cases, (n_builtin_kinds + 1) * N_CHECKS); /* 36 = 30 + the toy kind's 6 */
+    ck_assert_int_eq(N_CHECKS, 7);
+    ck_assert_int_eq(n_cases, (n_builtin_kinds + 1) * N_CHECKS); /* 42 = 35 + the toy kind's 7 */
 }
 END_TEST
 

@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "dists/vardist.h"
+#include "lib/eval/metrics.h"
 #include "tests/bl_check.h"
 
 #ifndef BL_DISTS_TEST_DIR
@@ -271,6 +272,78 @@ START_TEST(test_redshift_factor)
     bl_tile_catalog_free(c);
     bl_vardist_spec_free(s);
     bl_vardist_spec_free(z);
+}
+END_TEST
+
+/* bl_vardist_factor_eval on 4 tiles, worked out by hand, then fed to the metrics:
+ *   z ~ normal (mask on): raw (0, 0) -> N(0, 1) on tiles 0-2, (1, 2 ln 2) -> N(1, 2) on tile 3;
+ *   on ~ bernoulli (always): logit 3 on tiles 0-2, -3 on tile 3.
+ * Truth: n_sources (1, 1, 0, 1), z (0.5, 1.5, 7, -1).
+ *   z: selected tiles 0, 1, 3; nll = z^2/2 + log s + log(2 pi)/2 with z standardised:
+ *      1.0439385, 2.0439385, 0.5 + ln 2 + 0.9189385 = 2.1120857;
+ *      CDF 0.6914625, 0.9331928, Phi(-1) = 0.1586553: inside [0.16, 0.84] only tile 0 -> 1/3;
+ *      inside [0.025, 0.975] all -> 1.
+ *   on: p = sigmoid(3) = 0.9525741; mode 1, 1, 1, 0 vs truth 1, 1, 0, 1 -> hits 1, 1, 0, 0;
+ *      nll -log p = 0.0485874 (tiles 0, 1), -log(1 - p) = 3.0485874 (tiles 2, 3) -> mean
+ *      1.5485874. */
+START_TEST(test_factor_eval)
+{
+    bl_vardist_spec *s = bl_vardist_spec_alloc(NB, 4);
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "z", .kind = bl_dist_normal, .field = "redshifts",
+                                                          .mask = BL_MASK_ON}), BL_OK);
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "on", .kind = bl_dist_bernoulli,
+                                                          .field = BL_FIELD_N_SOURCES}), BL_OK);
+    bl_tensor *x = bl_zeros(ctx, 4, BL_SHAPE(1, 1, 4, 3));
+    for (int t = 0; t < 4; t++) x->data[t * 3 + 2] = t < 3 ? 3 : -3;
+    x->data[3 * 3 + 0] = 1;
+    x->data[3 * 3 + 1] = (bl_real)(2 * log(2.0));
+    bl_tile_catalog *c = bl_tile_catalog_alloc(1, 1, 4, 1, 4, NB);
+    bl_tensor *zt = bl_tile_catalog_add(c, "redshifts");
+    const int n_src[4] = {1, 1, 0, 1};
+    const double z[4] = {0.5, 1.5, 7, -1};
+    for (int t = 0; t < 4; t++) c->n_sources[t] = n_src[t], zt->data[t] = (bl_real)z[t];
+    bl_vardist *d = bl_vardist_spec_make_dist(ctx, s, x);
+    bl_vardist_targets tg;
+    ck_assert_int_eq(bl_vardist_targets_make(ctx, s, c, &tg), BL_OK);
+    uint8_t sel[4], hit[4];
+    double nll[4], pit[4];
+    ck_assert_int_eq(bl_vardist_factor_eval(ctx, d, &tg, 0, sel, nll, pit, NULL), BL_OK);
+    const uint8_t zsel[4] = {1, 1, 0, 1};
+    const double znll[4] = {1.0439385, 2.0439385, 0, 2.1120857}, zpit[4] = {0.6914625, 0.9331928, 0, 0.1586553};
+    for (int t = 0; t < 4; t++) {
+        ck_assert_int_eq(sel[t], zsel[t]);
+        if (!zsel[t]) continue;
+        ck_assert_double_eq_tol(nll[t], znll[t], 1e-5);
+        ck_assert_double_eq_tol(pit[t], zpit[t], 1e-6);
+    }
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *m = bl_metrics_alloc(&o, NB);
+    bl_metrics_add_factor(m, &(bl_metrics_factor){.name = "z", .field = "redshifts", .value_dim = 1, .source_type = -1});
+    bl_metrics_add_factor(m, &(bl_metrics_factor){.name = "on", .field = "n_sources", .value_dim = 1, .discrete = 1,
+                                                  .source_type = -1});
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 0, 4, sel, nll, pit, NULL), BL_OK);
+    ck_assert_int_eq(bl_vardist_factor_eval(ctx, d, &tg, 1, sel, nll, pit, hit), BL_OK);
+    const uint8_t ohit[4] = {1, 1, 0, 0};
+    for (int t = 0; t < 4; t++) {
+        ck_assert_int_eq(sel[t], 1);
+        ck_assert_int_eq(hit[t], ohit[t]);
+        ck_assert(isnan(pit[t])); /* bernoulli: no cdf */
+    }
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 1, 4, sel, nll, pit, hit), BL_OK);
+    bl_metrics_result r;
+    bl_metrics_compute(m, &r);
+    ck_assert_int_eq(r.factors[0].n_tiles, 3);
+    ck_assert_double_eq_tol(r.factors[0].nll, (1.0439385 + 2.0439385 + 2.1120857) / 3, 1e-5);
+    ck_assert_double_eq_tol(r.factors[0].coverage68, 1.0 / 3, 1e-12);
+    ck_assert_double_eq_tol(r.factors[0].coverage95, 1.0, 1e-12);
+    ck_assert_int_eq(r.factors[1].n_tiles, 4);
+    ck_assert_double_eq_tol(r.factors[1].nll, 1.5485874, 1e-5);
+    ck_assert_double_eq_tol(r.factors[1].tile_acc, 0.5, 1e-12);
+    ck_assert(!r.factors[1].has_cdf);
+    bl_metrics_free(m);
+    bl_tile_catalog_free(c);
+    bl_vardist_spec_free(s);
 }
 END_TEST
 
@@ -581,6 +654,7 @@ int main(void)
     tcase_add_test(tc, test_sdss_table);
     tcase_add_test(tc, test_nll_masks);
     tcase_add_test(tc, test_redshift_factor);
+    tcase_add_test(tc, test_factor_eval);
     tcase_add_test(tc, test_sample_use_mode);
     tcase_add_test(tc, test_sample_draws);
     tcase_add_test(tc, test_new_field_factor);

@@ -3,7 +3,7 @@
  * and one assignment per line (at most 8). It is loaded as bliss does (@include of the
  * project's configs, overrides lists, --set, every module's keys and ranges). */
 #include "tests/fuzz/fuzz_util.h"
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 #include <dirent.h>
 #include <sys/stat.h>

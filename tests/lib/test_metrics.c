@@ -145,7 +145,14 @@ END_TEST
  * Shapes over matched true galaxies T1, U0 (T0 is a star and does not count):
  *   T1-E1 |diff| (.1, .2, 0, 1, .1, .5), U0-F0 (.2, .5, 0, .5, .1, 0)
  *   -> MAE (.15, .35, 0, .75, .1, .25).
- * Redshift over matched pairs: (.1-.2)^2 + (.5-.4)^2 + (1.2-1.0)^2 = .06 -> MSE .02. */
+ * Factors (bl_metrics_add_factor):
+ *   redshift (continuous, every matched pair): diffs -.1, .1, .2 -> MSE .06/3 = .02,
+ *     MAE .4/3;
+ *   galaxy_prob (discrete, source_type): the type accuracy 2/3;
+ *   a_d (continuous, galaxy_params[3], true galaxies): T1-E1 3 vs 2, U0-F0 1 vs 1.5 ->
+ *     MSE (1 + .25)/2 = .625, MAE .75 over 2 pairs;
+ *   star_flux_r (continuous, star_fluxes[2], true stars): T0-E0 100 vs 90 -> MSE 100, MAE 10;
+ *   on_prob (field n_sources): no matched-pair metrics. */
 static const src img0_t[] = {
     {10, 10, 0, {50, 80, 100}, {.5, 1, .5, 2, .5, 1}, .1},
     {20, 20, 1, {4, 8, 10}, {.2, 1.0, .6, 3.0, .4, 1.5}, .5},
@@ -166,6 +173,14 @@ START_TEST(test_metrics_hand_made_batch)
     bl_metrics_opts o;
     bl_metrics_opts_default(&o);
     bl_metrics *m = bl_metrics_alloc(&o, 3);
+    const bl_metrics_factor factors[5] = {
+        {.name = "redshift", .field = "redshifts", .value_dim = 1, .source_type = -1},
+        {.name = "galaxy_prob", .field = "source_type", .value_dim = 1, .discrete = 1, .source_type = -1},
+        {.name = "a_d", .field = "galaxy_params", .column = 3, .value_dim = 1, .source_type = 1},
+        {.name = "star_flux_r", .field = "star_fluxes", .column = 2, .value_dim = 1, .source_type = 0},
+        {.name = "on_prob", .field = "n_sources", .value_dim = 1, .discrete = 1, .source_type = -1},
+    };
+    for (int f = 0; f < 5; f++) ck_assert_int_eq(bl_metrics_add_factor(m, &factors[f]), f);
     ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
     bl_metrics_result r;
     bl_metrics_compute(m, &r);
@@ -183,8 +198,24 @@ START_TEST(test_metrics_hand_made_batch)
     ck_assert_int_eq(r.n_matched_galaxies, 2);
     const double shape[6] = {.15, .35, 0, .75, .1, .25};
     for (int p = 0; p < 6; p++) ck_assert_double_eq_tol(r.shape_mae[p], shape[p], EPS);
-    ck_assert(r.has_redshift);
-    ck_assert_double_eq_tol(r.redshift_mse, 0.02, EPS);
+    ck_assert_int_eq(r.n_factors, 5);
+    const bl_metrics_factor_result *fz = &r.factors[0], *fg = &r.factors[1], *fa = &r.factors[2],
+                                   *fs = &r.factors[3], *fo = &r.factors[4];
+    ck_assert_str_eq(fz->name, "redshift");
+    ck_assert(fz->has_field && fz->n_matched == 3);
+    ck_assert_double_eq_tol(fz->mse, 0.02, EPS);
+    ck_assert_double_eq_tol(fz->mae, 0.4 / 3, EPS);
+    ck_assert(isnan(fz->acc));
+    ck_assert(fg->has_field && fg->n_matched == 3);
+    ck_assert_double_eq_tol(fg->acc, 2.0 / 3.0, 1e-12);
+    ck_assert(isnan(fg->mse));
+    ck_assert_int_eq(fa->n_matched, 2);
+    ck_assert_double_eq_tol(fa->mse, 0.625, EPS);
+    ck_assert_double_eq_tol(fa->mae, 0.75, EPS);
+    ck_assert_int_eq(fs->n_matched, 1);
+    ck_assert_double_eq_tol(fs->mse, 100, 1e-3);
+    ck_assert_double_eq_tol(fs->mae, 10, 1e-4);
+    ck_assert(!fo->has_field && fo->n_matched == 0 && fo->n_tiles == 0);
     /* bins: true in 0, 3, 7, 8; est in 0, 3, 5, 6; matched true 0, 3, 7; matched est 0, 3, 6 */
     const int nt[9] = {1, 0, 0, 1, 0, 0, 0, 1, 1}, ne[9] = {1, 0, 0, 1, 0, 1, 1, 0, 0};
     const int ntm[9] = {1, 0, 0, 1, 0, 0, 0, 1, 0}, nem[9] = {1, 0, 0, 1, 0, 0, 1, 0, 0};
@@ -217,9 +248,28 @@ START_TEST(test_metrics_hand_made_batch)
     ck_assert_int_eq(r.n_matches, 6);
     ck_assert_double_eq_tol(r.precision, 0.75, 1e-12);
     ck_assert_double_eq_tol(r.flux_mae[2], 4.0, EPS);
+    ck_assert_double_eq_tol(r.factors[0].mse, 0.02, EPS);
     bl_metrics_reset(m);
     bl_metrics_compute(m, &r);
     ck_assert_int_eq(r.n_matches, 0);
+    ck_assert_int_eq(r.n_factors, 5); /* still tracked, counts gone */
+    ck_assert_str_eq(r.factors[3].name, "star_flux_r");
+    ck_assert(!r.factors[0].has_field && isnan(r.factors[0].mse));
+    ck_assert_int_eq(bl_metrics_update(m, t, e), BL_OK);
+    bl_metrics_compute(m, &r);
+    ck_assert_double_eq_tol(r.factors[2].mae, 0.75, EPS);
+    char *text = bl_metrics_result_to_json(&r, NULL);
+    json_error_t jerr;
+    json_t *jf = json_loads(text, 0, &jerr);
+    free(text);
+    ck_assert_ptr_nonnull(jf);
+    json_t *jfs = json_object_get(jf, "factors");
+    ck_assert_double_eq_tol(json_real_value(json_object_get(json_object_get(jfs, "redshift"), "mse")), 0.02, EPS);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(json_object_get(jfs, "galaxy_prob"), "acc")), 2.0 / 3.0, 1e-9);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(jfs, "a_d"), "n_matched")), 2);
+    ck_assert_ptr_null(json_object_get(json_object_get(jfs, "redshift"), "nll")); /* q not fed */
+    ck_assert_ptr_null(json_object_get(jfs, "on_prob"));                        /* nothing at all */
+    json_decref(jf);
 
     /* no magnitude band: every magnitude is 1, all sources in bin 0 */
     o.exclude_last_bin = 0;
@@ -245,8 +295,8 @@ START_TEST(test_metrics_hand_made_batch)
     ck_assert_double_eq_tol(json_real_value(json_object_get(j, "detection_precision")), 0.5, 1e-12);
     ck_assert_ptr_nonnull(json_object_get(j, "flux_err_r_mae"));
     ck_assert_ptr_nonnull(json_object_get(j, "a_d_mae"));
-    ck_assert_ptr_nonnull(json_object_get(j, "redshift_mse"));
-    ck_assert_ptr_null(json_object_get(j, "redshift_nll"));
+    /* no factor tracked in ms: an empty "factors" object */
+    ck_assert_int_eq(json_object_size(json_object_get(j, "factors")), 0);
     json_decref(j);
 
     bl_full_catalog_free(t);
@@ -258,29 +308,59 @@ START_TEST(test_metrics_hand_made_batch)
 }
 END_TEST
 
-START_TEST(test_metrics_redshift_nll)
+START_TEST(test_metrics_factor_q)
 {
-    /* tiles with n_sources (1, 0, 1, 2); z (0, 5, 1, 2); loc (0, 0, 0, 1); scale (1, 1, 2, 1).
-     * -log N = (z - loc)^2 / (2 s^2) + log s + log(2 pi)/2:
-     *   tile 0: 0 + 0 + c; tile 2: 1/8 + log 2 + c; tile 3: 1/2 + 0 + c  (tile 1 holds no source)
-     * mean = (0.625 + 0.6931471805599453)/3 + 0.9189385332046727 = 1.358320926724654 */
+    /* factor 0 continuous (value_dim 1), factor 1 discrete, factor 2 continuous without a CDF.
+     * 5 tiles, sel (1, 0, 1, 1, 1); nll (1, 99, 2, 3, 6) -> mean over 4 selected = 3.
+     * pit (0.5, 0.0, 0.16, 0.83, 0.975): selected 0.5, 0.16, 0.83, 0.975;
+     *   inside [0.16, 0.84]: 0.5, 0.16, 0.83 -> 3/4; inside [0.025, 0.975]: all 4 -> 1.
+     * hit (1, 1, 0, 1, 1) on the selected tiles 1, 0, 1, 1 -> 3/4. */
     bl_metrics_opts o;
     bl_metrics_opts_default(&o);
     bl_metrics *m = bl_metrics_alloc(&o, 3);
-    const int32_t n[4] = {1, 0, 1, 2};
-    const bl_real z[4] = {0, 5, 1, 2}, loc[4] = {0, 0, 0, 1}, scale[4] = {1, 1, 2, 1};
-    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, scale), BL_OK);
+    bl_metrics_add_factor(m, &(bl_metrics_factor){.name = "z", .field = "redshifts", .value_dim = 1, .source_type = -1});
+    bl_metrics_add_factor(m, &(bl_metrics_factor){.name = "on", .field = "n_sources", .value_dim = 1, .discrete = 1, .source_type = -1});
+    bl_metrics_add_factor(m, &(bl_metrics_factor){.name = "w", .field = "redshifts", .value_dim = 1, .source_type = -1});
+    const uint8_t sel[5] = {1, 0, 1, 1, 1}, hit[5] = {1, 1, 0, 1, 1};
+    const double nll[5] = {1, 99, 2, 3, 6}, pit[5] = {0.5, 0.0, 0.16, 0.83, 0.975};
+    const double nopit[5] = {NAN, NAN, NAN, NAN, NAN};
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 0, 5, sel, nll, pit, NULL), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 1, 5, sel, nll, NULL, hit), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 2, 5, sel, nll, nopit, NULL), BL_OK);
     bl_metrics_result r;
     bl_metrics_compute(m, &r);
-    ck_assert_int_eq(r.n_nll, 3);
-    ck_assert_double_eq_tol(r.redshift_nll, 1.358320926724654, 1e-6);
-    ck_assert(!r.has_redshift);
-    /* a zero scale on a tile with a source is an error; on an empty tile it is ignored */
-    const bl_real bad[4] = {1, 0, 0, 1};
-    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, bad), BL_ERR_RANGE);
-    ck_assert_ptr_nonnull(strstr(bl_error_message(), "tile 2"));
-    const bl_real ok[4] = {1, 0, 2, 1};
-    ck_assert_int_eq(bl_metrics_update_redshift_nll(m, 4, n, z, loc, ok), BL_OK);
+    ck_assert_int_eq(r.factors[0].n_tiles, 4);
+    ck_assert_double_eq_tol(r.factors[0].nll, 3.0, 1e-12);
+    ck_assert(r.factors[0].has_cdf);
+    ck_assert_double_eq_tol(r.factors[0].coverage68, 0.75, 1e-12);
+    ck_assert_double_eq_tol(r.factors[0].coverage95, 1.0, 1e-12);
+    ck_assert(r.factors[1].has_hit);
+    ck_assert_double_eq_tol(r.factors[1].tile_acc, 0.75, 1e-12);
+    ck_assert(!r.factors[2].has_cdf && isnan(r.factors[2].coverage68));
+    /* JSON: coverage "n/a" for the factor without a CDF, tile_acc for the discrete one */
+    json_t *j = metrics_json(&r, NULL), *jf = json_object_get(j, "factors");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(jf, "w"), "coverage_68")), "n/a");
+    ck_assert_double_eq_tol(json_real_value(json_object_get(json_object_get(jf, "z"), "coverage_68")), 0.75, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(json_object_get(jf, "on"), "tile_acc")), 0.75, 1e-12);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(jf, "z"), "n_tiles")), 4);
+    json_decref(j);
+    /* the printed q table says n/a and the numbers */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    bl_metrics_print_q_table(f, &r);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "n/a"));
+    ck_assert_ptr_nonnull(strstr(buf, "0.75"));
+    free(buf);
+    /* a non-finite NLL on a selected tile is an error naming the factor and tile; on an
+     * unselected one it is ignored */
+    const double bad[5] = {1, INFINITY, 2, NAN, 6};
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 0, 5, sel, bad, pit, NULL), BL_ERR_RANGE);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "'z'"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "tile 3"));
+    const double ok[5] = {1, INFINITY, 2, 3, 6};
+    ck_assert_int_eq(bl_metrics_update_factor_q(m, 0, 5, sel, ok, pit, NULL), BL_OK);
     bl_metrics_free(m);
 }
 END_TEST
@@ -327,7 +407,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_no_sources);
     tcase_add_test(tc, test_metrics_only_unmatched);
     tcase_add_test(tc, test_metrics_hand_made_batch);
-    tcase_add_test(tc, test_metrics_redshift_nll);
+    tcase_add_test(tc, test_metrics_factor_q);
     tcase_add_test(tc, test_metrics_opts_from_config);
     suite_add_tcase(s, tc);
     return s;

@@ -9,6 +9,7 @@
 #include "autograd/conv_engine.h"
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
+#include "lib/io/table.h"
 #include "lib/io/fits.h"
 #include "lib/io/safetensors.h"
 #include "lib/sim/simulate.h"
@@ -110,6 +111,11 @@ START_TEST(test_generate_train_evaluate_predict)
     ck_assert_has(r.out, "train 3/3");
     ck_assert_has(r.out, "epoch 1: val loss");
     ck_assert_has(r.out, "q(redshift) over");
+    /* every factor's q: loc / scale per value dimension, p(1) for a Bernoulli */
+    ck_assert_has(r.out, "q(loc)[1] over");
+    ck_assert_has(r.out, "q(on_prob) over");
+    ck_assert_has(r.out, ": p(1) mean");
+    ck_assert_has(r.out, "q(galsim_a_d) over");
     ck_assert_ptr_null(strchr(r.out, '\r')); /* not a terminal: plain lines */
     bl_curve *c;
     ck_assert_int_eq(bl_curve_read_csv(&c, p("run/curve.csv")), BL_OK);
@@ -131,6 +137,19 @@ START_TEST(test_generate_train_evaluate_predict)
     ck_assert_str_eq(meta(p("run/best.safetensors"), "train.epoch", buf, sizeof buf), "1");
     ck_assert_double_eq_tol(atof(meta(p("run/best.safetensors"), "train.best_val", buf, sizeof buf)), val, 1e-9);
     ck_assert_int_eq(stray_temporaries(p("run")), 0);
+    /* the per-factor validation metrics of the one epoch */
+    bl_table *mt;
+    ck_assert_int_eq(bl_table_read_csv(&mt, p("run/metrics.csv")), BL_OK);
+    ck_assert_int_eq(mt->n_rows, 1);
+    ck_assert_str_eq(mt->cols[0], "step");
+    ck_assert_str_eq(mt->cols[2], "detection_precision");
+    ck_assert_double_eq(mt->v[0], 3);
+    ck_assert_double_eq(mt->v[1], 1);
+    const int zc = bl_table_col(mt, "redshift.coverage_68"), zn = bl_table_col(mt, "redshift.nll");
+    ck_assert(zc > 0 && zn > 0 && bl_table_col(mt, "on_prob.acc") > 0 && bl_table_col(mt, "on_prob.mse") < 0);
+    ck_assert(isfinite(mt->v[zn]) && mt->v[zc] >= 0 && mt->v[zc] <= 1);
+    bl_table_free(mt);
+    ck_assert(png_size(p("run/metrics.png"), &w, &h));
 
     /* evaluate the best checkpoint on the whole dataset (4 batches) */
     cli_run(&r, dir, "evaluate", "-c", "quick.cfg", "--checkpoint", "run/best.safetensors",
@@ -152,11 +171,29 @@ START_TEST(test_generate_train_evaluate_predict)
         ck_assert(nt > 0 && nm <= nt && nm <= ne);
         ck_assert_int_eq(json_array_size(json_object_get(o, "bins")), 9);
         ck_assert_ptr_nonnull(json_object_get(o, "flux_err_r_mae"));
-        ck_assert_ptr_nonnull(json_object_get(o, "redshift_mse"));
+        /* matched-pair metrics of every factor with a catalog field */
+        json_t *fz = json_object_get(json_object_get(o, "factors"), "redshift");
+        ck_assert(isfinite(json_real_value(json_object_get(fz, "mse"))));
+        ck_assert(json_real_value(json_object_get(fz, "mae")) <= sqrt(json_real_value(json_object_get(fz, "mse"))) + 1e-9);
+        ck_assert_int_eq(json_integer_value(json_object_get(fz, "n_matched")), nm);
+        double acc = json_real_value(json_object_get(json_object_get(json_object_get(o, "factors"), "galaxy_prob"), "acc"));
+        ck_assert_double_eq_tol(acc, json_real_value(json_object_get(o, "classification_acc")), 1e-9);
+        ck_assert_ptr_null(json_object_get(fz, "nll")); /* q is the marginal's */
     }
-    json_t *mg = json_object_get(m, "marginal");
+    json_t *mg = json_object_get(json_object_get(m, "marginal"), "factors");
     ck_assert_ptr_nonnull(mg);
-    ck_assert(isfinite(json_real_value(json_object_get(mg, "redshift_nll"))));
+    json_t *qz = json_object_get(mg, "redshift");
+    ck_assert(isfinite(json_real_value(json_object_get(qz, "nll"))));
+    const double c68 = json_real_value(json_object_get(qz, "coverage_68"));
+    const double c95 = json_real_value(json_object_get(qz, "coverage_95"));
+    ck_assert(c68 >= 0 && c68 <= c95 && c95 <= 1);
+    /* redshift counts on the tiles with a source, on_prob on every tile */
+    json_int_t zt = json_integer_value(json_object_get(qz, "n_tiles"));
+    json_t *qo = json_object_get(mg, "on_prob");
+    ck_assert(zt > 0 && zt < json_integer_value(json_object_get(qo, "n_tiles")));
+    const double tacc = json_real_value(json_object_get(qo, "tile_acc"));
+    ck_assert(tacc >= 0 && tacc <= 1);
+    ck_assert_ptr_null(json_object_get(qo, "coverage_68"));
     json_decref(m);
 
     /* predict from the safetensors batch and from the FITS export of the same images */

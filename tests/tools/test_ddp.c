@@ -14,10 +14,10 @@
 #include <string.h>
 
 #include "models/trainer.h"
-#include "tools/data.h"
+#include "experiment/data.h"
 #include "tools/ddp.h"
 #include "tools/dist.h"
-#include "tools/settings.h"
+#include "experiment/settings.h"
 
 #define N_STEPS 5
 /* Tolerances. Double: the two computations are the same mathematics in another summation

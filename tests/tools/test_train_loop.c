@@ -1,4 +1,4 @@
-/* The training driver (tools/train_loop.h) with a fake model: the learning-rate schedule,
+/* The training driver (models/train_loop.h) with a fake model: the learning-rate schedule,
  * early stopping with min_epochs, the best and last checkpoints, max_steps, a stop request
  * (what SIGINT/SIGTERM set) and resuming to the same curve as an uninterrupted run. */
 #include <check.h>
@@ -10,7 +10,7 @@
 
 #include "lib/io/atomic_file.h"
 #include "tests/bl_check.h"
-#include "tools/train_loop.h"
+#include "models/train_loop.h"
 
 #include "cli_run.h"
 
@@ -41,6 +41,15 @@ static bl_status fake_validate(void *ctx, double *val)
     fake *f = ctx;
     ck_assert_int_lt(f->val_calls, f->n_val);
     *val = f->val[f->val_calls++];
+    return BL_OK;
+}
+
+/* two metrics after each validation: 2 x that validation's loss, and an undefined one (NaN) */
+static bl_status fake_metrics(void *ctx, double *v)
+{
+    fake *f = ctx;
+    v[0] = 2 * f->val[f->val_calls - 1];
+    v[1] = NAN;
     return BL_OK;
 }
 
@@ -291,6 +300,117 @@ START_TEST(test_interrupt_and_resume)
 }
 END_TEST
 
+/* metrics.csv: a row per validation (step, epoch, the hook's values); after an interruption
+ * and a stale row (a kill after metrics.csv but before the checkpoint), resuming drops the rows
+ * past the checkpoint and continues the table exactly; metrics.png is drawn. */
+START_TEST(test_metrics_table_resume)
+{
+    const double val[] = {5, 4, 3};
+    const char *cols[4] = {"step", "epoch", "z.nll", "z.coverage_68"};
+    fake f = {.val = val, .n_val = 3};
+    bl_train_plan plan = plan_for(4, 3);
+    plan.plot_width = 400;
+    plan.plot_height = 300;
+    plan.metrics = bl_table_alloc(4, cols);
+    volatile sig_atomic_t stop = 0;
+    f.stop_at_step = 6;
+    f.stop = &stop;
+    plan.stop = &stop;
+    bl_train_hooks hooks = {.ctx = &f, .step = fake_step, .validate = fake_validate,
+                            .val_metrics = fake_metrics, .save = fake_save};
+    bl_train_state s;
+    bl_train_state_init(&s);
+    bl_curve *c = bl_curve_alloc();
+    bl_train_end end;
+    ck_assert_int_eq(bl_train_run(&plan, &hooks, &s, c, &end), BL_OK);
+    ck_assert_int_eq(end, BL_TRAIN_INTERRUPTED);
+    bl_table_free(plan.metrics);
+    char p[512];
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    bl_table *t;
+    ck_assert_int_eq(bl_table_read_csv(&t, p), BL_OK);
+    ck_assert_int_eq(t->n_rows, 1);
+    ck_assert_int_eq(t->n_cols, 4);
+    ck_assert_str_eq(t->cols[3], "z.coverage_68");
+    ck_assert(t->v[0] == 4 && t->v[1] == 1 && t->v[2] == 10 && isnan(t->v[3]));
+    /* a stale row of a later epoch, as a kill between metrics.csv and the checkpoint leaves */
+    bl_table_append(t, (const double[]){8, 2, 99, 0.5});
+    ck_assert_int_eq(bl_table_write_csv(t, p), BL_OK);
+    bl_table_free(t);
+    ck_assert_int_eq(bl_table_read_csv(&t, p), BL_OK);
+    ck_assert_int_eq(t->n_rows, 2);
+    ck_assert(t->v[7] == 0.5);
+
+    bl_train_state l = load_state(dir, "last.safetensors");
+    ck_assert_int_eq(l.step, 6);
+    stop = 0;
+    fake h = {.val = val + 1, .n_val = 2};
+    hooks.ctx = &h;
+    plan.stop = NULL;
+    plan.metrics = t;
+    bl_curve_free(c);
+    snprintf(p, sizeof p, "%s/curve.csv", dir);
+    ck_assert_int_eq(bl_curve_read_csv(&c, p), BL_OK);
+    ck_assert_int_eq(bl_train_run(&plan, &hooks, &l, c, &end), BL_OK);
+    ck_assert_int_eq(end, BL_TRAIN_DONE);
+    bl_table_free(t);
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    ck_assert_int_eq(bl_table_read_csv(&t, p), BL_OK);
+    ck_assert_int_eq(t->n_rows, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_double_eq(t->v[i * 4], 4 * (i + 1));
+        ck_assert_double_eq(t->v[i * 4 + 1], i + 1);
+        ck_assert_double_eq(t->v[i * 4 + 2], 2 * val[i]);
+        ck_assert(isnan(t->v[i * 4 + 3]));
+    }
+    bl_table_free(t);
+    bl_curve_free(c);
+    snprintf(p, sizeof p, "%s/metrics.png", dir);
+    struct stat sb;
+    ck_assert_int_eq(stat(p, &sb), 0);
+    ck_assert_int_gt(sb.st_size, 1000);
+}
+END_TEST
+
+/* the table's CSV: exact round trip of awkward doubles, NaN as an empty field, errors naming
+ * file and line */
+START_TEST(test_table_csv)
+{
+    const char *cols[3] = {"step", "a", "b"};
+    bl_table *t = bl_table_alloc(3, cols);
+    bl_table_append(t, (const double[]){1, 0.1, 1.0 / 3});
+    bl_table_append(t, (const double[]){2, NAN, -1e-300});
+    bl_table_append(t, (const double[]){3, 5, 6});
+    bl_table_truncate(t, 2);
+    ck_assert_int_eq(t->n_rows, 2);
+    char p[512];
+    snprintf(p, sizeof p, "%s/t.csv", dir);
+    ck_assert_int_eq(bl_table_write_csv(t, p), BL_OK);
+    bl_table *u;
+    ck_assert_int_eq(bl_table_read_csv(&u, p), BL_OK);
+    ck_assert_int_eq(u->n_rows, 2);
+    ck_assert_int_eq(bl_table_col(u, "b"), 2);
+    ck_assert_int_eq(bl_table_col(u, "c"), -1);
+    ck_assert(u->v[1] == 0.1 && u->v[2] == 1.0 / 3 && isnan(u->v[4]) && u->v[5] == -1e-300);
+    bl_table_free(u);
+    bl_table_free(t);
+    FILE *f = fopen(p, "w");
+    fputs("step,a\n1,2\n2,x\n", f);
+    fclose(f);
+    ck_assert_int_eq(bl_table_read_csv(&u, p), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "t.csv:3"));
+    f = fopen(p, "w");
+    fputs("step,a\n1,2,3\n", f);
+    fclose(f);
+    ck_assert_int_eq(bl_table_read_csv(&u, p), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "t.csv:2: expected 2"));
+    f = fopen(p, "w");
+    fclose(f);
+    ck_assert_int_eq(bl_table_read_csv(&u, p), BL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "empty file"));
+}
+END_TEST
+
 static Suite *train_loop_suite(void)
 {
     Suite *s = suite_create("train_loop");
@@ -302,6 +422,8 @@ static Suite *train_loop_suite(void)
     tcase_add_test(tc, test_max_steps);
     tcase_add_test(tc, test_interrupt_and_resume);
     tcase_add_test(tc, test_kill_mid_epoch);
+    tcase_add_test(tc, test_metrics_table_resume);
+    tcase_add_test(tc, test_table_csv);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,10 +11,11 @@
  *   (patience > 0) and e + 1 >= min_epochs, or after max_epochs, or at max_steps (> 0);
  *   last.safetensors is written after every epoch, every checkpoint_every steps (> 0), at the
  *   end and when stopped by a signal.
- * Files in out_dir: last.safetensors, best.safetensors (with validation), curve.csv, curve.png;
+ * Files in out_dir: last.safetensors, best.safetensors (with validation), curve.csv, curve.png,
+ * metrics.csv and metrics.png (with plan->metrics);
  * each appears only complete (the save hook must write atomically too). */
-#ifndef BL_TOOLS_TRAIN_LOOP_H
-#define BL_TOOLS_TRAIN_LOOP_H
+#ifndef BL_MODELS_TRAIN_LOOP_H
+#define BL_MODELS_TRAIN_LOOP_H
 
 #include <signal.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@
 
 #include "autograd/optim.h"
 #include "lib/io/curve.h"
+#include "lib/io/table.h"
 #include "lib/error.h"
 #include "lib/progress.h"
 
@@ -43,6 +45,9 @@ typedef struct bl_train_hooks {
     bl_status (*step)(void *ctx, int64_t step, double lr, double *train_loss);
     /* Validation loss; NULL: no validation (no early stopping, no best checkpoint). */
     bl_status (*validate)(void *ctx, double *val_loss);
+    /* Optional (with plan->metrics): the validation metrics after each validation, one value
+     * per column of plan->metrics after its first two (step, epoch). */
+    bl_status (*val_metrics)(void *ctx, double *values);
     /* Write a checkpoint holding the model, the optimizer and *state to `path`, atomically. */
     bl_status (*save)(void *ctx, const char *path, const bl_train_state *state);
 } bl_train_hooks;
@@ -68,6 +73,10 @@ typedef struct bl_train_plan {
     volatile sig_atomic_t *stop; /* may be NULL */
     int follower;                /* 1: another process writes curve.csv/png (data-parallel
                                   * ranks > 0; their save hook writes nothing either) */
+    bl_table *metrics;           /* NULL, or the per-epoch validation metrics so far (columns
+                                  * step, epoch, then hooks->val_metrics's): a row is added after
+                                  * every validation and written to metrics.csv / metrics.png;
+                                  * rows past state->step are dropped at the start (resume) */
 } bl_train_plan;
 
 /* Run from *state (fresh: bl_train_state_init; resumed: the checkpoint's) and the curve so far

@@ -5,8 +5,8 @@
  *
  * Loading order: the file (with its @includes), then its `overrides` lists (both applied by
  * bl_config_load, lib/config.h), then the --set assignments of the command line, then --seed. */
-#ifndef BL_TOOLS_SETTINGS_H
-#define BL_TOOLS_SETTINGS_H
+#ifndef BL_EXPERIMENT_SETTINGS_H
+#define BL_EXPERIMENT_SETTINGS_H
 
 #include <stdint.h>
 
@@ -31,6 +31,7 @@ typedef struct bl_train_settings {
     int64_t max_steps;         /* 0: no limit; else stop after this many optimizer steps */
     int fixed_batch;           /* 0; 1: the seed's loop, one batch for every step */
     int sync_batchnorm;        /* 0; 1: under mpirun, BatchNorm statistics of the global batch */
+    int val_metrics;           /* 1: per-factor validation metrics after each epoch (metrics.csv) */
     int64_t print_every;       /* 10 */
     int64_t checkpoint_every;  /* 0: last.safetensors at epoch ends only; else also every N steps */
     bl_adam_opts adam;         /* train.optimizer: torch's defaults (bl_adam_defaults) */

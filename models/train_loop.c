@@ -1,4 +1,4 @@
-#include "tools/train_loop.h"
+#include "models/train_loop.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -39,7 +39,7 @@ typedef struct {
     bl_train_state *state;
     bl_curve *curve;
     bl_progress *progress;
-    char *last, *best, *csv, *png;
+    char *last, *best, *csv, *png, *mcsv, *mpng;
     double t_start, seconds_before;
 } bl_run;
 
@@ -61,6 +61,29 @@ static bl_status bl_write_curve(bl_run *r)
     return st;
 }
 
+/* metrics.csv and metrics.png: a panel per metric against the epoch */
+static bl_status bl_write_metrics(bl_run *r)
+{
+    const bl_table *t = r->plan->metrics;
+    if (r->plan->follower || !t) return BL_OK;
+    bl_status st = bl_table_write_csv(t, r->mcsv);
+    if (st || r->plan->plot_width <= 0 || t->n_rows == 0 || t->n_cols <= 2) return st;
+    const int ns = t->n_cols - 2;
+    double *x = bl_malloc((size_t)t->n_rows * sizeof *x), *y = bl_malloc((size_t)(t->n_rows * ns) * sizeof *y);
+    const double **ys = bl_malloc((size_t)ns * sizeof *ys);
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        x[i] = t->v[i * t->n_cols + 1];
+        for (int k = 0; k < ns; k++) y[k * t->n_rows + i] = t->v[i * t->n_cols + 2 + k];
+    }
+    for (int k = 0; k < ns; k++) ys[k] = y + k * t->n_rows;
+    st = bl_curve_write_panels_png(r->mpng, ns, (const char *const *)t->cols + 2, t->n_rows, x, ys,
+                                   260, 200, "epoch");
+    free(x);
+    free(y);
+    free(ys);
+    return st;
+}
+
 static int bl_stop_requested(const bl_train_plan *plan) { return plan->stop && *plan->stop; }
 
 bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
@@ -76,9 +99,12 @@ bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
     r.best = bl_join(plan->out_dir, "best.safetensors");
     r.csv = bl_join(plan->out_dir, "curve.csv");
     r.png = bl_join(plan->out_dir, "curve.png");
+    r.mcsv = bl_join(plan->out_dir, "metrics.csv");
+    r.mpng = bl_join(plan->out_dir, "metrics.png");
     r.t_start = bl_clock();
     r.seconds_before = state->seconds;
     bl_curve_truncate(curve, state->step);
+    if (plan->metrics) bl_table_truncate(plan->metrics, (double)state->step);
 
     int64_t total = plan->steps_per_epoch * plan->max_epochs;
     if (plan->max_steps > 0 && plan->max_steps < total) total = plan->max_steps;
@@ -144,6 +170,16 @@ bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
                                     (long long)state->epoch, val, state->best_val,
                                     (long long)state->best_epoch, (long long)state->bad_epochs);
             }
+            if (plan->metrics && hooks->val_metrics) {
+                bl_table *t = plan->metrics;
+                double *row = bl_malloc((size_t)t->n_cols * sizeof *row);
+                row[0] = (double)state->step;
+                row[1] = (double)state->epoch;
+                st = hooks->val_metrics(hooks->ctx, row + 2);
+                if (!st) bl_table_append(t, row);
+                free(row);
+                if (st || (st = bl_write_metrics(&r))) break;
+            }
         }
         if ((st = bl_write_curve(&r))) break;
         if ((st = bl_save_last(&r))) break;
@@ -162,5 +198,7 @@ bl_status bl_train_run(const bl_train_plan *plan, const bl_train_hooks *hooks,
     free(r.best);
     free(r.csv);
     free(r.png);
+    free(r.mcsv);
+    free(r.mpng);
     return st;
 }

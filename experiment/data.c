@@ -1,4 +1,4 @@
-#include "tools/data.h"
+#include "experiment/data.h"
 
 #include <dirent.h>
 #include <math.h>
