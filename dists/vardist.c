@@ -108,8 +108,8 @@ bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *f,
     int width = bl_factor_field_width(spec, f->field);
     if (width < 0)
         return BL_FACTOR_FAIL("field",
-                              "factor '%s': unknown catalog field '%s' (register it with "
-                              "bl_catalog_field_register, or use \"%s\")",
+                              "factor '%s': unknown catalog field '%s' (define it in the config's "
+                              "'fields' list or register it with bl_catalog_field_register, or use \"%s\")",
                               name, f->field, BL_FIELD_N_SOURCES);
     if (f->column < 0 || f->column + f->kind->value_dim > width)
         return BL_FACTOR_FAIL("column",
