@@ -140,7 +140,8 @@ static const bl_command bl_commands[] = {
      "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
      "  -i, --input FILE       images: a batch .safetensors or a FITS file (one HDU per band)\n"
      "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n"
-     "      --pad              pad images whose sides are not multiples of 16 with their background\n",
+     "      --pad              pad images whose sides are not multiples of 16 with their background\n"
+     "      --samples K        also write K catalogs drawn from q (FITS tables SAMPLE, samples.*)\n",
      bl_cmd_predict},
     {"factors", "print the variational factors of a config and the parameter count P", "",
      bl_cmd_factors},
@@ -176,7 +177,7 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 }
 
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
-       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD };
+       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD, OPT_SAMPLES };
 
 static int bl_main(int argc, char **argv);
 
@@ -226,6 +227,7 @@ static int bl_main(int argc, char **argv)
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"batches", required_argument, NULL, OPT_BATCHES},
         {"pad", no_argument, NULL, OPT_PAD},
+        {"samples", required_argument, NULL, OPT_SAMPLES},
         {NULL, 0, NULL, 0},
     };
     /* which subcommand accepts which specific option */
@@ -233,6 +235,7 @@ static int bl_main(int argc, char **argv)
         {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
         {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_MAX_STEPS, "train"},
         {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"}, {OPT_PAD, "predict"},
+        {OPT_SAMPLES, "predict"},
     };
     int status = 0, c, li;
     optind = 2;
@@ -268,6 +271,9 @@ static int bl_main(int argc, char **argv)
         case OPT_MAX_STEPS:
             if (!bl_parse_int(cmd->name, "--max-steps", optarg, 1, INT64_MAX, &cli.max_steps))
                 status = BL_EXIT_USAGE;
+            break;
+        case OPT_SAMPLES:
+            if (!bl_parse_int(cmd->name, "--samples", optarg, 0, 10000, &cli.samples)) status = BL_EXIT_USAGE;
             break;
         case OPT_BATCHES:
             if (!bl_parse_int(cmd->name, "--batches", optarg, 1, INT64_MAX, &cli.batches))

@@ -22,6 +22,7 @@ typedef struct bl_cli {
     int64_t max_steps, batches;
     int fits;
     int pad;       /* predict --pad */
+    int64_t samples; /* predict --samples K: K catalogs drawn from q (0: none) */
 } bl_cli;
 
 /* Print "bliss CMD: error: <last bl_error message>" and return BL_EXIT_ERROR. */
