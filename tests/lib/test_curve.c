@@ -255,6 +255,75 @@ START_TEST(test_curve_png)
 }
 END_TEST
 
+
+/* The loss axis: all values when they are of one scale; a lone huge validation value (or a
+ * few) above Q3 + 3 IQR does not set it and is counted; on a log axis the fence works in
+ * decades and non-positive values are ignored. Then both PNGs are drawn, of the requested
+ * size, with the series visible. */
+START_TEST(test_curve_range_robust_and_log)
+{
+    double v[41], lo, hi;
+    int64_t above;
+    for (int i = 0; i < 40; i++) v[i] = 3.0 + 2.0 * exp(-0.1 * i); /* 5 .. 3.04 */
+    ck_assert(bl_curve_y_range(v, 40, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    double span = 5.0 - v[39]; /* padded by 5% of the span */
+    ck_assert_double_eq_tol(lo, v[39] - 0.05 * span, 1e-12);
+    ck_assert_double_eq_tol(hi, 5.0 + 0.05 * span, 1e-12);
+    v[40] = 1e30; /* one diverged validation */
+    ck_assert(bl_curve_y_range(v, 41, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 1);
+    ck_assert_double_eq_tol(hi, 5.0 + 0.05 * span, 1e-12);
+    v[40] = NAN;
+    v[39] = INFINITY;
+    ck_assert(bl_curve_y_range(v, 41, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    ck_assert(hi < 6);
+    /* log axis: 1e-3 .. 1e2 evenly in decades, a zero and a negative value left out */
+    double w[12] = {1e-3, 1e-2, 1e-1, 1, 10, 100, 0, -5, 1e-3, 1e-2, 1e-1, 1};
+    ck_assert(bl_curve_y_range(w, 12, 1, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    ck_assert_double_eq_tol(log10(lo), -3 - 0.25, 1e-9);
+    ck_assert_double_eq_tol(log10(hi), 2 + 0.25, 1e-9);
+    w[6] = 1e40; /* 38 decades up: above the fence */
+    ck_assert(bl_curve_y_range(w, 12, 1, &lo, &hi, &above));
+    ck_assert_int_eq(above, 1);
+    ck_assert_double_eq_tol(log10(hi), 2.25, 1e-9);
+    ck_assert(!bl_curve_y_range((double[]){0, -1, NAN}, 3, 1, &lo, &hi, &above));
+    ck_assert(bl_curve_y_range((double[]){0, -1, NAN}, 3, 0, &lo, &hi, &above));
+
+    make_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/curve.png", dir);
+    bl_curve *c = sample_curve(40);
+    c->points[39].val_loss = 1e30;
+    for (int log_scale = 0; log_scale < 2; log_scale++) {
+        ck_assert_int_eq(bl_curve_write_png_log(c, path, 500, 350, "outlier", log_scale), BL_OK);
+        int wd, ht;
+        unsigned char *px = decode_png(path, &wd, &ht);
+        ck_assert_int_eq(wd, 500);
+        ck_assert_int_eq(ht, 350);
+        /* the train line spans the plot's height, not a flat line at the bottom (which is
+         * what an axis up to 1e30 would give) */
+        int top = ht, bottom = -1;
+        for (int y = 0; y < ht; y++)
+            for (int x = 0; x < wd; x++) {
+                const unsigned char *q = px + 4 * ((size_t)y * wd + x);
+                if (q[0] == 31 && q[1] == 119 && q[2] == 180) {
+                    top = y < top ? y : top;
+                    bottom = y > bottom ? y : bottom;
+                }
+            }
+        ck_assert_msg(bottom - top > ht / 3, "train curve spans rows %d to %d of %d (log %d)", top, bottom, ht,
+                      log_scale);
+        free(px);
+    }
+    ck_assert_int_eq(count_files(), 1);
+    bl_curve_free(c);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_progress_plain_and_bar)
 {
     char *buf = NULL;
@@ -307,6 +376,7 @@ static Suite *curve_suite(void)
     tcase_add_test(tc, test_curve_csv_errors);
     tcase_add_test(tc, test_atomic_abort_keeps_old_file);
     tcase_add_test(tc, test_curve_png);
+    tcase_add_test(tc, test_curve_range_robust_and_log);
     tcase_add_test(tc, test_progress_plain_and_bar);
     suite_add_tcase(s, tc);
     return s;
