@@ -155,7 +155,7 @@ int bl_cmd_predict(bl_cli *cli)
     bl_ctx *ctx = NULL;
     bl_tensor *images = NULL, *background = NULL;
     bl_tile_catalog *cat = NULL, **samples = NULL;
-    bl_full_catalog *full = NULL, **sample_full = NULL;
+    bl_full_catalog *full = NULL, **sample_full = NULL, *truth = NULL;
     bl_fits_table *tables = NULL;
     bl_fits_keyword *kw = NULL;
     char *fits_path = NULL, *st_path = NULL, (*wcs)[81] = NULL;
@@ -241,11 +241,20 @@ int bl_cmd_predict(bl_cli *cli)
            (long long)full->width, off, n_wcs ? "; the input's WCS copied" : "", fits_path, st_path);
     if (K) printf(" (with %d sampled catalogs)", K);
     printf("\n");
+    if (cli->plot) { /* the input as it was read (not padded), its true sources when it has them */
+        bl_tensor_free(images);
+        bl_tensor_free(background);
+        images = background = NULL;
+        if (bl_cli_read_images(s, cli->input, &images, &background) || bl_cli_read_truth(s, cli->input, &truth) ||
+            bl_cli_plot_images(s, cli, cli->out, images, background, truth, full, off))
+            goto done;
+    }
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
     bl_safetensors_free(ckpt);
     bl_full_catalog_free(full);
+    bl_full_catalog_free(truth);
     if (cat) bl_tile_catalog_free(cat);
     for (int k = 0; k < K && samples; k++) {
         if (samples[k]) bl_tile_catalog_free(samples[k]);

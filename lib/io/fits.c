@@ -303,6 +303,18 @@ static bl_status bl_fits_check_extent(fitsfile *f, const char *path, const char 
     return BL_OK;
 }
 
+bl_status bl_fits_has_hdu(const char *path, const char *extname, int *has)
+{
+    *has = 0;
+    fitsfile *f;
+    bl_status s = bl_fits_open(path, &f);
+    if (s != BL_OK) return s;
+    int status = 0;
+    *has = fits_movnam_hdu(f, ANY_HDU, (char *)extname, 0, &status) == 0;
+    bl_fits_close(f);
+    return BL_OK;
+}
+
 bl_status bl_fits_read_wcs(const char *path, const char *extname, char (**cards)[81], int *n)
 {
     *cards = NULL;

@@ -74,6 +74,9 @@ bl_status bl_fits_write_batch(const char *path, const bl_tensor *images, const b
                               const char *const *band_names, const char *bunit,
                               const bl_full_catalog *cat);
 
+/* *has = 1 when the file has an HDU named `extname` (any type); errors opening the file as
+ * bl_fits_read_image. */
+bl_status bl_fits_has_hdu(const char *path, const char *extname, int *has);
 /* Read the image HDU named `extname`: a (n, H, W) tensor (n = 1 for a 2-D HDU). */
 bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **out);
 /* Read the image HDUs named after the bands into (B, NB, H, W); all must have equal shapes. */

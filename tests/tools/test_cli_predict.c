@@ -9,6 +9,7 @@
 #include "dists/vardist.h"
 #include "lib/io/atomic_file.h"
 #include "lib/io/fits.h"
+#include "lib/io/plot.h"
 #include "lib/io/safetensors.h"
 #include "lib/sim/simulate.h"
 #include "tests/bl_check.h"
@@ -452,6 +453,213 @@ START_TEST(test_predict_copies_wcs)
 }
 END_TEST
 
+
+/* ---- pictures ------------------------------------------------------------------------------- */
+
+typedef struct { int w, h; unsigned char *px; } rgba_image;
+
+static int png_read(const char *path, rgba_image *im)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&img, path)) return 0;
+    img.format = PNG_FORMAT_RGBA;
+    im->px = malloc(PNG_IMAGE_SIZE(img));
+    int ok = png_image_finish_read(&img, NULL, im->px, 0, NULL);
+    im->w = (int)img.width;
+    im->h = (int)img.height;
+    return ok;
+}
+
+static const unsigned char *px_at(const rgba_image *im, int x, int y) { return im->px + 4 * ((size_t)y * im->w + x); }
+
+/* pixels of exactly this colour within the box [x0, x1) x [y0, y1) (clipped) */
+static long count_rgb(const rgba_image *im, int x0, int y0, int x1, int y1, int cr, int cg, int cb)
+{
+    long n = 0;
+    for (int y = y0 < 0 ? 0 : y0; y < y1 && y < im->h; y++)
+        for (int x = x0 < 0 ? 0 : x0; x < x1 && x < im->w; x++) {
+            const unsigned char *q = px_at(im, x, y);
+            n += q[0] == cr && q[1] == cg && q[2] == cb;
+        }
+    return n;
+}
+
+static int no_temporaries(void)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (dp && (e = readdir(dp))) n += bl_atomic_tmp_owner(e->d_name) != 0;
+    if (dp) closedir(dp);
+    return n == 0;
+}
+
+/* predict --plot on the constant encoder: one PNG per image, of the requested size, written
+ * atomically; red markers at every predicted source (where bl_plot_image_to_png puts it),
+ * green ones for the true sources, yellow boxes for the unmatched; bad options are errors */
+START_TEST(test_predict_plot)
+{
+    cli_run(&r, dir, "generate", "-c", "new_field.cfg", "-o", "ds", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    cli_run(&r, dir, "train", "-c", "new_field.cfg", "--data", "ds", "-o", "run", "--max-steps", "1", "--threads",
+            "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    double bias[P];
+    for (int i = 0; i < P; i++) bias[i] = 0.4 * sin(1.7 * i + 0.3);
+    bias[0] = 2.0;
+    bias[5] = -1.5; /* stars: '+' markers */
+    make_constant(p("run/last.safetensors"), p("c.safetensors"), bias);
+    cli_run(&r, dir, "predict", "--checkpoint", "c.safetensors", "-i", "ds/shard_0000.safetensors", "-o", "pp",
+            "--plot", "--plot-size", "320x240", "--band", "2", NULL);
+    ck_assert_msg(r.status == 0, "predict --plot: %s", r.err);
+    ck_assert_has(r.out, "wrote 4 plots (pp_0003.png, ...)");
+    ck_assert(no_temporaries());
+    ck_assert_int_eq(bl_catalog_field_register("photo_z_err", 1, 0), BL_OK);
+    bl_vardist_spec *spec = new_field_spec();
+    ck_assert_int_eq(bl_vardist_q_register(spec), BL_OK);
+    bl_vardist_spec_free(spec);
+    bl_full_catalog *pred;
+    ck_assert_msg(bl_fits_read_catalog(p("pp.fits"), &pred) == BL_OK, "%s", bl_error_message());
+    bl_plot_opts o = bl_plot_opts_default(5);
+    o.width = 320, o.height = 240, o.band = 2;
+    long yellow = 0;
+    for (int b = 0; b < 4; b++) {
+        char name[32];
+        snprintf(name, sizeof name, "pp_%04d.png", b);
+        rgba_image im;
+        ck_assert_msg(png_read(p(name), &im), "%s", name);
+        ck_assert_int_eq(im.w, 320);
+        ck_assert_int_eq(im.h, 240);
+        ck_assert_int_eq(pred->n_sources[b], 4); /* every interior tile detects */
+        for (int m = 0; m < pred->n_sources[b]; m++) {
+            double x, y;
+            const bl_real *pl = pred->plocs->data + (b * pred->M + m) * 2;
+            bl_plot_image_to_png(&o, 16, 16, pl[0], pl[1], &x, &y);
+            /* the '+' arms run through the source's position */
+            long red = count_rgb(&im, (int)x - 3, (int)y - 3, (int)x + 4, (int)y + 4, BL_PLOT_PRED_RGB);
+            ck_assert_msg(red >= 4, "image %d source %d at (%g, %g): %ld red pixels", b, m, x, y, red);
+        }
+        ck_assert(count_rgb(&im, 0, 0, im.w, im.h, BL_PLOT_TRUE_RGB) > 10); /* the true sources */
+        yellow += count_rgb(&im, 0, 0, im.w, im.h, BL_PLOT_UNMATCHED_RGB);
+        /* the corners outside the image stay white */
+        const unsigned char *c = px_at(&im, 1, 1);
+        ck_assert(c[0] == 255 && c[1] == 255 && c[2] == 255);
+        free(im.px);
+    }
+    ck_assert_msg(yellow > 0, "no unmatched marker"); /* tile-centred guesses miss most true sources */
+    bl_full_catalog_free(pred);
+    /* a band the images do not have: exit 1 naming it, no PNG */
+    cli_run(&r, dir, "predict", "--checkpoint", "c.safetensors", "-i", "ds/shard_0000.safetensors", "-o", "pq",
+            "--plot", "--band", "5", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "pq_0000.png: band 5: the images have bands 0 .. 4");
+    ck_assert(!cli_exists(dir, "pq_0000.png"));
+    ck_assert(no_temporaries());
+    cli_run(&r, dir, "plot", "-c", "new_field.cfg", "-i", "ds/shard_0000.safetensors", "-o", "pr", "--rgb", "1,2,9", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "RGB band 9: the images have bands 0 .. 4");
+    cli_run(&r, dir, "plot", "-c", "new_field.cfg", "-i", "ds/shard_0000.safetensors", "-o", "pr", "--rgb", "1,2", NULL);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_has(r.err, "--rgb '1,2'");
+    cli_run(&r, dir, "plot", "-c", "new_field.cfg", "-i", "ds/shard_0000.safetensors", "-o", "pr", "--rgb", "1,2,3",
+            "--band", "1", NULL);
+    ck_assert_int_eq(r.status, 2);
+    cli_run(&r, dir, "plot", "-c", "new_field.cfg", "-i", "ds/shard_0000.safetensors", "-o", "pr", "--plot-size",
+            "20x20", NULL);
+    ck_assert_int_eq(r.status, 2);
+}
+END_TEST
+
+/* bliss plot on a larger single image with few sources (RGB default): image row 0 at the top,
+ * the brightest true source bright in the picture where its marker is; and curve.csv redrawn
+ * with a log axis */
+START_TEST(test_plot_command)
+{
+    const char *big[] = {"--set", "prior.n_tiles_h=24", "--set", "prior.n_tiles_w=24", "--set",
+                         "prior.mean_sources=0.03", "--set", "prior.batch_size=1"};
+    const char *gen[32] = {"generate", "-c", "quick.cfg", "-o", "big", "--set", "generate.n_files=1", "--set",
+                           "generate.n_batches_per_file=1"};
+    int n = 9;
+    for (int i = 0; i < 8; i++) gen[n++] = big[i];
+    gen[n] = NULL;
+    cli_runv(&r, dir, gen);
+    ck_assert_msg(r.status == 0, "generate: %s", r.err);
+    const char *plt[32] = {"plot", "-c", "quick.cfg", "-i", "big/shard_0000.safetensors", "-o", "pic", "--plot-size",
+                           "400x400"};
+    n = 9;
+    for (int i = 0; i < 8; i++) plt[n++] = big[i];
+    plt[n] = NULL;
+    cli_runv(&r, dir, plt);
+    ck_assert_msg(r.status == 0, "plot: %s", r.err);
+    ck_assert_has(r.out, "wrote 1 plot (");
+    bl_sim_batch *b;
+    ck_assert_int_eq(bl_sim_batch_read(&b, p("big/shard_0000.safetensors")), BL_OK);
+    bl_full_catalog *truth = bl_tile_catalog_to_full(b->tile_catalog);
+    ck_assert(truth->n_sources[0] >= 3);
+    bl_real *flux = malloc((size_t)(truth->M * 5) * sizeof *flux);
+    bl_full_catalog_on_fluxes(truth, flux);
+    int best = 0;
+    for (int m = 1; m < truth->n_sources[0]; m++)
+        if (flux[m * 5 + 2] > flux[best * 5 + 2]) best = m;
+    rgba_image im;
+    ck_assert(png_read(p("pic.png"), &im));
+    ck_assert(im.w == 400 && im.h == 400);
+    bl_plot_opts o = bl_plot_opts_default(5);
+    o.width = o.height = 400;
+    /* the image area's median brightness (sky), and the brightness at the brightest source */
+    double x0, y0, x1, y1;
+    bl_plot_image_to_png(&o, 96, 96, 0, 0, &x0, &y0);
+    bl_plot_image_to_png(&o, 96, 96, 96, 96, &x1, &y1);
+    ck_assert(x1 - x0 > 300 && y1 - y0 > 300); /* square pixels, most of the picture */
+    int *hist = calloc(766, sizeof *hist), total = 0;
+    for (int y = (int)y0 + 2; y < (int)y1 - 2; y++)
+        for (int x = (int)x0 + 2; x < (int)x1 - 2; x++) {
+            const unsigned char *q = px_at(&im, x, y);
+            hist[q[0] + q[1] + q[2]]++;
+            total++;
+        }
+    int med = 0;
+    for (int acc = 0; acc < total / 2; med++) acc += hist[med];
+    free(hist);
+    const bl_real *pl = truth->plocs->data + best * 2;
+    double x, y;
+    bl_plot_image_to_png(&o, 96, 96, pl[0], pl[1], &x, &y);
+    double around = 0;
+    int cnt = 0;
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+            const unsigned char *q = px_at(&im, (int)x + dx, (int)y + dy);
+            if (q[1] == 200 && q[0] == 0 && q[2] == 0) continue; /* the marker itself */
+            around += q[0] + q[1] + q[2];
+            cnt++;
+        }
+    ck_assert_msg(cnt > 0 && around / cnt > med + 150, "brightest source at (%g, %g): %g vs sky %d", x, y,
+                  around / cnt, med);
+    ck_assert(count_rgb(&im, (int)x - 25, (int)y - 25, (int)x + 26, (int)y + 26, BL_PLOT_TRUE_RGB) > 0);
+    ck_assert_int_eq(count_rgb(&im, 0, 0, im.w, im.h, BL_PLOT_PRED_RGB), 0); /* no predictions given */
+    free(im.px);
+    free(flux);
+    bl_full_catalog_free(truth);
+    bl_sim_batch_free(b);
+
+    /* the curve of a short run, redrawn with a log axis, without a config */
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "-o", "run", "--max-steps", "3", "--threads", "1", NULL);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    cli_run(&r, dir, "plot", "--curve", "run/curve.csv", "--log", "-o", "curve_log.png", "--plot-size", "300x200", NULL);
+    ck_assert_msg(r.status == 0, "plot --curve: %s", r.err);
+    ck_assert_has(r.out, "wrote curve_log.png (3 points, log scale)");
+    ck_assert(png_read(p("curve_log.png"), &im));
+    ck_assert(im.w == 300 && im.h == 200);
+    ck_assert(count_rgb(&im, 0, 0, im.w, im.h, 31, 119, 180) > 10); /* the train loss in blue */
+    free(im.px);
+    cli_run(&r, dir, "plot", "--curve", "nope.csv", "-o", "c2.png", NULL);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_has(r.err, "nope.csv");
+}
+END_TEST
+
 static Suite *cli_predict_suite(void)
 {
     Suite *s = suite_create("cli_predict");
@@ -461,6 +669,8 @@ static Suite *cli_predict_suite(void)
     tcase_add_test(tc, test_new_field_example);
     tcase_add_test(tc, test_predict_uncertainties);
     tcase_add_test(tc, test_predict_copies_wcs);
+    tcase_add_test(tc, test_predict_plot);
+    tcase_add_test(tc, test_plot_command);
     suite_add_tcase(s, tc);
     return s;
 }
