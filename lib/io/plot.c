@@ -29,7 +29,7 @@ bl_plot_opts bl_plot_opts_default(int n_bands)
  * left by the title (top) and the axis labels (left, bottom) */
 static void bl_plot_viewport(const bl_plot_opts *o, int64_t H, int64_t W, double vp[4])
 {
-    const double ax0 = 0.09, ax1 = 0.97, ay0 = 0.08, ay1 = 0.88;
+    const double ax0 = 0.11, ax1 = 0.97, ay0 = 0.08, ay1 = 0.88;
     double aw = (ax1 - ax0) * o->width, ah = (ay1 - ay0) * o->height;
     double s = fmin(aw / (double)W, ah / (double)H); /* screen pixels per image pixel */
     double w = s * (double)W / o->width, h = s * (double)H / o->height;
@@ -54,16 +54,24 @@ static int bl_cmp_real(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* median of n values (copied) */
-static double bl_median(const double *v, int64_t n)
+#define BL_PLOT_MAX_SAMPLE (1 << 20)
+
+/* quantile q of n values, from at most BL_PLOT_MAX_SAMPLE of them taken at a regular stride
+ * (a display statistic: exact for small images, a fine estimate for large ones) */
+static double bl_sample_quantile(const double *v, int64_t n, double q)
 {
-    double *c = bl_malloc(((size_t)n + 1) * sizeof *c);
-    memcpy(c, v, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, bl_cmp_real);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    const int64_t stride = n > BL_PLOT_MAX_SAMPLE ? (n + BL_PLOT_MAX_SAMPLE - 1) / BL_PLOT_MAX_SAMPLE : 1;
+    const int64_t m = (n + stride - 1) / stride;
+    double *c = bl_malloc(((size_t)m + 1) * sizeof *c);
+    for (int64_t i = 0; i < m; i++) c[i] = v[i * stride];
+    qsort(c, (size_t)m, sizeof *c, bl_cmp_real);
+    double at = q * (double)(m - 1), r = c[(int64_t)at];
+    if ((int64_t)at + 1 < m) r += (at - floor(at)) * (c[(int64_t)at + 1] - r);
     free(c);
-    return m;
+    return r;
 }
+
+static double bl_median(const double *v, int64_t n) { return bl_sample_quantile(v, n, 0.5); }
 
 /* x = (image - background) / noise of one band plane, as the header describes */
 static void bl_plot_normalise(const bl_real *img, const bl_real *bg, int64_t n, double *x)
@@ -151,27 +159,36 @@ bl_status bl_plot_image_png(const char *path, const bl_tensor *images, const bl_
         const int64_t off = (b * NB + bands[k]) * n;
         bl_plot_normalise(images->data + off, background ? background->data + off : NULL, n, x + k * n);
     }
-    double *sorted = bl_malloc((size_t)(nshow * n) * sizeof *sorted);
-    memcpy(sorted, x, (size_t)(nshow * n) * sizeof *sorted);
-    qsort(sorted, (size_t)(nshow * n), sizeof *sorted, bl_cmp_real);
-    double xmax = fmax(sorted[(int64_t)(0.995 * (double)(nshow * n - 1))], 10 * BL_PLOT_SOFT);
-    free(sorted);
+    const double xmax = fmax(bl_sample_quantile(x, nshow * n, 0.995), 10 * BL_PLOT_SOFT);
     const double norm = asinh(xmax / BL_PLOT_SOFT);
     const int levels = 1 << BL_PLOT_RGB_BITS, ncol = nshow == 1 ? 256 : levels * levels * levels;
     const int block = BL_PLOT_NCOL1 / ncol;
-    PLFLT **z = bl_malloc((size_t)W * sizeof *z);
-    PLFLT *zd = bl_malloc((size_t)(W * H) * sizeof *zd);
-    for (int64_t j = 0; j < W; j++) z[j] = zd + j * H;
-    for (int64_t i = 0; i < H; i++)
-        for (int64_t j = 0; j < W; j++) {
+    /* an image larger than its place in the PNG is shown in blocks of f x f pixels (their mean
+     * stretched value): PLplot draws one cell per block */
+    double vp[4];
+    bl_plot_viewport(o, H, W, vp);
+    const double screen_w = (vp[1] - vp[0]) * o->width, screen_h = (vp[3] - vp[2]) * o->height;
+    int64_t f = (int64_t)ceil(fmax((double)W / screen_w, (double)H / screen_h));
+    if (f < 1) f = 1;
+    const int64_t Wb = (W + f - 1) / f, Hb = (H + f - 1) / f;
+    PLFLT **z = bl_malloc((size_t)Wb * sizeof *z);
+    PLFLT *zd = bl_malloc((size_t)(Wb * Hb) * sizeof *zd);
+    for (int64_t j = 0; j < Wb; j++) z[j] = zd + j * Hb;
+    for (int64_t bi = 0; bi < Hb; bi++)
+        for (int64_t bj = 0; bj < Wb; bj++) {
             int idx = 0;
             for (int k = 0; k < nshow; k++) {
-                double v = asinh(x[k * n + i * W + j] / BL_PLOT_SOFT) / norm;
+                double v = 0;
+                int64_t cnt = 0;
+                for (int64_t i = bi * f; i < (bi + 1) * f && i < H; i++)
+                    for (int64_t j = bj * f; j < (bj + 1) * f && j < W; j++, cnt++)
+                        v += asinh(x[k * n + i * W + j] / BL_PLOT_SOFT) / norm;
+                v /= (double)cnt;
                 v = v < 0 ? 0 : (v > 1 ? 1 : v);
                 int q = nshow == 1 ? (int)lround(v * 255) : (int)lround(v * (levels - 1));
                 idx = nshow == 1 ? q : idx * levels + q;
             }
-            z[j][i] = (double)idx * block + block / 2; /* the middle of colour idx's block */
+            z[bj][bi] = (double)idx * block + block / 2; /* the middle of colour idx's block */
         }
     free(x);
     PLINT *pr = bl_malloc(BL_PLOT_NCOL1 * sizeof *pr), *pg = bl_malloc(BL_PLOT_NCOL1 * sizeof *pg),
@@ -197,12 +214,11 @@ bl_status bl_plot_image_png(const char *path, const bl_tensor *images, const bl_
         plscmap1(pr, pg, pb, BL_PLOT_NCOL1);
         plinit();
         pladv(0);
-        double vp[4];
-        bl_plot_viewport(o, H, W, vp);
         plvpor(vp[0], vp[1], vp[2], vp[3]);
         plwind(0, (double)W, (double)H, 0); /* row 0 at the top */
-        plimage((const PLFLT *const *)z, (PLINT)W, (PLINT)H, 0, (double)W, 0, (double)H, 0, BL_PLOT_NCOL1, 0,
-                (double)W, 0, (double)H);
+        /* the blocks cover [0, Wb f) x [0, Hb f); the part inside the image is shown */
+        plimage((const PLFLT *const *)z, (PLINT)Wb, (PLINT)Hb, 0, (double)(Wb * f), 0, (double)(Hb * f), 0,
+                BL_PLOT_NCOL1, 0, (double)W, 0, (double)H);
         const double world_per_px = (double)W / ((vp[1] - vp[0]) * o->width);
         bl_plot_sources_draw(&truth, b, 2, o->flux_band, world_per_px);
         bl_plot_sources_draw(&pred, b, 3, o->flux_band, world_per_px);

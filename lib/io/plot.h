@@ -8,6 +8,9 @@
  * it is not positive); shown value asinh(x / soft) / asinh(x_max / soft), clipped to [0, 1],
  * where x_max is the 99.5th percentile of x over the bands shown (at least 10 soft) and
  * soft = 2 (noise units): the sky is black, faint sources visible, bright cores not saturated.
+ * (Medians and the percentile are taken over at most 2^20 pixels at a regular stride.) An
+ * image with more pixels than its place in the PNG is shown in blocks of f x f pixels, the
+ * mean of their stretched values, so the drawing time follows the PNG's size.
  *
  * Markers: shape by type — star '+', galaxy 'o' (the catalog's source_type; no source_type:
  * stars) — colour by origin — true green (0, 200, 0), predicted red (255, 40, 40) — size by

@@ -11,6 +11,7 @@
 
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
+#include "lib/io/plot.h"
 #include "lib/progress.h"
 #include "tests/bl_check.h"
 
@@ -324,6 +325,66 @@ START_TEST(test_curve_range_robust_and_log)
 }
 END_TEST
 
+
+/* lib/io/plot.h directly: a 200 x 300 image with one bright blob, drawn in grey into a PNG
+ * smaller than the image (blocks of 3 x 3 pixels): the blob is bright where
+ * bl_plot_image_to_png puts it, the sky dark; a star marker there in the prediction colour;
+ * a band the image lacks is refused and writes nothing */
+START_TEST(test_plot_image_blocks)
+{
+    make_dir();
+    const int64_t H = 200, W = 300;
+    bl_tensor *im = bl_tensor_alloc("im", 4, BL_SHAPE(1, 2, H, W), 0), *bg = bl_tensor_alloc("bg", 4, BL_SHAPE(1, 2, H, W), 0);
+    for (int64_t c = 0; c < 2; c++)
+        for (int64_t i = 0; i < H; i++)
+            for (int64_t j = 0; j < W; j++) {
+                double d2 = (double)((i - 50) * (i - 50) + (j - 220) * (j - 220));
+                bg->data[(c * H + i) * W + j] = 100;
+                im->data[(c * H + i) * W + j] = (bl_real)(100 + ((i * 7 + j * 13) % 5 - 2) + 5000 * exp(-d2 / 18));
+            }
+    bl_full_catalog *pred = bl_full_catalog_alloc(1, 1, H, W, 2);
+    pred->n_sources[0] = 1;
+    pred->plocs->data[0] = 150, pred->plocs->data[1] = 60; /* a false detection on the sky */
+    bl_plot_opts o = bl_plot_opts_default(2);
+    o.width = 160, o.height = 120, o.band = 1;
+    ck_assert_int_eq(o.flux_band, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/img.png", dir);
+    uint8_t unmatched = 0;
+    ck_assert_msg(bl_plot_image_png(path, im, bg, 0, (bl_plot_sources){0}, (bl_plot_sources){pred, &unmatched}, &o) == BL_OK,
+                  "%s", bl_error_message());
+    int w, h;
+    unsigned char *px = decode_png(path, &w, &h);
+    ck_assert(w == 160 && h == 120);
+    double x, y;
+    bl_plot_image_to_png(&o, H, W, 50, 220, &x, &y);
+    const unsigned char *q = px + 4 * ((size_t)y * w + (size_t)x);
+    ck_assert_msg(q[0] > 200 && q[0] == q[1] && q[1] == q[2], "blob at (%g, %g): %d %d %d", x, y, q[0], q[1], q[2]);
+    bl_plot_image_to_png(&o, H, W, 120, 150, &x, &y);
+    q = px + 4 * ((size_t)y * w + (size_t)x);
+    ck_assert_msg(q[0] < 60, "sky at (%g, %g): %d", x, y, q[0]);
+    bl_plot_image_to_png(&o, H, W, 150, 60, &x, &y);
+    long red = 0, yellow = 0;
+    for (int yy = (int)y - 8; yy <= (int)y + 8; yy++)
+        for (int xx = (int)x - 8; xx <= (int)x + 8; xx++) {
+            const unsigned char *c = px + 4 * ((size_t)yy * w + (size_t)xx);
+            red += c[0] == 255 && c[1] == 40 && c[2] == 40;
+            yellow += c[0] == 255 && c[1] == 230 && c[2] == 0;
+        }
+    ck_assert_msg(red > 3 && yellow > 3, "marker: %ld red, %ld yellow pixels", red, yellow);
+    free(px);
+    o.band = 2;
+    snprintf(path, sizeof path, "%s/bad.png", dir);
+    ck_assert_int_eq(bl_plot_image_png(path, im, bg, 0, (bl_plot_sources){0}, (bl_plot_sources){0}, &o), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "band 2: the images have bands 0 .. 1"));
+    ck_assert_int_eq(count_files(), 1);
+    bl_full_catalog_free(pred);
+    bl_tensor_free(im);
+    bl_tensor_free(bg);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_progress_plain_and_bar)
 {
     char *buf = NULL;
@@ -377,6 +438,7 @@ static Suite *curve_suite(void)
     tcase_add_test(tc, test_atomic_abort_keeps_old_file);
     tcase_add_test(tc, test_curve_png);
     tcase_add_test(tc, test_curve_range_robust_and_log);
+    tcase_add_test(tc, test_plot_image_blocks);
     tcase_add_test(tc, test_progress_plain_and_bar);
     suite_add_tcase(s, tc);
     return s;
