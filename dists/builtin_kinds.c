@@ -56,7 +56,7 @@ static bl_tensor *bl_drop_last(bl_ctx *ctx, bl_tensor *a) { return bl_sum_dim(ct
 /* ---------------------------------------------------------------------------------------- */
 /* bernoulli: [logit] -> p = clamp(sigmoid(x), 1e-4, 1 - 1e-4); value 0/1                   */
 
-static double bl_bernoulli_p(const bl_real *raw)
+double bl_dist_bernoulli_p(const bl_real *raw)
 {
     return bl_clampd(bl_sigmoidd((double)raw[0]), BL_BERNOULLI_P_LO, 1 - BL_BERNOULLI_P_LO);
 }
@@ -73,14 +73,14 @@ static bl_tensor *bl_bernoulli_log_prob(bl_ctx *ctx, const double *opts, bl_tens
 static void bl_bernoulli_sample(const double *opts, const bl_real *raw, bl_rng *rng, bl_real *value)
 {
     (void)opts;
-    value[0] = bl_rng_uniform(rng) < bl_bernoulli_p(raw) ? 1 : 0;
+    value[0] = bl_rng_uniform(rng) < bl_dist_bernoulli_p(raw) ? 1 : 0;
 }
 
 /* argmax([1 - p, p]): 1 iff p > 1/2 (a tie goes to 0, as torch.argmax) */
 static void bl_bernoulli_mode(const double *opts, const bl_real *raw, bl_real *value)
 {
     (void)opts;
-    value[0] = bl_bernoulli_p(raw) > 0.5 ? 1 : 0;
+    value[0] = bl_dist_bernoulli_p(raw) > 0.5 ? 1 : 0;
 }
 
 static const bl_dist_kind bl_bernoulli_kind = {

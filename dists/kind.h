@@ -72,6 +72,8 @@ extern const bl_dist_kind *const bl_dist_lognormal;
 extern const bl_dist_kind *const bl_dist_logitnormal;
 extern const bl_dist_kind *const bl_dist_tdbn;
 
+/* bernoulli's probability of 1 from its raw logit: clamp(sigmoid(x), 1e-4, 1 - 1e-4). */
+double bl_dist_bernoulli_p(const bl_real *raw);
 /* Location and scale of one source's distribution, value_dim numbers each, with the kind's
  * clamps applied (what to print or plot of q):
  *   normal       mean, sd

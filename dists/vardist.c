@@ -2,6 +2,7 @@
 #include "dists/vardist.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,8 +109,8 @@ bl_status bl_vardist_spec_check(const bl_vardist_spec *spec, const bl_factor *f,
     int width = bl_factor_field_width(spec, f->field);
     if (width < 0)
         return BL_FACTOR_FAIL("field",
-                              "factor '%s': unknown catalog field '%s' (register it with "
-                              "bl_catalog_field_register, or use \"%s\")",
+                              "factor '%s': unknown catalog field '%s' (define it in the config's "
+                              "'fields' list or register it with bl_catalog_field_register, or use \"%s\")",
                               name, f->field, BL_FIELD_N_SOURCES);
     if (f->column < 0 || f->column + f->kind->value_dim > width)
         return BL_FACTOR_FAIL("column",
@@ -433,4 +434,97 @@ bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64
     }
     free(fields);
     return cat;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* q's summaries for predicted catalogs                                                      */
+
+/* the q field names of factor g: n = 1 (bernoulli), 2 (loc, scale) or 0 */
+static int bl_q_names(const bl_factor *g, char names[2][BL_CATALOG_NAME_MAX + 8])
+{
+    if (g->kind == bl_dist_bernoulli) {
+        snprintf(names[0], sizeof names[0], "%s", g->name);
+        return 1;
+    }
+    if (!g->kind->loc_scale) return 0;
+    snprintf(names[0], sizeof names[0], "%s_loc", g->name);
+    snprintf(names[1], sizeof names[1], "%s_scale", g->name);
+    return 2;
+}
+
+bl_status bl_vardist_q_register(const bl_vardist_spec *spec)
+{
+    char names[2][BL_CATALOG_NAME_MAX + 8];
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        int n = bl_q_names(g, names), width = g->kind == bl_dist_bernoulli ? 1 : g->kind->value_dim;
+        for (int k = 0; k < n; k++) {
+            int taken = bl_catalog_field_is_builtin(names[k]);
+            for (int j = 0; j < spec->n_factors; j++) taken |= strcmp(spec->factors[j].field, names[k]) == 0;
+            if (taken || strlen(names[k]) >= BL_CATALOG_NAME_MAX)
+                return bl_error(BL_ERR_ARG, "factor '%s': its q column '%s' %s (rename the factor)", g->name,
+                                names[k], taken ? "is already a catalog field" : "is too long a field name");
+            bl_status st = bl_catalog_field_register(names[k], width, 0);
+            if (st != BL_OK) return bl_error_context(st, "factor '%s': q column '%s'", g->name, names[k]);
+        }
+    }
+    return BL_OK;
+}
+
+void bl_vardist_q_fill(const bl_vardist *dist, bl_tile_catalog *cat)
+{
+    const bl_vardist_spec *spec = dist->spec;
+    BL_ASSERT(cat->B == dist->B && cat->ht == dist->ht && cat->wt == dist->wt && cat->S == 1,
+              "bl_vardist_q_fill: catalog (%lld, %lld, %lld, S %lld) for a distribution (%lld, %lld, %lld)",
+              (long long)cat->B, (long long)cat->ht, (long long)cat->wt, (long long)cat->S,
+              (long long)dist->B, (long long)dist->ht, (long long)dist->wt);
+    char names[2][BL_CATALOG_NAME_MAX + 8];
+    const int64_t n_tiles = bl_tile_catalog_n_tiles(cat), P = spec->dim;
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        int n = bl_q_names(g, names), vd = g->kind->value_dim;
+        if (n == 0) continue;
+        bl_tensor *a = bl_tile_catalog_add(cat, names[0]), *b = n == 2 ? bl_tile_catalog_add(cat, names[1]) : NULL;
+        double *loc = bl_malloc(2 * (size_t)vd * sizeof *loc), *scale = loc + vd;
+        for (int64_t t = 0; t < n_tiles; t++) {
+            const bl_real *raw = dist->x_cat->data + t * P + spec->raw_offset[i];
+            if (n == 1) {
+                a->data[t] = (bl_real)bl_dist_bernoulli_p(raw);
+                continue;
+            }
+            bl_dist_kind_loc_scale(g->kind, g->opts, raw, loc, scale);
+            for (int c = 0; c < vd; c++) {
+                a->data[t * vd + c] = (bl_real)loc[c];
+                b->data[t * vd + c] = (bl_real)scale[c];
+            }
+        }
+        free(loc);
+    }
+}
+
+void bl_vardist_spec_mark_inapplicable(const bl_vardist_spec *spec, bl_tile_catalog *cat)
+{
+    const int64_t n_slots = bl_tile_catalog_n_tiles(cat) * cat->S;
+    uint8_t *on = bl_malloc((size_t)n_slots + 1), *sel = bl_malloc((size_t)n_slots + 1);
+    bl_tile_catalog_on_mask(cat, on);
+    char names[2][BL_CATALOG_NAME_MAX + 8];
+    for (int i = 0; i < spec->n_factors; i++) {
+        const bl_factor *g = &spec->factors[i];
+        if (!g->mask || !g->mask->select) continue;
+        g->mask->select(cat, sel);
+        int n = bl_q_names(g, names);
+        const char *cols[3] = {bl_is_count(g) ? NULL : g->field, n > 0 ? names[0] : NULL, n > 1 ? names[1] : NULL};
+        for (int c = 0; c < 3; c++) {
+            bl_tensor *t = cols[c] ? bl_tile_catalog_get(cat, cols[c]) : NULL;
+            const bl_catalog_field_info *info = t ? bl_catalog_field_find(cols[c]) : NULL;
+            if (!t || (info && (info->flags & BL_FIELD_INTEGER))) continue;
+            int k = (int)t->shape[4], first = c == 0 ? g->column : 0;
+            int width = c == 0 || g->kind != bl_dist_bernoulli ? g->kind->value_dim : 1;
+            for (int64_t slot = 0; slot < n_slots; slot++)
+                if (on[slot] && !sel[slot])
+                    for (int j = first; j < first + width; j++) t->data[slot * k + j] = (bl_real)NAN;
+        }
+    }
+    free(on);
+    free(sel);
 }

@@ -170,4 +170,22 @@ bl_status bl_vardist_factor_eval(bl_ctx *ctx, const bl_vardist *dist, const bl_v
 bl_tile_catalog *bl_vardist_sample(const bl_vardist *dist, uint64_t seed, uint64_t stream,
                                    int use_mode);
 
+/* q's summaries per tile, for the astronomer's catalog (bliss predict, docs/cli.md). Each
+ * factor gets catalog fields named after it:
+ *   bernoulli                    "<factor>"         1 column: q's probability of 1
+ *                                                   (bl_dist_bernoulli_p; on_prob, galaxy_prob)
+ *   a kind with loc_scale        "<factor>_loc", "<factor>_scale"   value_dim columns each
+ *                                                   (bl_dist_kind_loc_scale)
+ *   other kinds                  none
+ * bl_vardist_q_register adds these fields to the field table (lib/catalog.h; before worker
+ * threads start); BL_ERR_ARG naming the factor when a name is a built-in field, the field of a
+ * factor of the spec, or registered with another width. bl_vardist_q_fill writes them for
+ * every tile of a catalog of dist's geometry and S = 1 (as bl_vardist_sample returns). */
+bl_status bl_vardist_q_register(const bl_vardist_spec *spec);
+void bl_vardist_q_fill(const bl_vardist *dist, bl_tile_catalog *cat);
+/* For every factor whose mask does not select an on source (star factors for a galaxy), set
+ * the factor's columns of its field and its q fields to NaN in that slot: the values do not
+ * apply there. Integer fields (source_type) keep their values. Works for any S. */
+void bl_vardist_spec_mark_inapplicable(const bl_vardist_spec *spec, bl_tile_catalog *cat);
+
 #endif

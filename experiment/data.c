@@ -318,6 +318,11 @@ static int bl_cmp_real(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+int bl_cli_input_is_fits(const char *path)
+{
+    return bl_ends_with(path, ".fits") || bl_ends_with(path, ".fit") || bl_ends_with(path, ".fits.gz");
+}
+
 bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor **images,
                              bl_tensor **background)
 {
@@ -337,7 +342,7 @@ bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor *
         if ((st = bl_safetensors_read_into(f, path, "images", *images)) == BL_OK)
             st = bl_safetensors_read_into(f, path, "background", *background);
         bl_safetensors_free(f);
-    } else if (bl_ends_with(path, ".fits") || bl_ends_with(path, ".fit") || bl_ends_with(path, ".fits.gz")) {
+    } else if (bl_cli_input_is_fits(path)) {
         if ((st = bl_fits_read_batch_images(path, s->n_bands, s->band_names, NULL, images))) {
             if (st != BL_ERR_FORMAT) return st;
             /* say what was expected: one image HDU per band, named after it */

@@ -36,6 +36,8 @@ bl_batch_source bl_cli_data_source(bl_cli_data *d, bl_data_split split, int64_t 
  * them the background is each band's median, see docs/cli.md). Persistent tensors. */
 bl_status bl_cli_read_images(const bl_settings *s, const char *path, bl_tensor **images,
                              bl_tensor **background);
+/* 1 when bl_cli_read_images reads `path` as FITS (.fits, .fit, .fits.gz). */
+int bl_cli_input_is_fits(const char *path);
 /* The encoder's input (B, NB, ch_per_band, H, W) in ctx from images and background
  * (encoder.image_normalizer); psf_params (B, NB, 6) only when it concatenates them. */
 bl_status bl_cli_normalize(const bl_settings *s, bl_ctx *ctx, const bl_tensor *images,

@@ -90,6 +90,13 @@ bl_status bl_catalog_field_register(const char *name, int width, unsigned flags)
     return bl_registry_add(&bl_fields, row);
 }
 
+int bl_catalog_field_is_builtin(const char *name)
+{
+    for (int i = 0; i < bl_fields.n_builtins; i++)
+        if (name && strcmp(((const bl_catalog_field_info *)bl_fields.builtins[i])->name, name) == 0) return 1;
+    return 0;
+}
+
 int bl_catalog_field_count(void) { return bl_registry_count(&bl_fields); }
 const bl_catalog_field_info *bl_catalog_field_at(int i) { return bl_registry_at(&bl_fields, i); }
 

@@ -60,6 +60,8 @@ int bl_catalog_field_width(const char *name, int n_bands);
  * (a sampler and a factor may both register `redshifts`); a different width, an empty or
  * too long name, or width 0 / < -1 is BL_ERR_ARG with a message naming the field. */
 bl_status bl_catalog_field_register(const char *name, int width, unsigned flags);
+/* 1 if `name` is one of the compiled-in rows (locs, source_type, ..., redshifts, ...). */
+int bl_catalog_field_is_builtin(const char *name);
 int bl_catalog_field_count(void);
 const bl_catalog_field_info *bl_catalog_field_at(int i);
 /* Forget every registered row, keep the built-ins (tests). */

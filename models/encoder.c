@@ -252,8 +252,17 @@ static void bl_interleave(bl_tile_catalog *a, const bl_tile_catalog *b)
             }
 }
 
-bl_status bl_encoder_sample(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_mode,
-                            uint64_t seed, uint64_t stream, bl_tile_catalog **out)
+/* bl_vardist_sample of dist, with q's summaries (bl_vardist_q_fill) when with_q */
+static bl_tile_catalog *bl_sample_dist(const bl_vardist *dist, uint64_t seed, uint64_t stream,
+                                       int use_mode, int with_q)
+{
+    bl_tile_catalog *cat = bl_vardist_sample(dist, seed, stream, use_mode);
+    if (with_q) bl_vardist_q_fill(dist, cat);
+    return cat;
+}
+
+static bl_status bl_encoder_sample_q(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_mode,
+                                     int with_q, uint64_t seed, uint64_t stream, bl_tile_catalog **out)
 {
     *out = NULL;
     bl_status st = bl_encoder_check_input(enc, x);
@@ -266,18 +275,18 @@ bl_status bl_encoder_sample(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_
     const int grad_was = bl_set_grad_enabled(ctx, 0);
     bl_encoder_pred pred;
     bl_encoder_infer_marginal(enc, ctx, x, &pred);
-    bl_tile_catalog *est = bl_vardist_sample(pred.marginal, seed, bl_rng_mix(stream, 0), use_mode);
+    bl_tile_catalog *est = bl_sample_dist(pred.marginal, seed, bl_rng_mix(stream, 0), use_mode, with_q);
     if (enc->opts.use_checkerboard) {
         bl_tensor *fd = bl_detach(ctx, pred.features);
         bl_vardist *white = bl_encoder_conditional(enc, ctx, fd, est, 1);
-        bl_tile_catalog *wcat = bl_vardist_sample(white, seed, bl_rng_mix(stream, 1), use_mode);
+        bl_tile_catalog *wcat = bl_sample_dist(white, seed, bl_rng_mix(stream, 1), use_mode, with_q);
         bl_interleave(est, wcat);
         bl_tile_catalog_free(wcat);
     }
     if (enc->opts.double_detect) {
         bl_tensor *x2 = bl_catalog_net_forward(ctx, &enc->nets.second, pred.features, enc->training);
         bl_vardist *second = bl_vardist_spec_make_dist(ctx, enc->spec, x2);
-        bl_tile_catalog *scat = bl_vardist_sample(second, seed, bl_rng_mix(stream, 2), use_mode);
+        bl_tile_catalog *scat = bl_sample_dist(second, seed, bl_rng_mix(stream, 2), use_mode, with_q);
         for (int64_t t = 0; t < bl_tile_catalog_n_tiles(scat); t++)
             scat->n_sources[t] *= est->n_sources[t];
         bl_tile_catalog *u = bl_tile_catalog_union(est, scat);
@@ -289,4 +298,16 @@ bl_status bl_encoder_sample(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_
     *out = bl_tile_catalog_symmetric_crop(est, ttc);
     bl_tile_catalog_free(est);
     return BL_OK;
+}
+
+bl_status bl_encoder_sample(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_mode,
+                            uint64_t seed, uint64_t stream, bl_tile_catalog **out)
+{
+    return bl_encoder_sample_q(enc, ctx, x, use_mode, 0, seed, stream, out);
+}
+
+bl_status bl_encoder_predict(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, uint64_t seed,
+                             uint64_t stream, bl_tile_catalog **out)
+{
+    return bl_encoder_sample_q(enc, ctx, x, 1, 1, seed, stream, out);
 }

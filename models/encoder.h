@@ -98,5 +98,12 @@ bl_status bl_encoder_loss(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, const bl_t
  * Runs without recording a tape. *out NULL on error. */
 bl_status bl_encoder_sample(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, int use_mode,
                             uint64_t seed, uint64_t stream, bl_tile_catalog **out);
+/* The point estimate (bl_encoder_sample with use_mode) plus, in every tile, q's summaries
+ * (bl_vardist_q_fill: on_prob, galaxy_prob, <factor>_loc, <factor>_scale) of the distribution
+ * the tile's values come from: the marginal, or the white conditional on the tiles that take
+ * it, or the second detection for the second slot. Register the fields first
+ * (bl_vardist_q_register). */
+bl_status bl_encoder_predict(bl_encoder *enc, bl_ctx *ctx, bl_tensor *x, uint64_t seed,
+                             uint64_t stream, bl_tile_catalog **out);
 
 #endif

@@ -142,8 +142,24 @@ static const bl_command bl_commands[] = {
      "      --checkpoint FILE  encoder checkpoint (safetensors)\n"
      "  -i, --input FILE       images: a batch .safetensors or a FITS file (one HDU per band)\n"
      "  -o, --out PREFIX       writes PREFIX.fits and PREFIX.safetensors\n"
-     "      --pad              pad images whose sides are not multiples of 16 with their background\n",
+     "      --pad              pad images whose sides are not multiples of 16 with their background\n"
+     "      --samples K        also write K catalogs drawn from q (FITS tables SAMPLE, samples.*)\n"
+     "      --plot             also draw PREFIX.png (PREFIX_NNNN.png per image of a batch): the image\n"
+     "                         with the predicted sources, and the true ones when the input has them\n"
+     "      --band N           plot band N in grey (default: an RGB composite of bands 3, 2, 1)\n"
+     "      --rgb R,G,B        plot bands R, G, B as red, green, blue\n"
+     "      --plot-size WxH    plot size in pixels (default 800x800)\n",
      bl_cmd_predict},
+    {"plot", "draw images with true and predicted sources, or a training curve, as PNG",
+     "  -i, --input FILE       images (a batch .safetensors or FITS), true sources when it has them\n"
+     "      --catalog FILE     predicted sources: a 'bliss predict' FITS file\n"
+     "  -o, --out PREFIX       writes PREFIX.png (PREFIX_NNNN.png per image of a batch)\n"
+     "      --band N           band N in grey (default: an RGB composite of bands 3, 2, 1)\n"
+     "      --rgb R,G,B        bands R, G, B as red, green, blue\n"
+     "      --plot-size WxH    size in pixels (default 800x800; curves 800x500)\n"
+     "      --curve FILE       instead: redraw a curve.csv into --out FILE.png (no --config needed)\n"
+     "      --log              with --curve: a logarithmic loss axis\n",
+     bl_cmd_plot},
     {"factors", "print the variational factors of a config and the parameter count P", "",
      bl_cmd_factors},
 };
@@ -178,7 +194,8 @@ static int bl_parse_int(const char *cmd, const char *opt, const char *text, int6
 }
 
 enum { OPT_SET = 256, OPT_THREADS, OPT_SEED, OPT_FITS, OPT_DATA, OPT_RESUME, OPT_MAX_STEPS,
-       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD, OPT_INIT };
+       OPT_CHECKPOINT, OPT_BATCHES, OPT_PAD, OPT_INIT, OPT_SAMPLES, OPT_PLOT, OPT_BAND, OPT_RGB,
+       OPT_PLOT_SIZE, OPT_CATALOG, OPT_CURVE, OPT_LOG };
 
 static int bl_main(int argc, char **argv);
 
@@ -216,7 +233,7 @@ static int bl_main(int argc, char **argv)
         return BL_EXIT_USAGE;
     }
     bl_gsl_install_handler();
-    bl_cli cli = {.cmd = cmd->name};
+    bl_cli cli = {.cmd = cmd->name, .plot_band = -1};
     cli.sets = bl_calloc((size_t)argc, sizeof *cli.sets);
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},  {"set", required_argument, NULL, OPT_SET},
@@ -229,13 +246,20 @@ static int bl_main(int argc, char **argv)
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"batches", required_argument, NULL, OPT_BATCHES},
         {"pad", no_argument, NULL, OPT_PAD},
+        {"samples", required_argument, NULL, OPT_SAMPLES},
+        {"plot", no_argument, NULL, OPT_PLOT},      {"band", required_argument, NULL, OPT_BAND},
+        {"rgb", required_argument, NULL, OPT_RGB},  {"plot-size", required_argument, NULL, OPT_PLOT_SIZE},
+        {"catalog", required_argument, NULL, OPT_CATALOG}, {"curve", required_argument, NULL, OPT_CURVE},
+        {"log", no_argument, NULL, OPT_LOG},
         {NULL, 0, NULL, 0},
     };
     /* which subcommand accepts which specific option */
     static const struct { int opt; const char *cmds; } allowed[] = {
-        {'o', "generate train evaluate predict"}, {'i', "predict"}, {OPT_FITS, "generate"},
+        {'o', "generate train evaluate predict plot"}, {'i', "predict plot"}, {OPT_FITS, "generate"},
         {OPT_DATA, "train evaluate"}, {OPT_RESUME, "train"}, {OPT_INIT, "train"}, {OPT_MAX_STEPS, "train"},
         {OPT_CHECKPOINT, "evaluate predict"}, {OPT_BATCHES, "evaluate"}, {OPT_PAD, "predict"},
+        {OPT_SAMPLES, "predict"}, {OPT_PLOT, "predict"}, {OPT_BAND, "predict plot"}, {OPT_RGB, "predict plot"},
+        {OPT_PLOT_SIZE, "predict plot"}, {OPT_CATALOG, "plot"}, {OPT_CURVE, "plot"}, {OPT_LOG, "plot"},
     };
     int status = 0, c, li;
     optind = 2;
@@ -273,6 +297,38 @@ static int bl_main(int argc, char **argv)
             if (!bl_parse_int(cmd->name, "--max-steps", optarg, 1, INT64_MAX, &cli.max_steps))
                 status = BL_EXIT_USAGE;
             break;
+        case OPT_PLOT: cli.plot = 1; break;
+        case OPT_LOG: cli.log_scale = 1; break;
+        case OPT_CATALOG: cli.catalog = optarg; break;
+        case OPT_CURVE: cli.curve = optarg; break;
+        case OPT_BAND:
+            if (!bl_parse_int(cmd->name, "--band", optarg, 0, 63, &v)) status = BL_EXIT_USAGE;
+            cli.plot_band = (int)v;
+            break;
+        case OPT_RGB: {
+            int used = 0;
+            cli.has_rgb = 1;
+            if (sscanf(optarg, "%d,%d,%d%n", &cli.plot_rgb[0], &cli.plot_rgb[1], &cli.plot_rgb[2], &used) != 3 ||
+                optarg[used] != 0 || cli.plot_rgb[0] < 0 || cli.plot_rgb[1] < 0 || cli.plot_rgb[2] < 0) {
+                fprintf(stderr, "bliss %s: error: --rgb '%s': expected three band indices R,G,B (e.g. 3,2,1)\n",
+                        cmd->name, optarg);
+                status = BL_EXIT_USAGE;
+            }
+            break;
+        }
+        case OPT_PLOT_SIZE: {
+            int used = 0;
+            if (sscanf(optarg, "%dx%d%n", &cli.plot_width, &cli.plot_height, &used) != 2 || optarg[used] != 0 ||
+                cli.plot_width < 64 || cli.plot_height < 64 || cli.plot_width > 10000 || cli.plot_height > 10000) {
+                fprintf(stderr, "bliss %s: error: --plot-size '%s': expected WxH, 64 to 10000 pixels a side\n",
+                        cmd->name, optarg);
+                status = BL_EXIT_USAGE;
+            }
+            break;
+        }
+        case OPT_SAMPLES:
+            if (!bl_parse_int(cmd->name, "--samples", optarg, 0, 10000, &cli.samples)) status = BL_EXIT_USAGE;
+            break;
         case OPT_BATCHES:
             if (!bl_parse_int(cmd->name, "--batches", optarg, 1, INT64_MAX, &cli.batches))
                 status = BL_EXIT_USAGE;
@@ -292,8 +348,14 @@ static int bl_main(int argc, char **argv)
         status = BL_EXIT_USAGE;
     }
     /* evaluate and predict read the config recorded in the checkpoint */
+    if (status == 0 && cli.plot_band >= 0 && cli.has_rgb) {
+        fprintf(stderr, "bliss %s: error: --band and --rgb exclude each other\n", cmd->name);
+        status = BL_EXIT_USAGE;
+    }
+    /* plot --curve needs no config */
     if (status == 0 && !cli.config && !(cli.checkpoint && (!strcmp(cmd->name, "evaluate") ||
-                                                           !strcmp(cmd->name, "predict")))) {
+                                                           !strcmp(cmd->name, "predict"))) &&
+        !(cli.curve && !strcmp(cmd->name, "plot"))) {
         fprintf(stderr, "bliss %s: error: --config FILE is required (see bliss %s --help)\n",
                 cmd->name, cmd->name);
         status = BL_EXIT_USAGE;

@@ -10,33 +10,57 @@
 #include "tools/data.h"
 #include "tools/run_info.h"
 
-/* The predicted tile catalog under BLISS's batch names ("tile_catalog.<field>"), n_sources as
- * int64 like PyTorch's, with the geometry in the metadata. */
-static bl_status bl_write_tile_catalog(const char *path, const bl_tile_catalog *cat, int ttc,
-                                       const char *checkpoint)
+/* how positions are given (the FITS headers and safetensors metadata say it too) */
+#define BL_PIXEL_CONVENTION "0-based (row, col); pixel i spans [i, i + 1), its centre is i + 0.5"
+
+/* Tile catalogs under BLISS's batch names: "<prefix>.n_sources" (int64 like PyTorch's) and
+ * "<prefix>.<field>"; n == 1: the catalog's own shapes, n > 1: a leading axis of the n
+ * catalogs (all of one geometry and fields, as the --samples draws are). Integer fields
+ * (source_type) as int64, like PyTorch's and the simulator's files. */
+static bl_status bl_add_tile_catalogs(bl_safetensors *st, const char *prefix, bl_tile_catalog *const *cats, int n)
 {
-    bl_safetensors *st = bl_safetensors_alloc();
-    int64_t nt = bl_tile_catalog_n_tiles(cat);
-    int64_t *ns = bl_malloc(((size_t)nt + 1) * sizeof(int64_t));
-    for (int64_t t = 0; t < nt; t++) ns[t] = cat->n_sources[t];
-    bl_status s = bl_safetensors_add(st, "tile_catalog.n_sources", BL_DTYPE_I64, 3,
-                                     BL_SHAPE(cat->B, cat->ht, cat->wt), ns);
+    const bl_tile_catalog *cat = cats[0];
+    const int lead = n > 1;
+    int64_t nt = bl_tile_catalog_n_tiles(cat), shape[8] = {n};
+    int64_t *ns = bl_malloc(((size_t)(n * nt) + 1) * sizeof(int64_t));
+    for (int k = 0; k < n; k++)
+        for (int64_t t = 0; t < nt; t++) ns[k * nt + t] = cats[k]->n_sources[t];
+    memcpy(shape + lead, (int64_t[]){cat->B, cat->ht, cat->wt}, 3 * sizeof(int64_t));
+    char name[160];
+    snprintf(name, sizeof name, "%s.n_sources", prefix);
+    bl_status s = bl_safetensors_add(st, name, BL_DTYPE_I64, 3 + lead, shape, ns);
     free(ns);
-    char name[128];
     for (int f = 0; f < cat->n_fields && s == BL_OK; f++) {
         const bl_tensor *t = cat->fields[f].t;
         const bl_catalog_field_info *info = bl_catalog_field_find(cat->fields[f].name);
-        snprintf(name, sizeof name, "tile_catalog.%s", cat->fields[f].name);
-        if (info && (info->flags & BL_FIELD_INTEGER)) {
-            /* integer fields (source_type) as int64, like PyTorch's and the simulator's files */
-            int64_t *v = bl_malloc(((size_t)t->numel + 1) * sizeof(int64_t));
-            for (int64_t i = 0; i < t->numel; i++) v[i] = (int64_t)t->data[i];
-            s = bl_safetensors_add(st, name, BL_DTYPE_I64, t->ndim, t->shape, v);
-            free(v);
-        } else {
-            s = bl_safetensors_add_tensor(st, name, t, BL_DTYPE_F32);
+        const int integer = info && (info->flags & BL_FIELD_INTEGER);
+        snprintf(name, sizeof name, "%s.%s", prefix, cat->fields[f].name);
+        memcpy(shape + lead, t->shape, (size_t)t->ndim * sizeof(int64_t));
+        size_t elem = integer ? sizeof(int64_t) : sizeof(float);
+        char *buf = bl_malloc((size_t)(n * t->numel) * elem + 1);
+        for (int k = 0; k < n; k++) {
+            const bl_real *d = bl_tile_catalog_require(cats[k], cat->fields[f].name)->data;
+            for (int64_t i = 0; i < t->numel; i++) {
+                if (integer)
+                    ((int64_t *)buf)[k * t->numel + i] = (int64_t)d[i];
+                else
+                    ((float *)buf)[k * t->numel + i] = (float)d[i];
+            }
         }
+        s = bl_safetensors_add(st, name, integer ? BL_DTYPE_I64 : BL_DTYPE_F32, t->ndim + lead, shape, buf);
+        free(buf);
     }
+    return s;
+}
+
+/* PREFIX.safetensors: the predicted tile catalog ("tile_catalog.*", with q's summaries) and
+ * the --samples draws ("samples.*", K first), with the geometry in the metadata. */
+static bl_status bl_write_tile_catalog(const char *path, bl_tile_catalog *cat, bl_tile_catalog *const *samples,
+                                       int n_samples, int ttc, const char *checkpoint)
+{
+    bl_safetensors *st = bl_safetensors_alloc();
+    bl_status s = bl_add_tile_catalogs(st, "tile_catalog", &cat, 1);
+    if (s == BL_OK && n_samples > 0) s = bl_add_tile_catalogs(st, "samples", samples, n_samples);
     char v[64];
     snprintf(v, sizeof v, "%d", cat->tile_slen);
     bl_safetensors_set_meta(st, "tile_slen", v);
@@ -44,6 +68,9 @@ static bl_status bl_write_tile_catalog(const char *path, const bl_tile_catalog *
     bl_safetensors_set_meta(st, "tiles_to_crop", v);
     snprintf(v, sizeof v, "%d", ttc * cat->tile_slen);
     bl_safetensors_set_meta(st, "origin_offset_pixels", v);
+    snprintf(v, sizeof v, "%d", n_samples);
+    bl_safetensors_set_meta(st, "n_samples", v);
+    bl_safetensors_set_meta(st, "pixel_convention", BL_PIXEL_CONVENTION);
     bl_safetensors_set_meta(st, "checkpoint", checkpoint);
     if (s == BL_OK) s = bl_safetensors_write(st, path);
     bl_safetensors_free(st);
@@ -107,17 +134,34 @@ static void bl_full_catalog_keep_inside(bl_full_catalog *c, int64_t height, int6
     c->width = width;
 }
 
+/* The full catalog of a cropped tile catalog, in pixels of the input image: plocs shifted by
+ * the crop `off`, the sources in the padding (--pad) dropped, the input's size. */
+static bl_full_catalog *bl_predicted_full(const bl_tile_catalog *cat, int off, int64_t height, int64_t width)
+{
+    bl_full_catalog *full = bl_tile_catalog_to_full(cat);
+    for (int64_t b = 0; b < full->B; b++)
+        for (int64_t m = 0; m < full->n_sources[b]; m++) {
+            full->plocs->data[(b * full->M + m) * 2] += (bl_real)off;
+            full->plocs->data[(b * full->M + m) * 2 + 1] += (bl_real)off;
+        }
+    bl_full_catalog_keep_inside(full, height, width);
+    return full;
+}
+
 int bl_cmd_predict(bl_cli *cli)
 {
     bl_settings *s = NULL;
     bl_encoder *enc = NULL;
     bl_ctx *ctx = NULL;
     bl_tensor *images = NULL, *background = NULL;
-    bl_tile_catalog *cat = NULL;
-    bl_full_catalog *full = NULL;
-    char *fits_path = NULL, *st_path = NULL;
+    bl_tile_catalog *cat = NULL, **samples = NULL;
+    bl_full_catalog *full = NULL, **sample_full = NULL, *truth = NULL;
+    bl_fits_table *tables = NULL;
+    bl_fits_keyword *kw = NULL;
+    char *fits_path = NULL, *st_path = NULL, (*wcs)[81] = NULL;
     bl_safetensors *ckpt = NULL;
-    int status = BL_EXIT_ERROR;
+    int status = BL_EXIT_ERROR, n_wcs = 0;
+    const int K = (int)cli->samples;
     if (!cli->checkpoint || !cli->input || !cli->out) {
         fprintf(stderr, "bliss predict: error: --checkpoint FILE, --input FILE and --out PREFIX are required\n");
         return BL_EXIT_USAGE;
@@ -133,6 +177,8 @@ int bl_cmd_predict(bl_cli *cli)
     snprintf(fits_path, n, "%s.fits", cli->out);
     snprintf(st_path, n, "%s.safetensors", cli->out);
     if (bl_cli_check_out_dir(fits_path)) goto done;
+    /* the q columns (on_prob, galaxy_prob, <factor>_loc/_scale) are catalog fields */
+    if (bl_vardist_q_register(s->spec)) goto done;
 
     enc = bl_encoder_alloc(s->spec, &s->arch, &s->encoder, (uint64_t)s->train.seed);
     if (bl_cli_checkpoint_unpack(cli, ckpt, enc->params)) goto done;
@@ -140,6 +186,8 @@ int bl_cmd_predict(bl_cli *cli)
     ckpt = NULL;
     bl_encoder_set_training(enc, 0);
     if (bl_cli_read_images(s, cli->input, &images, &background)) goto done;
+    if (bl_cli_input_is_fits(cli->input) && bl_fits_read_wcs(cli->input, s->band_names[0], &wcs, &n_wcs))
+        goto done;
     const int64_t height = images->shape[2], width = images->shape[3];
     if (bl_pad_images(cli, &images, &background)) goto done;
     ctx = bl_ctx_alloc(0);
@@ -147,39 +195,76 @@ int bl_cmd_predict(bl_cli *cli)
     bl_tensor *x;
     if (bl_cli_normalize(s, ctx, images, background, &x)) goto done;
     if (bl_encoder_check_input(enc, x)) goto done;
-    if (bl_encoder_sample(enc, ctx, x, 1, (uint64_t)s->train.seed, 0, &cat)) goto done;
+    /* the point estimate (stream 0) with q's summaries; the draws from streams 1 .. K */
+    if (bl_encoder_predict(enc, ctx, x, (uint64_t)s->train.seed, 0, &cat)) goto done;
+    bl_vardist_spec_mark_inapplicable(s->spec, cat);
+    samples = bl_calloc((size_t)K + 1, sizeof *samples);
+    sample_full = bl_calloc((size_t)K + 1, sizeof *sample_full);
+    for (int k = 0; k < K; k++) {
+        bl_ctx_reset(ctx);
+        if (bl_cli_normalize(s, ctx, images, background, &x) ||
+            bl_encoder_sample(enc, ctx, x, 0, (uint64_t)s->train.seed, (uint64_t)k + 1, &samples[k]))
+            goto done;
+        bl_vardist_spec_mark_inapplicable(s->spec, samples[k]);
+    }
 
-    /* plocs of the cropped catalog are relative to its corner: shift back to the input image */
+    /* plocs of the cropped catalogs are relative to their corner: shift back to the input image */
     const int ttc = s->encoder.tiles_to_crop, off = ttc * s->tile_slen;
-    full = bl_tile_catalog_to_full(cat);
-    full->height = images->shape[2];
-    full->width = images->shape[3];
-    for (int64_t b = 0; b < full->B; b++)
-        for (int64_t m = 0; m < full->n_sources[b]; m++) {
-            full->plocs->data[(b * full->M + m) * 2] += (bl_real)off;
-            full->plocs->data[(b * full->M + m) * 2 + 1] += (bl_real)off;
-        }
-    bl_full_catalog_keep_inside(full, height, width); /* no source in the padding (--pad) */
-    char offs[32];
+    full = bl_predicted_full(cat, off, height, width);
+    tables = bl_calloc((size_t)K + 1, sizeof *tables);
+    tables[0] = (bl_fits_table){.extname = "CATALOG", .cat = full};
+    for (int k = 0; k < K; k++) {
+        sample_full[k] = bl_predicted_full(samples[k], off, height, width);
+        tables[k + 1] = (bl_fits_table){.extname = "SAMPLE", .extver = k + 1, .cat = sample_full[k]};
+    }
+    char offs[32], nsamp[32];
     snprintf(offs, sizeof offs, "%d", off);
-    const bl_fits_keyword kw[] = {
-        {"CHECKPT", cli->checkpoint, "encoder checkpoint"},
-        {"INPUT", cli->input, "images"},
-        {"CROPPIX", offs, "border pixels without predictions"},
+    snprintf(nsamp, sizeof nsamp, "%d", K);
+    const bl_fits_keyword fixed[] = {
+        {"CHECKPT", cli->checkpoint, "encoder checkpoint", NULL},
+        {"INPUT", cli->input, "images", NULL},
+        {"CROPPIX", offs, "border pixels without predictions", NULL},
+        {"NSAMPLES", nsamp, "SAMPLE tables: draws of the catalog from q", NULL},
+        {"PIXCONV", BL_PIXEL_CONVENTION, "plocs", NULL},
     };
-    if (bl_fits_write(fits_path, s->n_bands, s->band_names, NULL, 0, full, kw, 3)) goto done;
-    if (bl_write_tile_catalog(st_path, cat, ttc, cli->checkpoint)) goto done;
+    const int n_fixed = (int)(sizeof fixed / sizeof fixed[0]);
+    kw = bl_calloc((size_t)(n_fixed + n_wcs), sizeof *kw);
+    memcpy(kw, fixed, sizeof fixed);
+    for (int i = 0; i < n_wcs; i++) kw[n_fixed + i].card = wcs[i]; /* the input's WCS, verbatim */
+    if (bl_fits_write_tables(fits_path, s->n_bands, s->band_names, NULL, 0, tables, K + 1, kw, n_fixed + n_wcs))
+        goto done;
+    if (bl_write_tile_catalog(st_path, cat, samples, K, ttc, cli->checkpoint)) goto done;
     int64_t total = 0;
     for (int64_t b = 0; b < full->B; b++) total += full->n_sources[b];
-    printf("predicted %lld sources in %lld images (%lld x %lld pixels, %d-pixel border excluded)\n"
-           "wrote %s and %s\n", (long long)total, (long long)full->B, (long long)full->height,
-           (long long)full->width, off, fits_path, st_path);
+    printf("predicted %lld sources in %lld images (%lld x %lld pixels, %d-pixel border excluded)%s\n"
+           "wrote %s and %s", (long long)total, (long long)full->B, (long long)full->height,
+           (long long)full->width, off, n_wcs ? "; the input's WCS copied" : "", fits_path, st_path);
+    if (K) printf(" (with %d sampled catalogs)", K);
+    printf("\n");
+    if (cli->plot) { /* the input as it was read (not padded), its true sources when it has them */
+        bl_tensor_free(images);
+        bl_tensor_free(background);
+        images = background = NULL;
+        if (bl_cli_read_images(s, cli->input, &images, &background) || bl_cli_read_truth(s, cli->input, &truth) ||
+            bl_cli_plot_images(s, cli, cli->out, images, background, truth, full, off))
+            goto done;
+    }
     status = 0;
 done:
     if (status) bl_cli_fail(cli);
     bl_safetensors_free(ckpt);
     bl_full_catalog_free(full);
+    bl_full_catalog_free(truth);
     if (cat) bl_tile_catalog_free(cat);
+    for (int k = 0; k < K && samples; k++) {
+        if (samples[k]) bl_tile_catalog_free(samples[k]);
+        bl_full_catalog_free(sample_full[k]);
+    }
+    free(samples);
+    free(sample_full);
+    free(tables);
+    free(kw);
+    free(wcs);
     bl_tensor_free(images);
     bl_tensor_free(background);
     bl_ctx_free(ctx);

@@ -23,6 +23,13 @@ typedef struct bl_cli {
     int64_t max_steps, batches;
     int fits;
     int pad;       /* predict --pad */
+    int64_t samples; /* predict --samples K: K catalogs drawn from q (0: none) */
+    int plot;        /* predict --plot */
+    /* pictures (predict --plot, plot): --band N (-1: default), --rgb R,G,B, --plot-size WxH */
+    int plot_band, has_rgb, plot_rgb[3], plot_width, plot_height;
+    const char *catalog; /* plot --catalog FILE (a predicted FITS catalog) */
+    const char *curve;   /* plot --curve FILE (curve.csv) */
+    int log_scale;       /* plot --log */
 } bl_cli;
 
 /* Print "bliss CMD: error: <last bl_error message>" and return BL_EXIT_ERROR. */
@@ -39,5 +46,15 @@ int bl_cmd_train(bl_cli *cli);
 int bl_cmd_generate(bl_cli *cli);
 int bl_cmd_evaluate(bl_cli *cli);
 int bl_cmd_predict(bl_cli *cli);
+int bl_cmd_plot(bl_cli *cli);
+/* The true catalog of an input file, when it has one (a `bliss generate` shard, a FITS with a
+ * CATALOG table); *out NULL otherwise. */
+bl_status bl_cli_read_truth(const bl_settings *s, const char *path, bl_full_catalog **out);
+/* PNGs of every image (PREFIX.png, or PREFIX_NNNN.png for a batch) with truth and pred (either
+ * may be NULL) under the --band / --rgb / --plot-size options; sources closer than `border`
+ * pixels to the edge (not predicted) are not marked unmatched. */
+bl_status bl_cli_plot_images(const bl_settings *s, const bl_cli *cli, const char *prefix, const bl_tensor *images,
+                             const bl_tensor *background, const bl_full_catalog *truth, const bl_full_catalog *pred,
+                             int border);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/io/atomic_file.h"
+#include "lib/io/plplot_png.h"
 
 static const char bl_curve_header[] = "step,train_loss,val_loss,lr,seconds";
 /* the largest step a curve file may hold: every integer up to 2^53 is exact in a double */
@@ -143,7 +144,7 @@ bl_status bl_curve_read_csv(bl_curve **out, const char *path)
     return BL_OK;
 }
 
-static int bl_plplot_has_device(const char *name)
+int bl_plplot_has_device(const char *name)
 {
     const char **menu, **devs;
     int n = 64;
@@ -158,23 +159,10 @@ static int bl_plplot_has_device(const char *name)
     return found;
 }
 
-/* [lo, hi] of the finite values of one series, widened when degenerate; 0 if none */
-static int bl_series_range(const double *x, int64_t n, double *lo, double *hi)
-{
-    int any = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) continue;
-        if (!any || x[i] < *lo) *lo = x[i];
-        if (!any || x[i] > *hi) *hi = x[i];
-        any = 1;
-    }
-    return any;
-}
-
 /* PLplot writes the PNG through its own stdio calls, whose errors it ignores: a full disk shows
  * as a truncated file. 1 if `path` is a whole PNG: the signature, then chunks (length, type,
  * data, CRC) up to an IEND that ends the file. */
-static int bl_png_is_complete(const char *path)
+int bl_png_is_complete(const char *path)
 {
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     FILE *f = fopen(path, "rb");
@@ -199,73 +187,121 @@ static int bl_png_is_complete(const char *path)
     return ok;
 }
 
+static int bl_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* value at quantile q of sorted v[0..n) (linear interpolation) */
+static double bl_quantile(const double *v, int64_t n, double q)
+{
+    double at = q * (double)(n - 1);
+    int64_t i = (int64_t)floor(at);
+    if (i >= n - 1) return v[n - 1];
+    return v[i] + (at - (double)i) * (v[i + 1] - v[i]);
+}
+
+int bl_curve_y_range(const double *values, int64_t n, int log_scale, double *lo, double *hi, int64_t *n_above)
+{
+    double *v = bl_malloc(((size_t)n + 1) * sizeof *v);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(values[i]) && (!log_scale || values[i] > 0)) v[m++] = log_scale ? log10(values[i]) : values[i];
+    *n_above = 0;
+    if (m == 0) {
+        free(v);
+        return 0;
+    }
+    qsort(v, (size_t)m, sizeof *v, bl_cmp_double);
+    double a = v[0], b = v[m - 1];
+    if (m >= 4) { /* Tukey's far-out fence: a lone huge value does not set the axis */
+        double q1 = bl_quantile(v, m, 0.25), q3 = bl_quantile(v, m, 0.75);
+        double fence = q3 + 3 * fmax(q3 - q1, 1e-12 * fmax(fabs(q3), 1.0));
+        if (b > fence) {
+            b = a;
+            for (int64_t i = 0; i < m; i++)
+                if (v[i] <= fence) b = v[i];
+                else (*n_above)++;
+        }
+    }
+    free(v);
+    double pad = b > a ? 0.05 * (b - a) : (log_scale ? 0.5 : fmax(0.1 * fabs(a), 1.0));
+    a -= pad;
+    b += pad;
+    *lo = log_scale ? pow(10, a) : a;
+    *hi = log_scale ? pow(10, b) : b;
+    return 1;
+}
+
 bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
                              const char *title)
 {
-    if (width < 64 || height < 64 || width > 10000 || height > 10000)
-        return bl_error(BL_ERR_ARG, "%s: plot size %d x %d not in [64, 10000]", path, width, height);
-    /* PLplot ends the process on a device or file error, so both are checked first */
-    if (!bl_plplot_has_device("pngcairo"))
-        return bl_error(BL_ERR_IO, "%s: PLplot has no pngcairo device (install plplot-driver-cairo)", path);
+    return bl_curve_write_png_log(c, path, width, height, title, 0);
+}
+
+bl_status bl_curve_write_png_log(const bl_curve *c, const char *path, int width, int height,
+                                 const char *title, int log_scale)
+{
     int64_t n = c->n;
     double *xs = bl_malloc(((size_t)n + 1) * sizeof(double));
     double *tr = bl_malloc(((size_t)n + 1) * sizeof(double));
     double *va = bl_malloc(((size_t)n + 1) * sizeof(double));
     double *vx = bl_malloc(((size_t)n + 1) * sizeof(double));
+    double *all = bl_malloc((2 * (size_t)n + 1) * sizeof(double));
     int64_t nv = 0;
     for (int64_t i = 0; i < n; i++) {
         xs[i] = (double)c->points[i].step;
         tr[i] = c->points[i].train_loss;
+        all[i] = tr[i];
         if (isfinite(c->points[i].val_loss)) {
             vx[nv] = xs[i];
-            va[nv++] = c->points[i].val_loss;
+            va[nv] = c->points[i].val_loss;
+            all[n + nv] = va[nv];
+            nv++;
         }
     }
-    double ylo = 0, yhi = 0, a = 0, b = 0;
-    int has_train = bl_series_range(tr, n, &ylo, &yhi);
-    int has_val = bl_series_range(va, nv, &a, &b);
-    if (!has_train && !has_val) {
-        free(xs), free(tr), free(va), free(vx);
-        return bl_error(BL_ERR_ARG, "%s: the curve has no finite loss to plot", path);
+    double ylo = 0, yhi = 0;
+    int64_t above = 0;
+    if (!bl_curve_y_range(all, n + nv, log_scale, &ylo, &yhi, &above)) {
+        free(xs), free(tr), free(va), free(vx), free(all);
+        return bl_error(BL_ERR_ARG, "%s: the curve has no %s loss to plot", path, log_scale ? "positive finite" : "finite");
     }
-    if (has_val) {
-        ylo = has_train ? fmin(ylo, a) : a;
-        yhi = has_train ? fmax(yhi, b) : b;
-    }
-    double pad = yhi > ylo ? 0.05 * (yhi - ylo) : fmax(0.1 * fabs(ylo), 1.0);
-    ylo -= pad;
-    yhi += pad;
+    free(all);
     double xlo = n ? xs[0] : 0, xhi = n ? xs[n - 1] : 1;
     if (xhi <= xlo) xhi = xlo + 1;
+    /* the plotted values: log10 on a log axis (non-positive ones are gaps), clipped to the top
+     * of the axis (drawn there as triangles) when above it */
+    const double ytop = log_scale ? log10(yhi) : yhi;
+    for (int64_t i = 0; i < n; i++)
+        if (log_scale) tr[i] = tr[i] > 0 ? log10(tr[i]) : NAN;
+    for (int64_t i = 0; i < nv; i++)
+        if (log_scale) va[i] = va[i] > 0 ? log10(va[i]) : NAN;
 
-    char *tmp = bl_atomic_tmp_path(path);
-    FILE *probe = fopen(tmp, "wb");
-    if (!probe) {
-        bl_status st = bl_error(BL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        free(tmp), free(xs), free(tr), free(va), free(vx);
+    char *tmp = NULL;
+    bl_status st = bl_plplot_png_begin(path, width, height, &tmp);
+    if (st != BL_OK) {
+        free(xs), free(tr), free(va), free(vx);
         return st;
     }
-    fclose(probe);
-
-    char geometry[32];
-    snprintf(geometry, sizeof geometry, "%dx%d", width, height);
-    plsdev("pngcairo");
-    plsfnam(tmp);
-    plsetopt("geometry", geometry);
-    plscolbg(255, 255, 255);
-    plscol0(1, 0, 0, 0);          /* axes, labels */
     plscol0(2, 31, 119, 180);     /* train: blue */
     plscol0(3, 255, 127, 14);     /* validation: orange */
     plscol0(4, 200, 200, 200);    /* grid */
     plinit();
     pladv(0);
     plvsta();
-    plwind(xlo, xhi, ylo, yhi);
+    plwind(xlo, xhi, log_scale ? log10(ylo) : ylo, ytop);
     plcol0(4);
-    plbox("g", 0, 0, "g", 0, 0);
+    plbox("g", 0, 0, log_scale ? "gl" : "g", 0, 0);
     plcol0(1);
-    plbox("bcnst", 0, 0, "bcnstv", 0, 0);
-    pllab("optimizer step", "loss", title ? title : "training curve");
+    plbox("bcnst", 0, 0, log_scale ? "bcnstvl" : "bcnstv", 0, 0);
+    pllab("optimizer step", log_scale ? "loss (log scale)" : "loss", title ? title : "training curve");
+    if (above > 0) {
+        char note[96];
+        snprintf(note, sizeof note, "%lld value%s above the axis (triangles at the top)", (long long)above,
+                 above > 1 ? "s" : "");
+        plmtex("t", 0.3, 0.0, 0.0, note);
+    }
     /* the train series may have NaN gaps: draw each finite run separately */
     plcol0(2);
     plwidth(1.5);
@@ -277,13 +313,20 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
         if (j - i > 1) plline((PLINT)(j - i), xs + i, tr + i);
         i = j;
     }
+    for (int64_t i = 0; i < n; i++) /* clipped train values */
+        if (isfinite(tr[i]) && tr[i] > ytop) plpoin(1, xs + i, (PLFLT[]){ytop}, 7);
     if (nv > 0) {
         plcol0(3);
         plwidth(2.0);
-        if (nv > 1) plline((PLINT)nv, vx, va);
-        plpoin((PLINT)nv, vx, va, 17);
+        double *vc = bl_malloc((size_t)nv * sizeof *vc);
+        for (int64_t i = 0; i < nv; i++) vc[i] = isfinite(va[i]) && va[i] > ytop ? ytop : va[i];
+        if (nv > 1) plline((PLINT)nv, vx, vc);
+        for (int64_t i = 0; i < nv; i++)
+            if (isfinite(va[i])) plpoin(1, vx + i, vc + i, va[i] > ytop ? 7 : 17);
+        free(vc);
     }
     plwidth(1.0);
+    int has_val = nv > 0;
     PLINT opts[2] = {PL_LEGEND_LINE, PL_LEGEND_LINE | PL_LEGEND_SYMBOL};
     PLINT text_colors[2] = {1, 1}, line_colors[2] = {2, 3}, line_styles[2] = {1, 1};
     PLINT symbol_colors[2] = {2, 3}, symbol_numbers[2] = {0, 1};
@@ -296,9 +339,42 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
              0, has_val ? 2 : 1, opts, 1.0, 1.0, 2.0, 0.0, text_colors, texts, NULL, NULL, NULL,
              NULL, line_colors, line_styles, line_widths, symbol_colors, symbol_scales,
              symbol_numbers, symbols);
-    plend();
     free(xs), free(tr), free(va), free(vx);
+    return bl_plplot_png_end(path, tmp);
+}
 
+/* ---- the PNG file around a PLplot drawing (shared with lib/io/plot.c) ---------------------- */
+
+bl_status bl_plplot_png_begin(const char *path, int width, int height, char **tmp_out)
+{
+    *tmp_out = NULL;
+    if (width < 64 || height < 64 || width > 10000 || height > 10000)
+        return bl_error(BL_ERR_ARG, "%s: plot size %d x %d not in [64, 10000]", path, width, height);
+    /* PLplot ends the process on a device or file error, so both are checked first */
+    if (!bl_plplot_has_device("pngcairo"))
+        return bl_error(BL_ERR_IO, "%s: PLplot has no pngcairo device (install plplot-driver-cairo)", path);
+    char *tmp = bl_atomic_tmp_path(path);
+    FILE *probe = fopen(tmp, "wb");
+    if (!probe) {
+        bl_status st = bl_error(BL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    fclose(probe);
+    char geometry[32];
+    snprintf(geometry, sizeof geometry, "%dx%d", width, height);
+    plsdev("pngcairo");
+    plsfnam(tmp);
+    plsetopt("geometry", geometry);
+    plscolbg(255, 255, 255);
+    plscol0(1, 0, 0, 0);          /* axes, labels */
+    *tmp_out = tmp;
+    return BL_OK;
+}
+
+bl_status bl_plplot_png_end(const char *path, char *tmp)
+{
+    plend();
     struct stat sb;
     bl_status st;
     if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
@@ -312,6 +388,19 @@ bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int
     }
     free(tmp);
     return st;
+}
+
+/* min and max of the finite values of x[0..n); 0 if there are none */
+static int bl_series_range(const double *x, int64_t n, double *lo, double *hi)
+{
+    int any = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) continue;
+        if (!any || x[i] < *lo) *lo = x[i];
+        if (!any || x[i] > *hi) *hi = x[i];
+        any = 1;
+    }
+    return any;
 }
 
 bl_status bl_curve_write_panels_png(const char *path, int n_series, const char *const *titles,

@@ -41,6 +41,15 @@ bl_status bl_curve_read_csv(bl_curve **out, const char *path);
  * (PLplot keeps global state): call from one thread. */
 bl_status bl_curve_write_png(const bl_curve *c, const char *path, int width, int height,
                              const char *title);
+/* The same, with a logarithmic loss axis when log_scale (non-positive losses are left out). */
+bl_status bl_curve_write_png_log(const bl_curve *c, const char *path, int width, int height,
+                                 const char *title, int log_scale);
+/* The loss axis of those plots from the n values (NaN and inf ignored; on a log axis also the
+ * values <= 0), padded by 5% (log: in decades). With 4 values or more, values above Tukey's
+ * far-out fence Q3 + 3 IQR (of log10 values on a log axis) do not widen it: they are counted in
+ * *n_above and drawn as triangles on the top edge, so one huge validation loss cannot squash
+ * the curve. Returns 0 when no value qualifies. */
+int bl_curve_y_range(const double *values, int64_t n, int log_scale, double *lo, double *hi, int64_t *n_above);
 
 /* PNG of n_series curves y[k][0 .. n) against x[0 .. n), one small panel each (a grid of
  * about square shape, each panel panel_width x panel_height pixels, its own y range, titled

@@ -67,9 +67,40 @@ static void bl_fits_write_images(fitsfile *f, const bl_fits_image *im, int *stat
                        (void *)(im->data + p * im->plane_stride), status);
 }
 
-static void bl_fits_write_catalog(fitsfile *f, const bl_full_catalog *cat, int n_bands,
-                                  const char *const *band_names, int *status)
+/* WCS keywords of an image header (prefixes; alternate descriptions CTYPE1A etc. included) */
+static int bl_is_wcs_key(const char *key)
 {
+    static const char *const exact[] = {"WCSAXES", "LONPOLE", "LATPOLE", "RADESYS", "RADECSYS", "EQUINOX",
+                                        "EPOCH", "MJD-OBS", "DATE-OBS", "MJDREF", "A_ORDER", "B_ORDER",
+                                        "AP_ORDER", "BP_ORDER"};
+    static const char *const prefix[] = {"CTYPE", "CUNIT", "CRPIX", "CRVAL", "CDELT", "CROTA", "CD1_", "CD2_",
+                                         "PC1_", "PC2_", "PV1_", "PV2_", "PS1_", "PS2_", "A_", "B_", "AP_", "BP_"};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (strcmp(key, exact[i]) == 0) return 1;
+    for (size_t i = 0; i < sizeof prefix / sizeof *prefix; i++)
+        if (strncmp(key, prefix[i], strlen(prefix[i])) == 0 && key[strlen(prefix[i])] != 0) return 1;
+    return 0;
+}
+
+/* the plocs convention, stated in every table header */
+static void bl_fits_write_pixel_convention(fitsfile *f, int *status)
+{
+    int origin = 0;
+    double centre = 0.5;
+    fits_update_key(f, TSTRING, "PLOCAXES", "row,col", "plocs columns: pixel row, pixel column", status);
+    fits_update_key(f, TINT, "PIXORIG", &origin, "plocs: the first pixel is 0 (0-based)", status);
+    fits_update_key(f, TDOUBLE, "PIXCENT", &centre, "plocs of pixel i's centre: i + PIXCENT", status);
+    fits_write_comment(f, "plocs = (row, col) in pixels: 0-based, pixel i spans [i, i + 1), centre i + 0.5;", status);
+    fits_write_comment(f, "FITS/WCS pixel coordinates (1-based, centres at integers): x = col + 0.5, y = row + 0.5", status);
+}
+
+static void bl_fits_write_catalog(fitsfile *f, const bl_fits_table *table, int n_bands,
+                                  const char *const *band_names, const bl_fits_keyword *keywords,
+                                  int n_keywords, int *status)
+{
+    const bl_full_catalog *cat = table->cat;
+    BL_ASSERT(cat->n_bands == n_bands, "bl_fits_write: catalog has %d bands, %d band names",
+              cat->n_bands, n_bands);
     int ncols = 2 + cat->n_fields;
     char **ttype = bl_calloc((size_t)ncols, sizeof(char *));
     char **tform = bl_calloc((size_t)ncols, sizeof(char *));
@@ -92,8 +123,12 @@ static void bl_fits_write_catalog(fitsfile *f, const bl_full_catalog *cat, int n
     }
     int64_t nrows = 0;
     for (int64_t b = 0; b < cat->B; b++) nrows += cat->n_sources[b];
-    fits_create_tbl(f, BINARY_TBL, (LONGLONG)nrows, ncols, ttype, tform, tunit, BL_FITS_CATALOG,
-                    status);
+    fits_create_tbl(f, BINARY_TBL, (LONGLONG)nrows, ncols, ttype, tform, tunit,
+                    table->extname ? table->extname : BL_FITS_CATALOG, status);
+    if (table->extver > 0) {
+        int v = table->extver;
+        fits_update_key(f, TINT, "EXTVER", &v, "version of this EXTNAME (sample number)", status);
+    }
     long nimages = (long)cat->B, height = (long)cat->height, width = (long)cat->width;
     fits_update_key(f, TLONG, "NIMAGES", &nimages, "images in the batch", status);
     fits_update_key(f, TLONG, "HEIGHT", &height, "image height (pixels)", status);
@@ -110,6 +145,9 @@ static void bl_fits_write_catalog(fitsfile *f, const bl_full_catalog *cat, int n
         fits_update_key(f, TSTRING, key, (void *)bl_galaxy_param_names[k],
                         "galaxy_params column (a_d, a_b in arcsec)", status);
     }
+    bl_fits_write_pixel_convention(f, status);
+    for (int i = 0; i < n_keywords; i++)
+        if (keywords[i].card) fits_write_record(f, keywords[i].card, status);
     /* gather the on rows of every column */
     int *img = bl_malloc((size_t)(nrows ? nrows : 1) * sizeof(int));
     int64_t r = 0;
@@ -131,7 +169,7 @@ static void bl_fits_write_catalog(fitsfile *f, const bl_full_catalog *cat, int n
                 for (int j = 0; j < k; j++, e++) {
                     bl_real v = t->data[(b * cat->M + m) * k + j];
                     buf[e] = v;
-                    ibuf[e] = (int)v;
+                    ibuf[e] = integer ? (int)v : 0; /* never converts a NaN of a float column */
                 }
         if (nrows) {
             if (integer)
@@ -152,6 +190,15 @@ bl_status bl_fits_write(const char *path, int n_bands, const char *const *band_n
                         const bl_fits_image *images, int n_images, const bl_full_catalog *cat,
                         const bl_fits_keyword *keywords, int n_keywords)
 {
+    const bl_fits_table table = {.extname = BL_FITS_CATALOG, .cat = cat};
+    return bl_fits_write_tables(path, n_bands, band_names, images, n_images, cat ? &table : NULL,
+                                cat ? 1 : 0, keywords, n_keywords);
+}
+
+bl_status bl_fits_write_tables(const char *path, int n_bands, const char *const *band_names,
+                               const bl_fits_image *images, int n_images, const bl_fits_table *tables,
+                               int n_tables, const bl_fits_keyword *keywords, int n_keywords)
+{
     char *tmp = bl_atomic_tmp_path(path);
     remove(tmp);
     fitsfile *f = NULL;
@@ -169,15 +216,16 @@ bl_status bl_fits_write(const char *path, int n_bands, const char *const *band_n
         strncat(bands, band_names[k], sizeof bands - strlen(bands) - 1);
     }
     fits_update_key(f, TSTRING, "BANDS", bands, "band names in order", &status);
-    for (int i = 0; i < n_keywords; i++)
-        fits_update_key(f, TSTRING, keywords[i].key, (void *)keywords[i].value,
-                        keywords[i].comment, &status);
-    for (int i = 0; i < n_images && !status; i++) bl_fits_write_images(f, &images[i], &status);
-    if (cat && !status) {
-        BL_ASSERT(cat->n_bands == n_bands, "bl_fits_write: catalog has %d bands, %d band names",
-                  cat->n_bands, n_bands);
-        bl_fits_write_catalog(f, cat, n_bands, band_names, &status);
+    for (int i = 0; i < n_keywords; i++) {
+        if (keywords[i].card)
+            fits_write_record(f, keywords[i].card, &status);
+        else
+            fits_update_key(f, TSTRING, keywords[i].key, (void *)keywords[i].value,
+                            keywords[i].comment, &status);
     }
+    for (int i = 0; i < n_images && !status; i++) bl_fits_write_images(f, &images[i], &status);
+    for (int i = 0; i < n_tables && !status; i++)
+        bl_fits_write_catalog(f, &tables[i], n_bands, band_names, keywords, n_keywords, &status);
     if (status) {
         bl_status s = bl_fits_error(status, path, "write failed");
         int ignore = 0;
@@ -253,6 +301,55 @@ static bl_status bl_fits_check_extent(fitsfile *f, const char *path, const char 
         return bl_error(BL_ERR_FORMAT, "%s: %s declares data up to byte %lld, the file has %lld bytes "
                         "(truncated or a corrupt header)", path, what, (long long)end, (long long)size);
     return BL_OK;
+}
+
+bl_status bl_fits_has_hdu(const char *path, const char *extname, int *has)
+{
+    *has = 0;
+    fitsfile *f;
+    bl_status s = bl_fits_open(path, &f);
+    if (s != BL_OK) return s;
+    int status = 0;
+    *has = fits_movnam_hdu(f, ANY_HDU, (char *)extname, 0, &status) == 0;
+    bl_fits_close(f);
+    return BL_OK;
+}
+
+bl_status bl_fits_read_wcs(const char *path, const char *extname, char (**cards)[81], int *n)
+{
+    *cards = NULL;
+    *n = 0;
+    fitsfile *f;
+    bl_status s = bl_fits_open(path, &f);
+    if (s != BL_OK) return s;
+    int status = 0, nkeys = 0;
+    char what[160];
+    snprintf(what, sizeof what, "image HDU '%s'", extname);
+    if (fits_movnam_hdu(f, IMAGE_HDU, (char *)extname, 0, &status) ||
+        fits_get_hdrspace(f, &nkeys, NULL, &status)) {
+        s = bl_fits_error(status, path, what);
+        bl_fits_close(f);
+        return s;
+    }
+    *cards = bl_calloc((size_t)nkeys + 1, sizeof **cards);
+    for (int i = 1; i <= nkeys; i++) {
+        char card[FLEN_CARD] = "", name[FLEN_KEYWORD] = "";
+        int len = 0;
+        if (fits_read_record(f, i, card, &status)) break;
+        if (fits_get_keyname(card, name, &len, &status)) {
+            status = 0; /* a card without a keyword name (blank, COMMENT-like): not WCS */
+            continue;
+        }
+        if (bl_is_wcs_key(name)) snprintf((*cards)[(*n)++], 81, "%s", card);
+    }
+    if (status) {
+        s = bl_fits_error(status, path, what);
+        free(*cards);
+        *cards = NULL;
+        *n = 0;
+    }
+    bl_fits_close(f);
+    return s;
 }
 
 bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **out)

@@ -12,7 +12,8 @@
  *             `image` (J, index in the batch), `plocs` (2E, pixel row/col, unit pix) and one
  *             column per catalog field with the field's name, repeat k, E (D in the double build)
  *             or J for integer fields, TUNIT 'nmgy' for flux fields. Header: NIMAGES, HEIGHT,
- *             WIDTH, NBANDS, BAND<i>, and GPAR<i> naming the galaxy_params columns.
+ *             WIDTH, NBANDS, BAND<i>, GPAR<i> naming the galaxy_params columns, and the plocs
+ *             convention (PLOCAXES, PIXORIG, PIXCENT; see bl_fits_write_tables).
  *
  * Everything is written to a temporary file renamed over `path` at the end. Readers return
  * BL_ERR_IO (missing file) or BL_ERR_FORMAT (not FITS, truncated, missing HDU or column, wrong
@@ -36,10 +37,20 @@ typedef struct bl_fits_image {
     int64_t plane_stride;
 } bl_fits_image;
 
-/* A free-form primary-header keyword (value is a string). */
+/* A free-form primary-header keyword (value is a string), or, when `card` is set, an 80-char
+ * header card copied verbatim (key, value, comment ignored) into the primary header and every
+ * table header (the WCS of an input image, bl_fits_read_wcs). */
 typedef struct bl_fits_keyword {
     const char *key, *value, *comment;
+    const char *card;
 } bl_fits_keyword;
+
+/* A BINTABLE of a full catalog: EXTNAME (NULL: "CATALOG") and EXTVER (0: none). */
+typedef struct bl_fits_table {
+    const char *extname;
+    int extver;
+    const bl_full_catalog *cat;
+} bl_fits_table;
 
 /* Write images (HDU 1..n_images) and, if cat != NULL, its CATALOG table. band_names has
  * n_bands entries (the catalog's per-band columns follow this order). */
@@ -47,12 +58,25 @@ bl_status bl_fits_write(const char *path, int n_bands, const char *const *band_n
                         const bl_fits_image *images, int n_images, const bl_full_catalog *cat,
                         const bl_fits_keyword *keywords, int n_keywords);
 
+/* The same with any number of catalog tables (e.g. "CATALOG" and "SAMPLE" EXTVER 1..K).
+ * Every table header states the plocs convention: PLOCAXES = 'row,col', PIXORIG = 0,
+ * PIXCENT = 0.5, and COMMENT lines (FITS pixel x = col + 0.5, y = row + 0.5). */
+bl_status bl_fits_write_tables(const char *path, int n_bands, const char *const *band_names,
+                               const bl_fits_image *images, int n_images, const bl_fits_table *tables,
+                               int n_tables, const bl_fits_keyword *keywords, int n_keywords);
+/* The WCS cards (CTYPEi, CRPIXi, CRVALi, CDELTi, CDi_j, PCi_j, CUNITi, RADESYS, EQUINOX, SIP
+ * A_/B_ terms, ...) of the image HDU `extname`, as 80-char cards: *n of them (0: the image has
+ * no WCS). Free *cards. Errors as bl_fits_read_image. */
+bl_status bl_fits_read_wcs(const char *path, const char *extname, char (**cards)[81], int *n);
 /* Convenience for a batch: images (B, NB, H, W) as HDUs named after the bands, background
  * (B, NB, H, W) or NULL as "BKG_<band>", both in `bunit`; cat may be NULL. */
 bl_status bl_fits_write_batch(const char *path, const bl_tensor *images, const bl_tensor *background,
                               const char *const *band_names, const char *bunit,
                               const bl_full_catalog *cat);
 
+/* *has = 1 when the file has an HDU named `extname` (any type); errors opening the file as
+ * bl_fits_read_image. */
+bl_status bl_fits_has_hdu(const char *path, const char *extname, int *has);
 /* Read the image HDU named `extname`: a (n, H, W) tensor (n = 1 for a 2-D HDU). */
 bl_status bl_fits_read_image(const char *path, const char *extname, bl_tensor **out);
 /* Read the image HDUs named after the bands into (B, NB, H, W); all must have equal shapes. */

@@ -4,6 +4,7 @@
 
 #include <gsl/gsl_cdf.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,6 +519,86 @@ bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path)
     return BL_OK;
 }
 
+/* BL_ERR_CONFIG "file:line: key 'path': ..." */
+__attribute__((format(printf, 3, 4)))
+static bl_status bl_key_error(bl_config *cfg, const char *path, const char *fmt, ...)
+{
+    char msg[768], where[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(where, sizeof where, "%s", bl_config_where(cfg, path));
+    return bl_error(BL_ERR_CONFIG, "%s: key '%s': %s", where, path, msg);
+}
+
+bl_status bl_prior_fields_from_config(bl_prior *prior, bl_config *cfg, const char *path)
+{
+    int n;
+    char key[512], where[1024];
+    bl_status s = bl_config_groups(cfg, path, &n);
+    if (s != BL_OK) return s;
+    for (int i = 0; i < n; i++) {
+        char entry[300];
+        snprintf(entry, sizeof entry, "%s.[%d]", path, i);
+#define BL_ITEM(k) (snprintf(key, sizeof key, "%s.%s", entry, k), key)
+        const char *name = NULL, *kind_name = NULL;
+        int64_t width = 1;
+        if ((s = bl_config_string(cfg, BL_ITEM("name"), NULL, 0, &name)) != BL_OK) return s;
+        if (!name) return bl_key_error(cfg, entry, "the field entry has no 'name'");
+        if (!*name || strlen(name) >= BL_CATALOG_NAME_MAX || strcmp(name, "n_sources") == 0 ||
+            strcmp(name, "plocs") == 0)
+            return bl_key_error(cfg, key, "'%s' cannot name a catalog field (1 to %d characters, not "
+                                "n_sources or plocs)", name, BL_CATALOG_NAME_MAX - 1);
+        if (bl_catalog_field_is_builtin(name))
+            return bl_key_error(cfg, key, "'%s' is a built-in catalog field: draw it with a "
+                                "prior_fields entry, or give the new field another name", name);
+        for (int j = 0; j < i; j++) {
+            char other[320];
+            const char *oname = NULL;
+            snprintf(other, sizeof other, "%s.[%d].name", path, j);
+            if (bl_config_string(cfg, other, NULL, 1, &oname) == BL_OK && strcmp(oname, name) == 0) {
+                char at[512];
+                snprintf(at, sizeof at, "%s", bl_config_where(cfg, other));
+                return bl_key_error(cfg, key, "field '%s' is already defined by %s.[%d] (%s)", name,
+                                    path, j, at);
+            }
+        }
+        if ((s = bl_config_int(cfg, BL_ITEM("width"), 1, 0, &width)) != BL_OK ||
+            (s = bl_config_check_range(cfg, key, (double)width, 1, 64)) != BL_OK)
+            return s;
+        if ((s = bl_config_string(cfg, BL_ITEM("sampler"), NULL, 0, &kind_name)) != BL_OK) return s;
+        if (!kind_name)
+            return bl_key_error(cfg, entry, "field '%s' has no 'sampler' (how the prior draws it)", name);
+        const bl_sampler_kind *kind = bl_sampler_kind_find(kind_name);
+        if (!kind) {
+            char known[512];
+            bl_registry_names(&bl_sampler_kinds, known, sizeof known);
+            return bl_key_error(cfg, key, "unknown sampler '%s' (known: %s)", kind_name, known);
+        }
+        bl_field_sampler fs = {.name = name, .kind = kind, .field = name};
+        for (int j = 0; j < kind->n_params; j++) {
+            if ((s = bl_config_double(cfg, BL_ITEM(kind->param_names[j]), 0, 0, &fs.params[j])) != BL_OK)
+                return s;
+            if (!bl_config_exists(cfg, key))
+                return bl_key_error(cfg, entry, "sampler '%s' needs the parameter '%s'", kind->name,
+                                    kind->param_names[j]);
+        }
+        /* every key an entry can have is read: what is left is a typo */
+        if ((s = bl_config_check_unused_in(cfg, entry)) != BL_OK) return s;
+        if ((s = bl_catalog_field_register(name, (int)width, 0)) != BL_OK)
+            return bl_error_context(BL_ERR_CONFIG, "%s: key '%s'", bl_config_where(cfg, BL_ITEM("width")), key);
+        snprintf(where, sizeof where, "%s: %s (field '%s')", bl_config_where(cfg, BL_ITEM("name")), entry, name);
+        if ((s = bl_prior_add_at(prior, &fs, where)) != BL_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", bl_error_message());
+            return bl_error(BL_ERR_CONFIG, "%s", msg);
+        }
+#undef BL_ITEM
+    }
+    return BL_OK;
+}
+
 bl_status bl_prior_from_config(bl_prior **out, bl_config *cfg, int n_bands)
 {
     *out = NULL;
@@ -527,7 +608,8 @@ bl_status bl_prior_from_config(bl_prior **out, bl_config *cfg, int n_bands)
     bl_prior *prior;
     if ((s = bl_prior_params_from_config(&pp, cfg, "prior")) != BL_OK) return s;
     if ((s = bl_prior_alloc(&prior, &pp)) != BL_OK) return s;
-    if ((s = bl_prior_add_config(prior, cfg, "prior.fields")) != BL_OK ||
+    if ((s = bl_prior_fields_from_config(prior, cfg, "fields")) != BL_OK ||
+        (s = bl_prior_add_config(prior, cfg, "prior.fields")) != BL_OK ||
         (s = bl_prior_add_config(prior, cfg, "prior_fields")) != BL_OK) {
         bl_prior_free(prior);
         return s;

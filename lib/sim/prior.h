@@ -118,8 +118,18 @@ bl_status bl_prior_add(bl_prior *prior, const bl_field_sampler *s);
 /* One sampler per group of the list at `path` (e.g. "prior.fields"): keys name, sampler,
  * field, and the kind's parameter names (all required). Errors name file:line and key. */
 bl_status bl_prior_add_config(bl_prior *prior, bl_config *cfg, const char *path);
+/* New catalog fields from the list of groups at `path` (the top-level "fields"):
+ *   fields = ( { name = "photo_z_err"; width = 1; sampler = "uniform"; min = 0.0; max = 0.1; } );
+ * Each entry registers the catalog field `name` (width columns, default 1, at most 64; not a
+ * built-in field, n_sources or plocs; no name twice in the list) and adds the sampler `name`
+ * of kind `sampler` (any registered sampler kind; its parameters are required keys) that
+ * draws it. Errors are BL_ERR_CONFIG naming file:line and the key; a key no entry reads is an
+ * unknown key. Registration is process-wide (lib/catalog.h): loading the same config twice
+ * is fine, a field of the same name with another width is an error. */
+bl_status bl_prior_fields_from_config(bl_prior *prior, bl_config *cfg, const char *path);
 /* The prior of a config: the group `prior` (bl_prior_params_from_config; n_bands comes from
- * the survey), the built-in samplers, then the samplers of the list `prior.fields` and of the
+ * the survey), the built-in samplers, the new fields of the top-level list `fields`
+ * (bl_prior_fields_from_config), then the samplers of the list `prior.fields` and of the
  * top-level list `prior_fields` — where a config that @includes another adds samplers
  * (libconfig cannot append to the included file's prior.fields). *out = NULL on error. */
 bl_status bl_prior_from_config(bl_prior **out, bl_config *cfg, int n_bands);

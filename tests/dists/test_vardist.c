@@ -645,6 +645,76 @@ START_TEST(test_config_bad_entries)
 }
 END_TEST
 
+
+/* q's summaries per tile in closed form from varied raw numbers (on_prob = clamped sigmoid,
+ * normal sd = exp(logvar / 2), lognormal sigma, tdbn mu = sigmoid); the inapplicable columns of
+ * star factors are NaN for galaxies and vice versa, off slots and source_type untouched; a
+ * q column that would shadow a field is refused */
+START_TEST(test_q_summaries)
+{
+    bl_vardist_spec *s = bl_vardist_spec_alloc_sdss(NB, 4);
+    ck_assert_int_eq(bl_vardist_spec_add(s, &(bl_factor){.name = "redshift", .kind = bl_dist_normal,
+                                                         .field = "redshifts", .mask = BL_MASK_ON}), BL_OK);
+    ck_assert_int_eq(bl_vardist_q_register(s), BL_OK);
+    ck_assert_int_eq(bl_vardist_q_register(s), BL_OK); /* again: the same rows */
+    ck_assert_int_eq(bl_catalog_field_width("loc_loc", NB), 2);
+    ck_assert_int_eq(bl_catalog_field_width("on_prob", NB), 1);
+    ck_assert_int_eq(bl_catalog_field_width("on_prob_loc", NB), -1); /* bernoulli: p only */
+    bl_tensor *x = make_x(2, 2, 3, 40);
+    x->data[0] = 30; /* p clamps to 1 - 1e-4 */
+    bl_vardist *d = bl_vardist_spec_make_dist(ctx, s, x);
+    bl_tile_catalog *m = bl_vardist_sample(d, 5, 0, 1);
+    bl_vardist_q_fill(d, m);
+    const bl_tensor *on = bl_tile_catalog_require(m, "on_prob"), *gp = bl_tile_catalog_require(m, "galaxy_prob");
+    const bl_tensor *ll = bl_tile_catalog_require(m, "loc_loc"), *ls = bl_tile_catalog_require(m, "loc_scale");
+    const bl_tensor *zl = bl_tile_catalog_require(m, "redshift_loc"), *zs = bl_tile_catalog_require(m, "redshift_scale");
+    const bl_tensor *fl = bl_tile_catalog_require(m, "star_flux_r_loc"), *fs = bl_tile_catalog_require(m, "star_flux_r_scale");
+    for (int t = 0; t < 12; t++) {
+        const bl_real *r = x->data + t * 40;
+        ck_assert_double_eq_tol(on->data[t], clampd(sig(r[0]), 1e-4, 1 - 1e-4), 1e-6);
+        ck_assert_double_eq_tol(gp->data[t], sig(r[5]), 1e-6);
+        for (int c = 0; c < 2; c++) {
+            ck_assert_double_eq_tol(ll->data[2 * t + c], sig(r[1 + c]), 1e-6);
+            ck_assert_double_eq_tol(ls->data[2 * t + c], exp(clampd(r[3 + c], -6, 3) / 2), 1e-6);
+        }
+        ck_assert_double_eq_tol(zl->data[t], r[38], 1e-6);
+        ck_assert_double_eq_tol(zs->data[t], exp(clampd(r[39], -20, 20) / 2), 1e-5 * zs->data[t]);
+        ck_assert_double_eq_tol(fl->data[t], r[22], 1e-6);
+        ck_assert_double_eq_tol(fs->data[t], exp(clampd(r[23], -6, 10) / 2), 1e-5 * fs->data[t]);
+    }
+    ck_assert_double_eq_tol(on->data[0], 1 - 1e-4, 1e-7);
+    bl_tile_catalog *before = bl_tile_catalog_copy(m);
+    bl_vardist_spec_mark_inapplicable(s, m);
+    const bl_tensor *st = bl_tile_catalog_require(m, "source_type"), *sf = bl_tile_catalog_require(m, "star_fluxes");
+    const bl_tensor *gf = bl_tile_catalog_require(m, "galaxy_fluxes"), *z = bl_tile_catalog_require(m, "redshifts");
+    int n_gal = 0, n_star = 0;
+    for (int t = 0; t < 12; t++) {
+        const int src_on = m->n_sources[t] > 0, gal = st->data[t] == 1;
+        ck_assert(st->data[t] == bl_tile_catalog_require(before, "source_type")->data[t]);
+        ck_assert(z->data[t] == bl_tile_catalog_require(before, "redshifts")->data[t]); /* mask on: applies */
+        for (int b = 0; b < NB; b++) {
+            ck_assert(isnan(sf->data[t * NB + b]) == (src_on && gal));
+            ck_assert(isnan(gf->data[t * NB + b]) == (src_on && !gal));
+        }
+        ck_assert(isnan(fl->data[t]) == (src_on && gal) && isnan(fs->data[t]) == (src_on && gal));
+        ck_assert(!isnan(on->data[t]) && !isnan(ll->data[2 * t]));
+        n_gal += src_on && gal;
+        n_star += src_on && !gal;
+    }
+    ck_assert(n_gal > 0 && n_star > 0); /* make_x gives both kinds */
+    bl_tile_catalog_free(before);
+    bl_tile_catalog_free(m);
+    /* a bernoulli factor named after a field would write its p into that field */
+    bl_vardist_spec *bad = bl_vardist_spec_alloc(NB, 4);
+    ck_assert_int_eq(bl_vardist_spec_add(bad, &(bl_factor){.name = "galaxy_probs", .kind = bl_dist_bernoulli,
+                                                           .field = "source_type", .mask = BL_MASK_ON}), BL_OK);
+    ck_assert_int_eq(bl_vardist_q_register(bad), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "factor 'galaxy_probs': its q column 'galaxy_probs' is already a catalog field"));
+    bl_vardist_spec_free(bad);
+    bl_vardist_spec_free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dists_vardist");
@@ -657,6 +727,7 @@ int main(void)
     tcase_add_test(tc, test_factor_eval);
     tcase_add_test(tc, test_sample_use_mode);
     tcase_add_test(tc, test_sample_draws);
+    tcase_add_test(tc, test_q_summaries);
     tcase_add_test(tc, test_new_field_factor);
     tcase_add_test(tc, test_registered_mask);
     tcase_add_test(tc, test_options_of_kinds_without);

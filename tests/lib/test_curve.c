@@ -11,6 +11,7 @@
 
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
+#include "lib/io/plot.h"
 #include "lib/progress.h"
 #include "tests/bl_check.h"
 
@@ -255,6 +256,135 @@ START_TEST(test_curve_png)
 }
 END_TEST
 
+
+/* The loss axis: all values when they are of one scale; a lone huge validation value (or a
+ * few) above Q3 + 3 IQR does not set it and is counted; on a log axis the fence works in
+ * decades and non-positive values are ignored. Then both PNGs are drawn, of the requested
+ * size, with the series visible. */
+START_TEST(test_curve_range_robust_and_log)
+{
+    double v[41], lo, hi;
+    int64_t above;
+    for (int i = 0; i < 40; i++) v[i] = 3.0 + 2.0 * exp(-0.1 * i); /* 5 .. 3.04 */
+    ck_assert(bl_curve_y_range(v, 40, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    double span = 5.0 - v[39]; /* padded by 5% of the span */
+    ck_assert_double_eq_tol(lo, v[39] - 0.05 * span, 1e-12);
+    ck_assert_double_eq_tol(hi, 5.0 + 0.05 * span, 1e-12);
+    v[40] = 1e30; /* one diverged validation */
+    ck_assert(bl_curve_y_range(v, 41, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 1);
+    ck_assert_double_eq_tol(hi, 5.0 + 0.05 * span, 1e-12);
+    v[40] = NAN;
+    v[39] = INFINITY;
+    ck_assert(bl_curve_y_range(v, 41, 0, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    ck_assert(hi < 6);
+    /* log axis: 1e-3 .. 1e2 evenly in decades, a zero and a negative value left out */
+    double w[12] = {1e-3, 1e-2, 1e-1, 1, 10, 100, 0, -5, 1e-3, 1e-2, 1e-1, 1};
+    ck_assert(bl_curve_y_range(w, 12, 1, &lo, &hi, &above));
+    ck_assert_int_eq(above, 0);
+    ck_assert_double_eq_tol(log10(lo), -3 - 0.25, 1e-9);
+    ck_assert_double_eq_tol(log10(hi), 2 + 0.25, 1e-9);
+    w[6] = 1e40; /* 38 decades up: above the fence */
+    ck_assert(bl_curve_y_range(w, 12, 1, &lo, &hi, &above));
+    ck_assert_int_eq(above, 1);
+    ck_assert_double_eq_tol(log10(hi), 2.25, 1e-9);
+    ck_assert(!bl_curve_y_range((double[]){0, -1, NAN}, 3, 1, &lo, &hi, &above));
+    ck_assert(bl_curve_y_range((double[]){0, -1, NAN}, 3, 0, &lo, &hi, &above));
+
+    make_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/curve.png", dir);
+    bl_curve *c = sample_curve(40);
+    c->points[39].val_loss = 1e30;
+    for (int log_scale = 0; log_scale < 2; log_scale++) {
+        ck_assert_int_eq(bl_curve_write_png_log(c, path, 500, 350, "outlier", log_scale), BL_OK);
+        int wd, ht;
+        unsigned char *px = decode_png(path, &wd, &ht);
+        ck_assert_int_eq(wd, 500);
+        ck_assert_int_eq(ht, 350);
+        /* the train line spans the plot's height, not a flat line at the bottom (which is
+         * what an axis up to 1e30 would give) */
+        int top = ht, bottom = -1;
+        for (int y = 0; y < ht; y++)
+            for (int x = 0; x < wd; x++) {
+                const unsigned char *q = px + 4 * ((size_t)y * wd + x);
+                if (q[0] == 31 && q[1] == 119 && q[2] == 180) {
+                    top = y < top ? y : top;
+                    bottom = y > bottom ? y : bottom;
+                }
+            }
+        ck_assert_msg(bottom - top > ht / 3, "train curve spans rows %d to %d of %d (log %d)", top, bottom, ht,
+                      log_scale);
+        free(px);
+    }
+    ck_assert_int_eq(count_files(), 1);
+    bl_curve_free(c);
+    remove_dir();
+}
+END_TEST
+
+
+/* lib/io/plot.h directly: a 200 x 300 image with one bright blob, drawn in grey into a PNG
+ * smaller than the image (blocks of 3 x 3 pixels): the blob is bright where
+ * bl_plot_image_to_png puts it, the sky dark; a star marker there in the prediction colour;
+ * a band the image lacks is refused and writes nothing */
+START_TEST(test_plot_image_blocks)
+{
+    make_dir();
+    const int64_t H = 200, W = 300;
+    bl_tensor *im = bl_tensor_alloc("im", 4, BL_SHAPE(1, 2, H, W), 0), *bg = bl_tensor_alloc("bg", 4, BL_SHAPE(1, 2, H, W), 0);
+    for (int64_t c = 0; c < 2; c++)
+        for (int64_t i = 0; i < H; i++)
+            for (int64_t j = 0; j < W; j++) {
+                double d2 = (double)((i - 50) * (i - 50) + (j - 220) * (j - 220));
+                bg->data[(c * H + i) * W + j] = 100;
+                im->data[(c * H + i) * W + j] = (bl_real)(100 + ((i * 7 + j * 13) % 5 - 2) + 5000 * exp(-d2 / 18));
+            }
+    bl_full_catalog *pred = bl_full_catalog_alloc(1, 1, H, W, 2);
+    pred->n_sources[0] = 1;
+    pred->plocs->data[0] = 150, pred->plocs->data[1] = 60; /* a false detection on the sky */
+    bl_plot_opts o = bl_plot_opts_default(2);
+    o.width = 160, o.height = 120, o.band = 1;
+    ck_assert_int_eq(o.flux_band, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/img.png", dir);
+    uint8_t unmatched = 0;
+    ck_assert_msg(bl_plot_image_png(path, im, bg, 0, (bl_plot_sources){0}, (bl_plot_sources){pred, &unmatched}, &o) == BL_OK,
+                  "%s", bl_error_message());
+    int w, h;
+    unsigned char *px = decode_png(path, &w, &h);
+    ck_assert(w == 160 && h == 120);
+    double x, y;
+    bl_plot_image_to_png(&o, H, W, 50, 220, &x, &y);
+    const unsigned char *q = px + 4 * ((size_t)y * w + (size_t)x);
+    ck_assert_msg(q[0] > 200 && q[0] == q[1] && q[1] == q[2], "blob at (%g, %g): %d %d %d", x, y, q[0], q[1], q[2]);
+    bl_plot_image_to_png(&o, H, W, 120, 150, &x, &y);
+    q = px + 4 * ((size_t)y * w + (size_t)x);
+    ck_assert_msg(q[0] < 60, "sky at (%g, %g): %d", x, y, q[0]);
+    bl_plot_image_to_png(&o, H, W, 150, 60, &x, &y);
+    long red = 0, yellow = 0;
+    for (int yy = (int)y - 8; yy <= (int)y + 8; yy++)
+        for (int xx = (int)x - 8; xx <= (int)x + 8; xx++) {
+            const unsigned char *c = px + 4 * ((size_t)yy * w + (size_t)xx);
+            red += c[0] == 255 && c[1] == 40 && c[2] == 40;
+            yellow += c[0] == 255 && c[1] == 230 && c[2] == 0;
+        }
+    ck_assert_msg(red > 3 && yellow > 3, "marker: %ld red, %ld yellow pixels", red, yellow);
+    free(px);
+    o.band = 2;
+    snprintf(path, sizeof path, "%s/bad.png", dir);
+    ck_assert_int_eq(bl_plot_image_png(path, im, bg, 0, (bl_plot_sources){0}, (bl_plot_sources){0}, &o), BL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "band 2: the images have bands 0 .. 1"));
+    ck_assert_int_eq(count_files(), 1);
+    bl_full_catalog_free(pred);
+    bl_tensor_free(im);
+    bl_tensor_free(bg);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_progress_plain_and_bar)
 {
     char *buf = NULL;
@@ -307,6 +437,8 @@ static Suite *curve_suite(void)
     tcase_add_test(tc, test_curve_csv_errors);
     tcase_add_test(tc, test_atomic_abort_keeps_old_file);
     tcase_add_test(tc, test_curve_png);
+    tcase_add_test(tc, test_curve_range_robust_and_log);
+    tcase_add_test(tc, test_plot_image_blocks);
     tcase_add_test(tc, test_progress_plain_and_bar);
     suite_add_tcase(s, tc);
     return s;

@@ -298,6 +298,70 @@ START_TEST(test_determinism_and_extra_fields)
 }
 END_TEST
 
+
+/* A new catalog field from the config's `fields` list: registered with its width, drawn by the
+ * named sampler kind (uniform per column: bounds and mean; gamma: mean), the base fields
+ * unchanged; loading the same list again is fine (the field is already registered). */
+START_TEST(test_fields_from_config)
+{
+    const char *text = "fields = (\n"
+                       "  { name = \"photo_z_err\"; width = 3; sampler = \"uniform\"; min = 0.02; max = 0.1; },\n"
+                       "  { name = \"dust\"; sampler = \"gamma\"; alpha = 3.0; beta = 6.0; } );\n";
+    for (int round = 0; round < 2; round++) {
+        bl_prior *prior = default_prior(8, 20, 2);
+        bl_tile_catalog *base = bl_prior_sample(prior, 5, 1);
+        bl_config *cfg;
+        ck_assert_int_eq(bl_config_load_string(&cfg, text, "f.cfg"), BL_OK);
+        ck_assert_msg(bl_prior_fields_from_config(prior, cfg, "fields") == BL_OK, "%s", bl_error_message());
+        ck_assert_int_eq(bl_config_check_unused(cfg), BL_OK);
+        bl_config_free(cfg);
+        ck_assert_int_eq(bl_catalog_field_width("photo_z_err", 5), 3);
+        ck_assert_int_eq(bl_catalog_field_width("dust", 5), 1);
+        ck_assert(!bl_catalog_field_is_builtin("photo_z_err") && bl_catalog_field_is_builtin("redshifts"));
+        ck_assert_int_eq(bl_prior_n_samplers(prior), 8);
+        ck_assert_str_eq(bl_prior_sampler(prior, 6)->field, "photo_z_err");
+        bl_tile_catalog *c = bl_prior_sample(prior, 5, 1);
+        for (int f = 0; f < base->n_fields; f++) {
+            const bl_tensor *x = base->fields[f].t, *y = bl_tile_catalog_require(c, base->fields[f].name);
+            ck_assert_int_eq(memcmp(x->data, y->data, (size_t)x->numel * sizeof(bl_real)), 0);
+        }
+        const bl_tensor *e = bl_tile_catalog_require(c, "photo_z_err");
+        ck_assert_int_eq(e->ndim, 5);
+        ck_assert_int_eq(e->shape[3], 2);
+        ck_assert_int_eq(e->shape[4], 3);
+        double sum[3] = {0, 0, 0}, lo = 1, hi = 0;
+        for (int64_t i = 0; i < e->numel; i++) {
+            sum[i % 3] += e->data[i];
+            lo = fmin(lo, e->data[i]);
+            hi = fmax(hi, e->data[i]);
+        }
+        ck_assert(lo >= 0.02 && hi < 0.1 && lo < 0.021 && hi > 0.099);
+        for (int k = 0; k < 3; k++) /* Uniform(0.02, 0.1): mean 0.06, variance 0.08^2 / 12 */
+            check_mean("photo_z_err column", sum[k], (double)e->numel / 3, 0.06, 0.0064 / 12);
+        const bl_tensor *d = bl_tile_catalog_require(c, "dust");
+        double dsum = 0;
+        for (int64_t i = 0; i < d->numel; i++) {
+            ck_assert(d->data[i] > 0);
+            dsum += d->data[i];
+        }
+        check_mean("dust", dsum, (double)d->numel, 0.5, 3.0 / 36); /* Gamma(3, rate 6) */
+        bl_tile_catalog_free(c);
+        bl_tile_catalog_free(base);
+        bl_prior_free(prior);
+    }
+    /* a C registration of another width is refused, naming the file, the line and the key */
+    bl_prior *prior = default_prior(1, 4, 1);
+    bl_config *cfg;
+    ck_assert_int_eq(bl_config_load_string(&cfg, "fields = (\n { name = \"dust\";\n width = 2; sampler = \"gamma\"; alpha = 1.0; beta = 1.0; } );",
+                                           "g.cfg"), BL_OK);
+    ck_assert_int_eq(bl_prior_fields_from_config(prior, cfg, "fields"), BL_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "g.cfg:3: key 'fields.[0].width'"));
+    ck_assert_ptr_nonnull(strstr(bl_error_message(), "already registered with width 1"));
+    bl_config_free(cfg);
+    bl_prior_free(prior);
+}
+END_TEST
+
 /* load the default config, apply `set`, build the simulator; returns the status */
 static bl_status build_with(const char *set)
 {
@@ -680,6 +744,7 @@ int main(void)
     tcase_add_test(tc, test_pareto_fluxes);
     tcase_add_test(tc, test_color_models);
     tcase_add_test(tc, test_determinism_and_extra_fields);
+    tcase_add_test(tc, test_fields_from_config);
     tcase_add_test(tc, test_impossible_config_values);
     tcase_add_test(tc, test_simulator_from_including_config);
     tcase_add_test(tc, test_color_model_files);

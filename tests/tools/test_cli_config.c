@@ -166,6 +166,30 @@ static const cli_case cases[] = {
      {0}, 0, {0}},
     {"ov3.cfg", "@include \"ov.cfg\"\noverrides = ( \"prior.tile_slen = 2\" );\n", {0}, 1,
      {"ov3.cfg:2: duplicate setting name"}},
+    /* new catalog fields (the top-level `fields` list): each mistake names file:line and key */
+    {"fld_ok.cfg", SIM "fields = (\n  { name = \"photo_z_err\"; width = 2; sampler = \"gamma\"; alpha = 2.0; beta = 4.0; } );\n"
+     "factors = (\n  { name = \"pz\"; kind = \"lognormal\"; field = \"photo_z_err\"; column = 1; } );\n",
+     {0}, 0, {0}},
+    {"fld_kind.cfg", SIM "fields = (\n  { name = \"photo_z_err\";\n    sampler = \"beta\"; a = 1.0; } );\n", {0}, 1,
+     {"fld_kind.cfg:4: key 'fields.[0].sampler': unknown sampler 'beta' (known: uniform, gamma"}},
+    {"fld_width.cfg", SIM "fields = (\n  { name = \"photo_z_err\";\n    width = 0; sampler = \"uniform\"; min = 0.0; max = 1.0; } );\n",
+     {0}, 1, {"fld_width.cfg:4: key 'fields.[0].width' = 0 is out of range"}},
+    {"fld_width2.cfg", SIM "fields = (\n  { name = \"photo_z_err\"; width = \"one\"; sampler = \"uniform\"; min = 0.0; max = 1.0; } );\n",
+     {0}, 1, {"fld_width2.cfg:3: key 'fields.[0].width' must be an integer"}},
+    {"fld_dup.cfg", SIM "fields = (\n  { name = \"pz\"; sampler = \"uniform\"; min = 0.0; max = 1.0; },\n"
+     "  { name = \"pz\"; sampler = \"uniform\"; min = 0.0; max = 2.0; } );\n", {0}, 1,
+     {"fld_dup.cfg:4: key 'fields.[1].name': field 'pz' is already defined by fields.[0] (", "fld_dup.cfg:3)"}},
+    {"fld_builtin.cfg", SIM "fields = (\n  { name = \"redshifts\"; sampler = \"uniform\"; min = 0.0; max = 1.0; } );\n",
+     {0}, 1, {"fld_builtin.cfg:3: key 'fields.[0].name': 'redshifts' is a built-in catalog field"}},
+    {"fld_typo.cfg", SIM "fields = (\n  { name = \"pz\"; sampler = \"uniform\"; min = 0.0; max = 1.0;\n    widht = 2; } );\n",
+     {0}, 1, {"fld_typo.cfg:4: unknown key 'fields.[0].widht'"}},
+    {"fld_param.cfg", SIM "fields = (\n  { name = \"pz\"; sampler = \"uniform\"; min = 0.0; } );\n", {0}, 1,
+     {"fld_param.cfg:3: key 'fields.[0]': sampler 'uniform' needs the parameter 'max'"}},
+    {"fld_range.cfg", SIM "fields = (\n  { name = \"pz\"; sampler = \"uniform\"; min = 1.0; max = 1.0; } );\n", {0}, 1,
+     {"fld_range.cfg:3", "max = 1 must be greater than min = 1"}},
+    /* a factor on a field nobody defined: the message says how to define it */
+    {"fld_none.cfg", SIM "factors = (\n  { name = \"pz\"; kind = \"normal\"; field = \"photo_z\"; } );\n", {0}, 1,
+     {"fld_none.cfg:3", "unknown catalog field 'photo_z'"}},
 };
 #undef SIM
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "autograd/conv_engine.h"
+#include "dists/vardist.h"
 #include "lib/io/atomic_file.h"
 #include "lib/io/curve.h"
 #include "lib/io/table.h"
@@ -550,4 +551,17 @@ static Suite *cli_e2e_suite(void)
     return s;
 }
 
-int main(void) { return bl_check_run(cli_e2e_suite()); }
+int main(void)
+{
+    /* predict's q columns (on_prob, <factor>_loc, ...) are catalog fields: register those of
+     * quick.cfg's factors (the SDSS ones and redshift) to read its FITS tables */
+    bl_vardist_spec *spec = bl_vardist_spec_alloc_sdss(5, 4);
+    if (bl_vardist_spec_add(spec, &(bl_factor){.name = "redshift", .kind = bl_dist_normal, .field = "redshifts",
+                                               .mask = BL_MASK_ON}) != BL_OK ||
+        bl_vardist_q_register(spec) != BL_OK) {
+        fprintf(stderr, "%s\n", bl_error_message());
+        return 1;
+    }
+    bl_vardist_spec_free(spec);
+    return bl_check_run(cli_e2e_suite());
+}
