@@ -30,14 +30,14 @@ bl_ddp *bl_ddp_alloc(bl_params *params, int sync_batchnorm)
     }
     d->grads = bl_malloc((size_t)(d->n_grads > 0 ? d->n_grads : 1) * sizeof(bl_real));
     d->bufs = bl_malloc((size_t)(d->n_bufs > 0 ? d->n_bufs : 1) * sizeof(bl_real));
-    if (sync_batchnorm) bl_batchnorm_set_reducer(bl_ddp_bn_reduce, NULL);
+    if (sync_batchnorm) bl_batchnorm_set_reducer(bl_ddp_bn_reduce, NULL, bl_dist_rank() == 0);
     return d;
 }
 
 void bl_ddp_free(bl_ddp *d)
 {
     if (!d) return;
-    bl_batchnorm_set_reducer(NULL, NULL);
+    bl_batchnorm_set_reducer(NULL, NULL, 0);
     free(d->grads);
     free(d->bufs);
     free(d);
