@@ -10,6 +10,7 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/dist.h"
 #include "tools/run_info.h"
 
 /* q(redshift) of the marginal on every tile of the uncropped, filtered target: the NLL of
@@ -94,7 +95,11 @@ int bl_cmd_evaluate(bl_cli *cli)
     if (src.n_batches > 0 && src.n_batches < n_batches) n_batches = src.n_batches;
     for (int k = 0; k < 2; k++) m[k] = bl_metrics_alloc(&s->metrics, s->n_bands);
     const int ttc = s->encoder.tiles_to_crop, band = s->encoder.flux_band;
-    for (int64_t b = 0; b < n_batches; b++) {
+    /* under mpirun each process evaluates its share of the batches (each batch keeps its random
+     * streams); the metrics' counts and sums are then added up (docs/scaling.md) */
+    int64_t b_lo, b_hi;
+    bl_dist_share(n_batches, &b_lo, &b_hi);
+    for (int64_t b = b_lo; b < b_hi; b++) {
         bl_tensor *x;
         bl_tile_catalog *truth;
         if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
@@ -120,6 +125,11 @@ int bl_cmd_evaluate(bl_cli *cli)
         bl_tile_catalog_free(truth);
         bl_ctx_reset(ctx);
         if (st) goto done;
+    }
+    for (int k = 0; k < 2; k++) bl_dist_sum_metrics(m[k]);
+    if (bl_dist_rank() > 0) { /* rank 0 writes */
+        status = 0;
+        goto done;
     }
     bl_metrics_result r[2];
     for (int k = 0; k < 2; k++) bl_metrics_compute(m[k], &r[k]);

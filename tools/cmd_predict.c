@@ -8,6 +8,7 @@
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/dist.h"
 #include "tools/run_info.h"
 
 /* The predicted tile catalog under BLISS's batch names ("tile_catalog.<field>"), n_sources as
@@ -144,10 +145,22 @@ int bl_cmd_predict(bl_cli *cli)
     if (bl_pad_images(cli, &images, &background)) goto done;
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
+    /* under mpirun each process predicts its share of the images (none if there are fewer
+     * images than processes); rank 0 gathers the catalogs and writes (docs/scaling.md) */
+    const int64_t n_images = images->shape[0];
+    bl_dist_keep_share(&images);
+    bl_dist_keep_share(&background);
     bl_tensor *x;
-    if (bl_cli_normalize(s, ctx, images, background, &x)) goto done;
-    if (bl_encoder_check_input(enc, x)) goto done;
-    if (bl_encoder_sample(enc, ctx, x, 1, (uint64_t)s->train.seed, 0, &cat)) goto done;
+    if (images->shape[0] > 0 || n_images == 0) {
+        if (bl_cli_normalize(s, ctx, images, background, &x)) goto done;
+        if (bl_encoder_check_input(enc, x)) goto done;
+        if (bl_encoder_sample(enc, ctx, x, 1, (uint64_t)s->train.seed, 0, &cat)) goto done;
+    }
+    bl_dist_gather_tile_catalog(&cat, n_images);
+    if (bl_dist_rank() > 0) {
+        status = 0;
+        goto done;
+    }
 
     /* plocs of the cropped catalog are relative to its corner: shift back to the input image */
     const int ttc = s->encoder.tiles_to_crop, off = ttc * s->tile_slen;

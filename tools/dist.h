@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "lib/catalog.h"
+#include "lib/eval/metrics.h"
 #include "lib/tensor.h"
 
 /* MPI_Init when started by mpirun (OMPI_COMM_WORLD_SIZE / PMIX_RANK / PMI_SIZE set), else
@@ -37,5 +39,23 @@ int bl_dist_same_u64(uint64_t v);
 void bl_dist_bcast_real(bl_real *buf, int64_t n);
 void bl_dist_bcast_double(double *buf, int64_t n);
 void bl_dist_barrier(void);
+
+/* Work split over the ranks (evaluate, predict). This rank's share [*lo, *hi) of n items:
+ * contiguous, in rank order, sizes differing by at most one (the first n mod N ranks take one
+ * more; ranks beyond n get none). */
+void bl_dist_share(int64_t n, int64_t *lo, int64_t *hi);
+/* *t (B, ...) replaced by its rows [lo, hi) of this rank's share of B (possibly none); one
+ * process: nothing. */
+void bl_dist_keep_share(bl_tensor **t);
+/* Every rank sends `mine`, its share (bl_dist_share(n)) of n items of `item` values; rank 0
+ * receives all n items into `all`, in rank order (`all` is not used on the other ranks). */
+void bl_dist_gather_real(const bl_real *mine, bl_real *all, int64_t n, int64_t item);
+void bl_dist_gather_int32(const int32_t *mine, int32_t *all, int64_t n, int64_t item);
+/* Rank 0: *cat (this rank's share of B images, NULL when the share is empty) replaced by the
+ * catalog of all B images, the ranks' shares in rank order; the fields, geometry and values are
+ * those of the parts. The other ranks keep *cat. One process: nothing. */
+void bl_dist_gather_tile_catalog(bl_tile_catalog **cat, int64_t B);
+/* Metrics accumulated by every rank over its share of the data, summed into every rank's m. */
+void bl_dist_sum_metrics(bl_metrics *m);
 
 #endif

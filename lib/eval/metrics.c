@@ -10,6 +10,7 @@ const char *const bl_galaxy_param_names[BL_N_GALAXY_PARAMS] = {
     "disk_frac", "beta_radians", "disk_q", "a_d", "bulge_q", "a_b",
 };
 
+/* every counter is part of bl_metrics_get_state / bl_metrics_set_state */
 struct bl_metrics {
     bl_metrics_opts opts;
     int n_bands, n_bins;
@@ -26,6 +27,52 @@ struct bl_metrics {
     int64_t n_nll;
     double nll_sum;
 };
+
+/* pointers to m's counters and sums in the state's order (the two flags come last in ints) */
+static void bl_metrics_state_fields(bl_metrics *m, int64_t **ints, double **sums)
+{
+    int k = 0, j = 0;
+    for (int b = 0; b <= BL_METRICS_MAX_CUTOFFS; b++) {
+        ints[k++] = &m->n_true[b];
+        ints[k++] = &m->n_est[b];
+        ints[k++] = &m->n_true_matched[b];
+        ints[k++] = &m->n_est_matched[b];
+    }
+    ints[k++] = &m->n_matches;
+    ints[k++] = &m->n_type_correct;
+    ints[k++] = &m->n_matched_galaxies;
+    ints[k++] = &m->n_redshift;
+    ints[k++] = &m->n_nll;
+    for (int b = 0; b < BL_METRICS_MAX_BANDS; b++) sums[j++] = &m->flux_abs_err[b];
+    for (int p = 0; p < BL_N_GALAXY_PARAMS; p++) sums[j++] = &m->shape_abs_err[p];
+    sums[j++] = &m->redshift_sq_err;
+    sums[j++] = &m->nll_sum;
+    BL_ASSERT(k + 2 == BL_METRICS_STATE_INTS && j == BL_METRICS_STATE_SUMS,
+              "bl_metrics_state_fields: %d counts and %d sums, metrics.h says %d and %d", k + 2, j,
+              BL_METRICS_STATE_INTS, BL_METRICS_STATE_SUMS);
+}
+
+void bl_metrics_get_state(const bl_metrics *m, int64_t *ints, double *sums)
+{
+    int64_t *ip[BL_METRICS_STATE_INTS];
+    double *dp[BL_METRICS_STATE_SUMS];
+    bl_metrics_state_fields((bl_metrics *)m, ip, dp);
+    for (int k = 0; k < BL_METRICS_STATE_INTS - 2; k++) ints[k] = *ip[k];
+    ints[BL_METRICS_STATE_INTS - 2] = m->seen_shape;
+    ints[BL_METRICS_STATE_INTS - 1] = m->seen_redshift;
+    for (int j = 0; j < BL_METRICS_STATE_SUMS; j++) sums[j] = *dp[j];
+}
+
+void bl_metrics_set_state(bl_metrics *m, const int64_t *ints, const double *sums)
+{
+    int64_t *ip[BL_METRICS_STATE_INTS];
+    double *dp[BL_METRICS_STATE_SUMS];
+    bl_metrics_state_fields(m, ip, dp);
+    for (int k = 0; k < BL_METRICS_STATE_INTS - 2; k++) *ip[k] = ints[k];
+    m->seen_shape = ints[BL_METRICS_STATE_INTS - 2] > 0;
+    m->seen_redshift = ints[BL_METRICS_STATE_INTS - 1] > 0;
+    for (int j = 0; j < BL_METRICS_STATE_SUMS; j++) *dp[j] = sums[j];
+}
 
 void bl_metrics_opts_default(bl_metrics_opts *opts)
 {

@@ -65,6 +65,14 @@ bl_status bl_metrics_update_redshift_nll(bl_metrics *m, int64_t n, const int32_t
                                          const bl_real *z_true, const bl_real *loc,
                                          const bl_real *scale);
 
+/* The accumulated state as numbers that add up over disjoint parts of a dataset (to sum the
+ * metrics of several processes, tools/dist.h): BL_METRICS_STATE_INTS counts and flags,
+ * BL_METRICS_STATE_SUMS sums. set_state replaces m's state by such numbers (a flag is set
+ * when its sum is positive); m's options stay. */
+#define BL_METRICS_STATE_INTS (4 * (BL_METRICS_MAX_CUTOFFS + 1) + 7)
+#define BL_METRICS_STATE_SUMS (BL_METRICS_MAX_BANDS + BL_N_GALAXY_PARAMS + 2)
+void bl_metrics_get_state(const bl_metrics *m, int64_t *ints, double *sums);
+void bl_metrics_set_state(bl_metrics *m, const int64_t *ints, const double *sums);
 typedef struct bl_metrics_bin {
     double lo, hi;                     /* magnitudes in (lo, hi]; -inf / +inf at the ends */
     int64_t n_true, n_est;             /* sources whose true / estimated magnitude is in it */

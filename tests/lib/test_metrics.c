@@ -285,6 +285,63 @@ START_TEST(test_metrics_redshift_nll)
 }
 END_TEST
 
+/* The state adds up over disjoint parts of a dataset (how evaluate sums the metrics of several
+ * processes): part A = the hand-made batch, part B = the same batch and the redshift NLL of
+ * test_metrics_redshift_nll; A + B set into a fresh bl_metrics computes what one bl_metrics
+ * fed all of it computes. */
+START_TEST(test_metrics_state_sums)
+{
+    const src *ts[] = {img0_t, img1_t}, *es[] = {img0_e, img1_e};
+    bl_full_catalog *t = make_cat(2, 3, (int[]){3, 1}, ts), *e = make_cat(2, 3, (int[]){3, 1}, es);
+    const int32_t n[4] = {1, 0, 1, 2};
+    const bl_real z[4] = {0, 5, 1, 2}, loc[4] = {0, 0, 0, 1}, scale[4] = {1, 1, 2, 1};
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *whole = bl_metrics_alloc(&o, 3), *a = bl_metrics_alloc(&o, 3), *b = bl_metrics_alloc(&o, 3);
+    bl_metrics *sum = bl_metrics_alloc(&o, 3);
+    ck_assert_int_eq(bl_metrics_update(whole, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(whole, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_redshift_nll(whole, 4, n, z, loc, scale), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(a, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(b, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_redshift_nll(b, 4, n, z, loc, scale), BL_OK);
+    int64_t ia[BL_METRICS_STATE_INTS], ib[BL_METRICS_STATE_INTS];
+    double da[BL_METRICS_STATE_SUMS], db[BL_METRICS_STATE_SUMS];
+    bl_metrics_get_state(a, ia, da);
+    bl_metrics_get_state(b, ib, db);
+    for (int k = 0; k < BL_METRICS_STATE_INTS; k++) ia[k] += ib[k];
+    for (int k = 0; k < BL_METRICS_STATE_SUMS; k++) da[k] += db[k];
+    bl_metrics_set_state(sum, ia, da);
+    bl_metrics_result rw, rs;
+    bl_metrics_compute(whole, &rw);
+    bl_metrics_compute(sum, &rs);
+    ck_assert_int_eq(rs.n_matches, 6);
+    ck_assert_int_eq(rs.n_nll, 3);
+    ck_assert(rs.has_shape && rs.has_redshift);
+    ck_assert_int_eq(rs.n_true, rw.n_true);
+    ck_assert_int_eq(rs.n_est_matched, rw.n_est_matched);
+    ck_assert_int_eq(rs.n_matched_galaxies, rw.n_matched_galaxies);
+    for (int k = 0; k < rw.n_bins; k++) {
+        ck_assert_int_eq(rs.bins[k].n_true, rw.bins[k].n_true);
+        ck_assert_int_eq(rs.bins[k].n_est, rw.bins[k].n_est);
+        ck_assert_int_eq(rs.bins[k].n_true_matched, rw.bins[k].n_true_matched);
+        ck_assert_int_eq(rs.bins[k].n_est_matched, rw.bins[k].n_est_matched);
+    }
+    ck_assert_double_eq_tol(rs.precision, rw.precision, 1e-15);
+    ck_assert_double_eq_tol(rs.classification_acc, rw.classification_acc, 1e-15);
+    for (int k = 0; k < 3; k++) ck_assert_double_eq_tol(rs.flux_mae[k], rw.flux_mae[k], 1e-12);
+    for (int p = 0; p < 6; p++) ck_assert_double_eq_tol(rs.shape_mae[p], rw.shape_mae[p], 1e-12);
+    ck_assert_double_eq_tol(rs.redshift_mse, 0.02, EPS);
+    ck_assert_double_eq_tol(rs.redshift_nll, 1.358320926724654, 1e-6);
+    bl_full_catalog_free(t);
+    bl_full_catalog_free(e);
+    bl_metrics_free(whole);
+    bl_metrics_free(a);
+    bl_metrics_free(b);
+    bl_metrics_free(sum);
+}
+END_TEST
+
 START_TEST(test_metrics_opts_from_config)
 {
     bl_config *cfg;
@@ -328,6 +385,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_only_unmatched);
     tcase_add_test(tc, test_metrics_hand_made_batch);
     tcase_add_test(tc, test_metrics_redshift_nll);
+    tcase_add_test(tc, test_metrics_state_sums);
     tcase_add_test(tc, test_metrics_opts_from_config);
     suite_add_tcase(s, tc);
     return s;
