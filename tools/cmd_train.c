@@ -271,6 +271,8 @@ int bl_cmd_train(bl_cli *cli)
     bl_batch_source val_src = t->val_batches > 0 ? bl_cli_data_source(data, BL_DATA_VAL, t->val_batches)
                                                  : (bl_batch_source){0};
     tr = bl_trainer_alloc(enc, &topts, train_src, val_src);
+    if (ddp) ddp->bucket = (int64_t)ceil(t->ddp_bucket_mb * 1e6 / sizeof(bl_real));
+    if (ddp && t->ddp_overlap) bl_ddp_overlap(ddp, tr->ctx);
 
     bl_train_state state;
     bl_train_state_init(&state);
@@ -327,9 +329,10 @@ int bl_cmd_train(bl_cli *cli)
     printf("run: bliss-c %s, seed %lld, threads %d, conv engine %s; resolved config in %s/config.cfg\n",
            bl_cli_version(), (long long)t->seed, bl_cli_threads(), bl_cli_conv_engine(), out_dir);
     if (bl_dist_size() > 1)
-        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s\n", bl_dist_size(),
-               (long long)(s->batch_size / bl_dist_size()),
-               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process");
+        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s, all-reduce %s\n",
+               bl_dist_size(), (long long)(s->batch_size / bl_dist_size()),
+               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process",
+               t->ddp_overlap ? "overlapped with backward" : "after backward");
     fflush(stdout);
     struct sigaction old_int, old_term, old_usr1;
     bl_install_signals(&old_int, &old_term, &old_usr1);

@@ -72,6 +72,35 @@ void bl_dist_sum_real(bl_real *buf, int64_t n, int64_t bucket)
     free(req);
 }
 
+struct bl_dist_req {
+    MPI_Request r;
+    int done;
+};
+
+bl_dist_req *bl_dist_isum_real(bl_real *buf, int64_t n)
+{
+    BL_ASSERT(n >= 0 && n <= BL_MPI_MAX_COUNT, "bl_dist_isum_real: %lld values in one message", (long long)n);
+    bl_dist_req *q = bl_calloc(1, sizeof *q);
+    if (bl_dist_n > 1)
+        MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, BL_MPI_REAL, MPI_SUM, MPI_COMM_WORLD, &q->r);
+    else
+        q->done = 1;
+    return q;
+}
+
+int bl_dist_test(bl_dist_req *q)
+{
+    if (!q->done) MPI_Test(&q->r, &q->done, MPI_STATUS_IGNORE);
+    return q->done;
+}
+
+void bl_dist_wait(bl_dist_req *q)
+{
+    if (!q) return;
+    if (!q->done) MPI_Wait(&q->r, MPI_STATUS_IGNORE);
+    free(q);
+}
+
 int bl_dist_max_int(int v)
 {
     if (bl_dist_n > 1) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -183,6 +212,18 @@ void bl_dist_gather_int32(const int32_t *mine, int32_t *all, int64_t n, int64_t 
     if (all != mine) memcpy(all, mine, (size_t)(n * item) * sizeof *all);
 }
 void bl_dist_sum_metrics(bl_metrics *m) { (void)m; }
+struct bl_dist_req {
+    int done;
+};
+bl_dist_req *bl_dist_isum_real(bl_real *buf, int64_t n)
+{
+    (void)buf, (void)n;
+    bl_dist_req *q = bl_calloc(1, sizeof *q);
+    q->done = 1;
+    return q;
+}
+int bl_dist_test(bl_dist_req *q) { return q->done; }
+void bl_dist_wait(bl_dist_req *q) { free(q); }
 
 #endif
 

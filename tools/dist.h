@@ -31,6 +31,13 @@ void bl_dist_sum_int64(int64_t *buf, int64_t n);
 /* In-place sum of a bl_real buffer in messages of at most `bucket` elements, all in flight at
  * once (0: one message). */
 void bl_dist_sum_real(bl_real *buf, int64_t n, int64_t bucket);
+/* A non-blocking in-place sum of buf[0 .. n) (n < 2^30) over all ranks: every rank must start
+ * the same sums in the same order. bl_dist_test lets MPI advance it (1 when done);
+ * bl_dist_wait completes it and frees the request (NULL: nothing). One process: done at once. */
+typedef struct bl_dist_req bl_dist_req;
+bl_dist_req *bl_dist_isum_real(bl_real *buf, int64_t n);
+int bl_dist_test(bl_dist_req *r);
+void bl_dist_wait(bl_dist_req *r);
 /* The maximum of `v` over all ranks. */
 int bl_dist_max_int(int v);
 /* 1 when `v` is the same on every rank. */

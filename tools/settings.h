@@ -31,6 +31,8 @@ typedef struct bl_train_settings {
     int64_t max_steps;         /* 0: no limit; else stop after this many optimizer steps */
     int fixed_batch;           /* 0; 1: the seed's loop, one batch for every step */
     int sync_batchnorm;        /* 0; 1: under mpirun, BatchNorm statistics of the global batch */
+    int ddp_overlap;           /* 0; 1: under mpirun, gradient all-reduce overlapped with backward */
+    double ddp_bucket_mb;      /* 25 (BL_DDP_BUCKET_MB): MB of gradients per all-reduce message */
     int64_t print_every;       /* 10 */
     int64_t checkpoint_every;  /* 0: last.safetensors at epoch ends only; else also every N steps */
     bl_adam_opts adam;         /* train.optimizer: torch's defaults (bl_adam_defaults) */

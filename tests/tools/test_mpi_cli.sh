@@ -1,7 +1,8 @@
 #!/bin/sh
 # bliss under `mpirun -np 2` (tests/tools/meson.build): usage: test_mpi_cli.sh BLISS CONFIGS_DIR
 #  1. generate: the shards of 2 processes are byte-identical to those of 1 process;
-#  2. a batch that does not split over the processes is a clear error;
+#  2. a batch that does not split over the processes is a clear error; training with the
+#     all-reduce overlapped with backward (train.ddp_overlap) runs and says so;
 #  3. SIGUSR1 to mpirun (forwarded to every process): all stop after the same step, rank 0
 #     saves once and says so; --resume under mpirun continues from that checkpoint;
 #  4. a process killed mid-run: mpirun exits non-zero within seconds, and the last checkpoint
@@ -36,6 +37,13 @@ echo "generate: 3 shards byte-identical"
 $MPIRUN "$BLISS" train -c quick.cfg --set prior.batch_size=3 -o bad --threads 1 >bad.log 2>&1 && fail "batch 3 on 2 processes succeeded"
 grep -q "multiple of the number of processes" bad.log || fail "no clear message: $(cat bad.log)"
 echo "indivisible batch: $(grep -m1 'multiple' bad.log)"
+
+# 2b. the all-reduce overlapped with backward, through the config (bit-identity: test_ddp.c)
+$MPIRUN "$BLISS" train -c quick.cfg -o ovl --threads 1 --set train.ddp_overlap=true --set train.ddp_bucket_mb=0.05 \
+  >ovl.log 2>&1 || fail "train with ddp_overlap: $(cat ovl.log)"
+grep -q "all-reduce overlapped with backward" ovl.log || fail "ddp_overlap not reported: $(head -5 ovl.log)"
+[ -f ovl/last.safetensors ] || fail "train with ddp_overlap wrote no checkpoint"
+echo "ddp_overlap: trained, $(grep -m1 'data-parallel' ovl.log)"
 
 # 3. SIGUSR1 to mpirun, then --resume (a SIGTERM to mpirun tears the job down: docs/scaling.md)
 $MPIRUN "$BLISS" train -c quick.cfg -o term --threads 1 --set train.steps_per_epoch=100000 \
