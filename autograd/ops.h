@@ -81,12 +81,15 @@ bl_tensor *bl_batchnorm_silu(bl_ctx *ctx, bl_tensor *x, bl_tensor *weight, bl_te
  * with a reducer set, training-mode BatchNorm takes its statistics over the batches of all
  * processes. The reducer must replace buf[0 .. n) by its sum over the processes (the same
  * result on every process); autograd calls it outside parallel regions, in the same order on
- * every process. Forward: the per-channel sums of x and the value count, then the per-channel
- * sums of (x - mean)^2 (two passes, no cancellation); backward: the per-channel sums of g and
- * g xhat. weight/bias gradients stay local (the caller all-reduces parameter gradients).
- * NULL (the default): per-process statistics, exactly as before. Process-wide setting. */
+ * every process. `first` is 1 on the one process whose slice begins the global batch. The
+ * statistics are those one process computes over the whole batch, with the same float
+ * operations per value: forward, the channel's first value in the global batch (from the
+ * `first` process), then the sums of d = x - that value, of d^2 and the value count; backward,
+ * the per-channel sums of g and g xhat. Only the double-precision sums are added in another
+ * order. weight/bias gradients stay local (the caller all-reduces parameter gradients).
+ * NULL (the default): per-process statistics. Process-wide setting. */
 typedef void (*bl_batchnorm_reducer)(void *user, double *buf, int64_t n);
-void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user);
+void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first);
 /* nearest upsampling x2 of the last two dims: out[i][j] = in[i/2][j/2] */
 bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x);
 

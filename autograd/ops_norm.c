@@ -36,11 +36,13 @@ typedef struct bl_bn_saved {
 
 static bl_batchnorm_reducer bn_reducer;
 static void *bn_reducer_user;
+static int bn_reducer_first;
 
-void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user)
+void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first)
 {
     bn_reducer = fn;
     bn_reducer_user = user;
+    bn_reducer_first = first;
 }
 
 /* SiLU over one row of z = (x - mean) scale + shift:
@@ -212,35 +214,33 @@ static void batchnorm_backward_sync(bl_ctx *ctx, bl_node *node)
     bl_arena_release(arena, mark);
 }
 
-/* Training statistics over all processes: per-channel sum of x and the count (reduced), then
- * sums of (x - m) and (x - m)^2 about the common mean m (reduced). */
+/* Training statistics of channel c over the values of all processes, computed as one process
+ * computes them over the whole batch (batchnorm_apply): sums of d = x - shift and d^2 about
+ * the channel's first value in the global batch, which the process holding the batch's first
+ * image contributes to a reduced buffer (the others add 0, so the sum is that value exactly);
+ * then the sums and the count are reduced. Every d is the same float on both paths; only the
+ * double sums are added in another order. */
 static void bn_stats_sync(bl_ctx *ctx, const bl_tensor *x, int64_t B, int64_t C, int64_t S,
                           double *mu, double *var, double *n_out)
 {
     double *buf = bl_scratch(ctx, (size_t)(2 * C + 1) * sizeof *buf);
-    const int par = x->numel > BL_NORM_OMP_MIN;
-#pragma omp parallel for schedule(static) if (par)
+    for (int64_t c = 0; c < C; c++) buf[c] = bn_reducer_first ? (double)x->data[c * S] : 0;
+    bn_reducer(bn_reducer_user, buf, C);
+    for (int64_t c = 0; c < C; c++) mu[c] = buf[c]; /* the shift, a bl_real value */
+#pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
     for (int64_t c = 0; c < C; c++) {
         double acc1[BL_NORM_LANES] = {0}, acc2[BL_NORM_LANES] = {0};
-        for (int64_t b = 0; b < B; b++) bn_row_moments(x->data + (b * C + c) * S, S, 0, acc1, acc2);
-        buf[c] = bn_lanes_sum(acc1);
-    }
-    buf[C] = (double)(B * S);
-    bn_reducer(bn_reducer_user, buf, C + 1);
-    const double n = buf[C];
-    for (int64_t c = 0; c < C; c++) mu[c] = buf[c] / n;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t c = 0; c < C; c++) {
-        const bl_real shift = (bl_real)mu[c];
-        double acc1[BL_NORM_LANES] = {0}, acc2[BL_NORM_LANES] = {0};
-        for (int64_t b = 0; b < B; b++) bn_row_moments(x->data + (b * C + c) * S, S, shift, acc1, acc2);
+        for (int64_t b = 0; b < B; b++)
+            bn_row_moments(x->data + (b * C + c) * S, S, (bl_real)mu[c], acc1, acc2);
         buf[c] = bn_lanes_sum(acc1);
         buf[C + c] = bn_lanes_sum(acc2);
     }
-    bn_reducer(bn_reducer_user, buf, 2 * C);
+    buf[2 * C] = (double)(B * S);
+    bn_reducer(bn_reducer_user, buf, 2 * C + 1);
+    const double n = buf[2 * C];
     for (int64_t c = 0; c < C; c++) {
         const double s1 = buf[c] / n, s2 = buf[C + c] / n;
-        mu[c] = (double)(bl_real)mu[c] + s1;
+        mu[c] += s1;
         var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
     }
     *n_out = n;

@@ -8,6 +8,8 @@ struct bl_ctx {
     bl_node *last;
     int n_nodes;
     int grad_enabled;
+    bl_backward_hook *hook;
+    void *hook_user;
 };
 
 bl_ctx *bl_ctx_alloc(size_t arena_bytes)
@@ -42,6 +44,12 @@ int bl_set_grad_enabled(bl_ctx *ctx, int enabled)
 }
 
 int bl_grad_enabled(const bl_ctx *ctx) { return ctx->grad_enabled; }
+
+void bl_ctx_set_backward_hook(bl_ctx *ctx, bl_backward_hook *fn, void *user)
+{
+    ctx->hook = fn;
+    ctx->hook_user = user;
+}
 int bl_tape_length(const bl_ctx *ctx) { return ctx->n_nodes; }
 
 void *bl_scratch(bl_ctx *ctx, size_t bytes) { return bl_arena_push(ctx->arena, bytes); }
@@ -140,6 +148,7 @@ void bl_backward(bl_ctx *ctx, bl_tensor *loss)
         /* a parameter fed into a reached node has a gradient this step (torch: grad not None) */
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] && n->in[i]->persistent && n->in[i]->requires_grad) n->in[i]->has_grad = 1;
+        if (ctx->hook) ctx->hook(ctx->hook_user, n);
     }
     bl_set_grad_enabled(ctx, old);
     /* the tape is consumed (as torch without retain_graph): a second bl_backward on a later

@@ -68,6 +68,13 @@ bl_real *bl_grad_for_write(bl_ctx *ctx, bl_tensor *t, int *fresh);
  * The tape is consumed: nodes recorded before this call are not replayed by a later one. */
 void bl_backward(bl_ctx *ctx, bl_tensor *loss);
 
+/* Backward hook: bl_backward calls fn(user, node) after each node's backward function (node->in
+ * are its inputs; the tape is intact during the walk, node->prev leads to the earlier nodes).
+ * Data-parallel training uses it to start summing gradients that are final while backward goes
+ * on (tools/ddp.h). NULL (the default): none. */
+typedef void bl_backward_hook(void *user, const bl_node *node);
+void bl_ctx_set_backward_hook(bl_ctx *ctx, bl_backward_hook *fn, void *user);
+
 /* For op implementers: 1 if an op on these inputs must be recorded. */
 int bl_tape_needs(const bl_ctx *ctx, int n_in, bl_tensor *const *in);
 /* Record a node for `out` (marks out->requires_grad) when bl_tape_needs; returns the node

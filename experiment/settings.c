@@ -7,11 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
+
 bl_train_settings bl_train_settings_default(void)
 {
     return (bl_train_settings){.seed = 42, .data = "simulate", .steps_per_epoch = 128,
                                .val_batches = 10, .max_epochs = 50, .min_epochs = 1, .patience = 5,
-                               .max_steps = 0, .fixed_batch = 0, .val_metrics = 1, .print_every = 10,
+                               .max_steps = 0, .fixed_batch = 0, .val_metrics = 1,
+                               .ddp_bucket_mb = BL_DDP_BUCKET_MB, .print_every = 10,
                                .checkpoint_every = 0, .adam = bl_adam_defaults(),
                                .n_milestones = 1, .milestones = {32}, .gamma = 0.1,
                                .output_dir = "output", .plot_width = 800, .plot_height = 500};
@@ -144,6 +146,8 @@ static bl_status bl_read_train(bl_settings *s)
         (st = bl_config_bool(cfg, "train.fixed_batch", t->fixed_batch, 0, &t->fixed_batch)) ||
         (st = bl_config_bool(cfg, "train.sync_batchnorm", t->sync_batchnorm, 0, &t->sync_batchnorm)) ||
         (st = bl_config_bool(cfg, "train.val_metrics", t->val_metrics, 0, &t->val_metrics)) ||
+        (st = bl_config_bool(cfg, "train.ddp_overlap", t->ddp_overlap, 0, &t->ddp_overlap)) ||
+        (st = bl_get_double(cfg, "train.ddp_bucket_mb", t->ddp_bucket_mb, 0.001, 4000, &t->ddp_bucket_mb)) ||
         (st = bl_get_int(cfg, "train.print_every", t->print_every, 1, INT64_MAX, &t->print_every)) ||
         (st = bl_get_int(cfg, "train.checkpoint_every", t->checkpoint_every, 0, INT64_MAX, &t->checkpoint_every)) ||
         (st = bl_get_double(cfg, "train.optimizer.lr", t->adam.lr, 0, 1e3, &t->adam.lr)) ||

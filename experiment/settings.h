@@ -20,6 +20,10 @@
 
 #define BL_MAX_MILESTONES 16
 
+/* train.ddp_bucket_mb's default: 25 MB of float32 per all-reduce message, as PyTorch's DDP
+ * buckets (tools/ddp.c) */
+#define BL_DDP_BUCKET_MB 25.0
+
 typedef struct bl_train_settings {
     int64_t seed;              /* 42: network initialisation, data order, sampling */
     const char *data;          /* "simulate" (fresh batches every step) or a dataset directory */
@@ -32,6 +36,8 @@ typedef struct bl_train_settings {
     int fixed_batch;           /* 0; 1: the seed's loop, one batch for every step */
     int sync_batchnorm;        /* 0; 1: under mpirun, BatchNorm statistics of the global batch */
     int val_metrics;           /* 1: per-factor validation metrics after each epoch (metrics.csv) */
+    int ddp_overlap;           /* 0; 1: under mpirun, gradient all-reduce overlapped with backward */
+    double ddp_bucket_mb;      /* 25 (BL_DDP_BUCKET_MB): MB of gradients per all-reduce message */
     int64_t print_every;       /* 10 */
     int64_t checkpoint_every;  /* 0: last.safetensors at epoch ends only; else also every N steps */
     bl_adam_opts adam;         /* train.optimizer: torch's defaults (bl_adam_defaults) */

@@ -362,9 +362,10 @@ static int bl_main(int argc, char **argv)
     }
     if (status == 0) {
         if (cli.threads > 0) omp_set_num_threads(cli.threads);
-        /* train and generate share the work between mpirun's processes; the other commands
-         * run on rank 0 alone (docs/scaling.md) */
-        if (bl_dist_rank() > 0 && strcmp(cmd->name, "train") && strcmp(cmd->name, "generate"))
+        /* train, generate, evaluate and predict share the work between mpirun's processes;
+         * the other commands run on rank 0 alone (docs/scaling.md) */
+        if (bl_dist_rank() > 0 && strcmp(cmd->name, "train") && strcmp(cmd->name, "generate") &&
+            strcmp(cmd->name, "evaluate") && strcmp(cmd->name, "predict"))
             fprintf(stderr, "bliss %s: note: rank %d idle: '%s' is not split across processes; rank 0 does all of it\n",
                     cmd->name, bl_dist_rank(), cmd->name);
         else

@@ -11,6 +11,7 @@
 #include "models/evaluate.h"
 #include "tools/commands.h"
 #include "experiment/data.h"
+#include "tools/dist.h"
 #include "tools/run_info.h"
 
 /* the metrics of one result as a JSON object (new reference) */
@@ -64,7 +65,11 @@ int bl_cmd_evaluate(bl_cli *cli)
         m[k] = bl_metrics_alloc(&s->metrics, s->n_bands);
         bl_metrics_add_spec_factors(m[k], s->spec);
     }
-    for (int64_t b = 0; b < n_batches; b++) {
+    /* under mpirun each process evaluates its share of the batches (each batch keeps its random
+     * streams); the metrics' counts and sums are then added up (docs/scaling.md) */
+    int64_t b_lo, b_hi;
+    bl_dist_share(n_batches, &b_lo, &b_hi);
+    for (int64_t b = b_lo; b < b_hi; b++) {
         bl_tensor *x;
         bl_tile_catalog *truth;
         if (src.get(src.user, bl_ctx_arena(ctx), b, &x, &truth)) goto done;
@@ -74,6 +79,11 @@ int bl_cmd_evaluate(bl_cli *cli)
         bl_tile_catalog_free(truth);
         bl_ctx_reset(ctx);
         if (st) goto done;
+    }
+    for (int k = 0; k < 3; k++) bl_dist_sum_metrics(m[k]);
+    if (bl_dist_rank() > 0) { /* rank 0 writes */
+        status = 0;
+        goto done;
     }
     /* three results of ~20 KB each: on the heap */
     bl_metrics_result *r = bl_malloc(3 * sizeof *r);

@@ -5,9 +5,11 @@
 
 #include "lib/io/fits.h"
 #include "lib/io/safetensors.h"
+#include "lib/rng.h"
 #include "models/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/data.h"
+#include "tools/dist.h"
 #include "tools/run_info.h"
 
 /* how positions are given (the FITS headers and safetensors metadata say it too) */
@@ -192,20 +194,36 @@ int bl_cmd_predict(bl_cli *cli)
     if (bl_pad_images(cli, &images, &background)) goto done;
     ctx = bl_ctx_alloc(0);
     bl_set_grad_enabled(ctx, 0);
+    /* under mpirun each process predicts its share of the images (none if there are fewer
+     * images than processes); rank 0 gathers the catalogs and writes (docs/scaling.md) */
+    const int64_t n_images = images->shape[0];
+    bl_dist_keep_share(&images);
+    bl_dist_keep_share(&background);
     bl_tensor *x;
-    if (bl_cli_normalize(s, ctx, images, background, &x)) goto done;
-    if (bl_encoder_check_input(enc, x)) goto done;
-    /* the point estimate (stream 0) with q's summaries; the draws from streams 1 .. K */
-    if (bl_encoder_predict(enc, ctx, x, (uint64_t)s->train.seed, 0, &cat)) goto done;
-    bl_vardist_spec_mark_inapplicable(s->spec, cat);
     samples = bl_calloc((size_t)K + 1, sizeof *samples);
     sample_full = bl_calloc((size_t)K + 1, sizeof *sample_full);
-    for (int k = 0; k < K; k++) {
-        bl_ctx_reset(ctx);
-        if (bl_cli_normalize(s, ctx, images, background, &x) ||
-            bl_encoder_sample(enc, ctx, x, 0, (uint64_t)s->train.seed, (uint64_t)k + 1, &samples[k]))
-            goto done;
-        bl_vardist_spec_mark_inapplicable(s->spec, samples[k]);
+    if (images->shape[0] > 0 || n_images == 0) {
+        if (bl_cli_normalize(s, ctx, images, background, &x)) goto done;
+        if (bl_encoder_check_input(enc, x)) goto done;
+        /* the point estimate (stream 0) with q's summaries; the draws from streams 1 .. K (under
+         * mpirun mixed with the rank: a process's draws are its own, docs/scaling.md) */
+        if (bl_encoder_predict(enc, ctx, x, (uint64_t)s->train.seed, 0, &cat)) goto done;
+        bl_vardist_spec_mark_inapplicable(s->spec, cat);
+        for (int k = 0; k < K; k++) {
+            uint64_t stream = (uint64_t)k + 1;
+            if (bl_dist_size() > 1) stream = bl_rng_mix(stream, (uint64_t)bl_dist_rank());
+            bl_ctx_reset(ctx);
+            if (bl_cli_normalize(s, ctx, images, background, &x) ||
+                bl_encoder_sample(enc, ctx, x, 0, (uint64_t)s->train.seed, stream, &samples[k]))
+                goto done;
+            bl_vardist_spec_mark_inapplicable(s->spec, samples[k]);
+        }
+    }
+    bl_dist_gather_tile_catalog(&cat, n_images);
+    for (int k = 0; k < K; k++) bl_dist_gather_tile_catalog(&samples[k], n_images);
+    if (bl_dist_rank() > 0) {
+        status = 0;
+        goto done;
     }
 
     /* plocs of the cropped catalogs are relative to their corner: shift back to the input image */

@@ -120,6 +120,8 @@ int bl_cmd_train(bl_cli *cli)
         ex->tr->opts.after_backward_user = ddp;
         ex->parallel = (bl_experiment_parallel){.user = ddp, .after_step = bl_par_after_step,
                                                 .mean = bl_par_mean, .before_save = bl_par_before_save};
+        ddp->bucket = (int64_t)ceil(t->ddp_bucket_mb * 1e6 / sizeof(bl_real));
+        if (t->ddp_overlap) bl_ddp_overlap(ddp, ex->tr->ctx);
     }
     if (cli->init) {
         /* weights only: Adam starts fresh at step 0, the run at step 0 */
@@ -138,9 +140,10 @@ int bl_cmd_train(bl_cli *cli)
     printf("run: bliss-c %s, seed %lld, threads %d, conv engine %s; resolved config in %s/config.cfg\n",
            bl_cli_version(), (long long)t->seed, bl_cli_threads(), bl_cli_conv_engine(), ex->out_dir);
     if (bl_dist_size() > 1)
-        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s\n", bl_dist_size(),
-               (long long)(ex->s->batch_size / bl_dist_size()),
-               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process");
+        printf("data-parallel: %d processes x %lld images, BatchNorm statistics %s, all-reduce %s\n",
+               bl_dist_size(), (long long)(ex->s->batch_size / bl_dist_size()),
+               t->sync_batchnorm ? "of the global batch (sync_batchnorm)" : "per process",
+               t->ddp_overlap ? "overlapped with backward" : "after backward");
     fflush(stdout);
     struct sigaction old_int, old_term, old_usr1;
     bl_install_signals(&old_int, &old_term, &old_usr1);

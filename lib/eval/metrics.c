@@ -25,6 +25,7 @@ typedef struct bl_metrics_factor_sums {
     double nll_sum;
 } bl_metrics_factor_sums;
 
+/* every counter is part of bl_metrics_get_state / bl_metrics_set_state */
 struct bl_metrics {
     bl_metrics_opts opts;
     int n_bands, n_bins;
@@ -40,6 +41,59 @@ struct bl_metrics {
     bl_metrics_factor_desc fdesc[BL_METRICS_MAX_FACTORS];
     bl_metrics_factor_sums factor[BL_METRICS_MAX_FACTORS];
 };
+
+/* pointers to m's counters and sums in the state's order (the flags are handled apart) */
+static void bl_metrics_state_fields(bl_metrics *m, int64_t **ints, double **sums)
+{
+    int k = 0, j = 0;
+    for (int b = 0; b <= BL_METRICS_MAX_CUTOFFS; b++) {
+        ints[k++] = &m->n_true[b];
+        ints[k++] = &m->n_est[b];
+        ints[k++] = &m->n_true_matched[b];
+        ints[k++] = &m->n_est_matched[b];
+    }
+    ints[k++] = &m->n_matches;
+    ints[k++] = &m->n_type_correct;
+    ints[k++] = &m->n_matched_galaxies;
+    for (int b = 0; b < BL_METRICS_MAX_BANDS; b++) sums[j++] = &m->flux_abs_err[b];
+    for (int p = 0; p < BL_N_GALAXY_PARAMS; p++) sums[j++] = &m->shape_abs_err[p];
+    for (int f = 0; f < BL_METRICS_MAX_FACTORS; f++) {
+        bl_metrics_factor_sums *fs = &m->factor[f];
+        int64_t *fi[] = {&fs->n_matched, &fs->n_correct, &fs->n_tiles, &fs->n_pit, &fs->n_in68,
+                         &fs->n_in95, &fs->n_hit_tiles, &fs->n_hit};
+        for (size_t q = 0; q < sizeof fi / sizeof fi[0]; q++) ints[k++] = fi[q];
+        sums[j++] = &fs->sq_err;
+        sums[j++] = &fs->abs_err;
+        sums[j++] = &fs->nll_sum;
+    }
+    BL_ASSERT(k + BL_METRICS_STATE_FLAGS == BL_METRICS_STATE_INTS && j == BL_METRICS_STATE_SUMS,
+              "bl_metrics_state_fields: %d counts and %d sums, metrics.h says %d and %d",
+              k + BL_METRICS_STATE_FLAGS, j, BL_METRICS_STATE_INTS, BL_METRICS_STATE_SUMS);
+}
+
+void bl_metrics_get_state(const bl_metrics *m, int64_t *ints, double *sums)
+{
+    int64_t *ip[BL_METRICS_STATE_INTS];
+    double *dp[BL_METRICS_STATE_SUMS];
+    bl_metrics_state_fields((bl_metrics *)m, ip, dp);
+    const int n = BL_METRICS_STATE_INTS - BL_METRICS_STATE_FLAGS;
+    for (int k = 0; k < n; k++) ints[k] = *ip[k];
+    ints[n] = m->seen_shape;
+    for (int f = 0; f < BL_METRICS_MAX_FACTORS; f++) ints[n + 1 + f] = m->factor[f].seen_field;
+    for (int j = 0; j < BL_METRICS_STATE_SUMS; j++) sums[j] = *dp[j];
+}
+
+void bl_metrics_set_state(bl_metrics *m, const int64_t *ints, const double *sums)
+{
+    int64_t *ip[BL_METRICS_STATE_INTS];
+    double *dp[BL_METRICS_STATE_SUMS];
+    bl_metrics_state_fields(m, ip, dp);
+    const int n = BL_METRICS_STATE_INTS - BL_METRICS_STATE_FLAGS;
+    for (int k = 0; k < n; k++) *ip[k] = ints[k];
+    m->seen_shape = ints[n] > 0;
+    for (int f = 0; f < BL_METRICS_MAX_FACTORS; f++) m->factor[f].seen_field = ints[n + 1 + f] > 0;
+    for (int j = 0; j < BL_METRICS_STATE_SUMS; j++) *dp[j] = sums[j];
+}
 
 void bl_metrics_opts_default(bl_metrics_opts *opts)
 {

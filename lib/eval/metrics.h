@@ -100,6 +100,16 @@ typedef struct bl_metrics_factor_result {
     double tile_acc;        /* fraction of tiles where q's point estimate equals the truth */
 } bl_metrics_factor_result;
 
+/* The accumulated state as numbers that add up over disjoint parts of a dataset (to sum the
+ * metrics of several processes, tools/dist.h): BL_METRICS_STATE_INTS counts and flags,
+ * BL_METRICS_STATE_SUMS sums. set_state replaces m's state by such numbers (a flag is set
+ * when its sum is positive); m's options stay. */
+#define BL_METRICS_STATE_FLAGS (1 + BL_METRICS_MAX_FACTORS)
+#define BL_METRICS_STATE_INTS (4 * (BL_METRICS_MAX_CUTOFFS + 1) + 3 + 8 * BL_METRICS_MAX_FACTORS + \
+                               BL_METRICS_STATE_FLAGS)
+#define BL_METRICS_STATE_SUMS (BL_METRICS_MAX_BANDS + BL_N_GALAXY_PARAMS + 3 * BL_METRICS_MAX_FACTORS)
+void bl_metrics_get_state(const bl_metrics *m, int64_t *ints, double *sums);
+void bl_metrics_set_state(bl_metrics *m, const int64_t *ints, const double *sums);
 typedef struct bl_metrics_bin {
     double lo, hi;                     /* magnitudes in (lo, hi]; -inf / +inf at the ends */
     int64_t n_true, n_est;             /* sources whose true / estimated magnitude is in it */

@@ -365,6 +365,76 @@ START_TEST(test_metrics_factor_q)
 }
 END_TEST
 
+/* The state adds up over disjoint parts of a dataset (how evaluate sums the metrics of several
+ * processes): part A = the hand-made batch, part B = the same batch and the redshift NLL of
+ * test_metrics_redshift_nll; A + B set into a fresh bl_metrics computes what one bl_metrics
+ * fed all of it computes. */
+START_TEST(test_metrics_state_sums)
+{
+    /* the state of two parts added up gives the metrics of the whole: matching counts, flux
+     * and shape errors, a factor's matched-pair errors and its q metrics */
+    const src *ts[] = {img0_t, img1_t}, *es[] = {img0_e, img1_e};
+    bl_full_catalog *t = make_cat(2, 3, (int[]){3, 1}, ts), *e = make_cat(2, 3, (int[]){3, 1}, es);
+    const uint8_t sel[5] = {1, 0, 1, 1, 1};
+    const double nll[5] = {1, 99, 2, 3, 6}, pit[5] = {0.5, 0.0, 0.16, 0.83, 0.975};
+    bl_metrics_opts o;
+    bl_metrics_opts_default(&o);
+    bl_metrics *whole = bl_metrics_alloc(&o, 3), *a = bl_metrics_alloc(&o, 3), *b = bl_metrics_alloc(&o, 3);
+    bl_metrics *sum = bl_metrics_alloc(&o, 3);
+    bl_metrics *all[4] = {whole, a, b, sum};
+    for (int k = 0; k < 4; k++)
+        bl_metrics_add_factor(all[k], &(bl_metrics_factor){.name = "z", .field = "redshifts", .value_dim = 1,
+                                                           .source_type = -1});
+    ck_assert_int_eq(bl_metrics_update(whole, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(whole, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_factor_q(whole, 0, 5, sel, nll, pit, NULL), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(a, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update(b, t, e), BL_OK);
+    ck_assert_int_eq(bl_metrics_update_factor_q(b, 0, 5, sel, nll, pit, NULL), BL_OK);
+    int64_t ia[BL_METRICS_STATE_INTS], ib[BL_METRICS_STATE_INTS];
+    double da[BL_METRICS_STATE_SUMS], db[BL_METRICS_STATE_SUMS];
+    bl_metrics_get_state(a, ia, da);
+    bl_metrics_get_state(b, ib, db);
+    for (int k = 0; k < BL_METRICS_STATE_INTS; k++) ia[k] += ib[k];
+    for (int k = 0; k < BL_METRICS_STATE_SUMS; k++) da[k] += db[k];
+    bl_metrics_set_state(sum, ia, da);
+    bl_metrics_result *r = malloc(2 * sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    bl_metrics_compute(whole, &r[0]);
+    bl_metrics_compute(sum, &r[1]);
+    const bl_metrics_result *rw = &r[0], *rs = &r[1];
+    ck_assert_int_eq(rs->n_matches, 6);
+    ck_assert(rs->has_shape);
+    ck_assert_int_eq(rs->n_true, rw->n_true);
+    ck_assert_int_eq(rs->n_est_matched, rw->n_est_matched);
+    ck_assert_int_eq(rs->n_matched_galaxies, rw->n_matched_galaxies);
+    for (int k = 0; k < rw->n_bins; k++) {
+        ck_assert_int_eq(rs->bins[k].n_true, rw->bins[k].n_true);
+        ck_assert_int_eq(rs->bins[k].n_est, rw->bins[k].n_est);
+        ck_assert_int_eq(rs->bins[k].n_true_matched, rw->bins[k].n_true_matched);
+        ck_assert_int_eq(rs->bins[k].n_est_matched, rw->bins[k].n_est_matched);
+    }
+    ck_assert_double_eq_tol(rs->precision, rw->precision, 1e-15);
+    ck_assert_double_eq_tol(rs->classification_acc, rw->classification_acc, 1e-15);
+    for (int k = 0; k < 3; k++) ck_assert_double_eq_tol(rs->flux_mae[k], rw->flux_mae[k], 1e-12);
+    for (int p = 0; p < 6; p++) ck_assert_double_eq_tol(rs->shape_mae[p], rw->shape_mae[p], 1e-12);
+    const bl_metrics_factor_result *fw = &rw->factors[0], *fs = &rs->factors[0];
+    ck_assert(fs->has_field && fw->has_field);
+    ck_assert_int_eq(fs->n_matched, fw->n_matched);
+    ck_assert_int_gt(fs->n_matched, 0);
+    ck_assert_double_eq_tol(fs->mse, fw->mse, 1e-15);
+    ck_assert_double_eq_tol(fs->mae, fw->mae, 1e-15);
+    ck_assert_int_eq(fs->n_tiles, 4);
+    ck_assert_double_eq_tol(fs->nll, 3.0, 1e-12);
+    ck_assert_double_eq_tol(fs->coverage68, 0.75, 1e-12);
+    ck_assert_double_eq_tol(fs->coverage95, 1.0, 1e-12);
+    free(r);
+    bl_full_catalog_free(t);
+    bl_full_catalog_free(e);
+    for (int k = 0; k < 4; k++) bl_metrics_free(all[k]);
+}
+END_TEST
+
 START_TEST(test_metrics_opts_from_config)
 {
     bl_config *cfg;
@@ -408,6 +478,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_only_unmatched);
     tcase_add_test(tc, test_metrics_hand_made_batch);
     tcase_add_test(tc, test_metrics_factor_q);
+    tcase_add_test(tc, test_metrics_state_sums);
     tcase_add_test(tc, test_metrics_opts_from_config);
     suite_add_tcase(s, tc);
     return s;
