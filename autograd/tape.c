@@ -88,15 +88,21 @@ static void bl_grad_release(bl_ctx *ctx, bl_tensor *t)
     t->grad = NULL;
 }
 
-/* Forget every gradient buffer (the step ends): free buffers are unpoisoned before the arena
- * hands their memory out again. */
-static void bl_grad_reset(bl_ctx *ctx)
+/* Empty the free lists, unpoisoning their buffers (before the arena hands the memory out again
+ * or gives it back). */
+static void bl_grad_unpoison_free(bl_ctx *ctx)
 {
     for (int i = 0; i < ctx->n_bins; i++) {
         bl_grad_bin *b = &ctx->bins[i];
         for (int k = 0; k < b->n; k++) ASAN_UNPOISON_MEMORY_REGION(b->free[k], b->bytes);
         b->n = 0;
     }
+}
+
+/* Forget every gradient buffer (the step ends). */
+static void bl_grad_reset(bl_ctx *ctx)
+{
+    bl_grad_unpoison_free(ctx);
     bl_arena_reset(ctx->grads);
     ctx->grad_live = ctx->grad_step = 0;
     ctx->n_retained = 0;
@@ -114,7 +120,7 @@ bl_ctx *bl_ctx_alloc(size_t arena_bytes)
 void bl_ctx_free(bl_ctx *ctx)
 {
     if (!ctx) return;
-    bl_grad_reset(ctx);
+    bl_grad_unpoison_free(ctx);
     for (int i = 0; i < ctx->n_bins; i++) free(ctx->bins[i].free);
     free(ctx->bins);
     free(ctx->retained);
