@@ -39,6 +39,19 @@ void bl_ctx_free(bl_ctx *ctx);
 /* Drop the tape and every per-step tensor (call after each optimiser step). */
 void bl_ctx_reset(bl_ctx *ctx);
 bl_arena *bl_ctx_arena(bl_ctx *ctx);
+/* Memory of the per-step allocations, in bytes (for benchmarks and tests). */
+typedef struct bl_ctx_mem {
+    size_t forward_bytes;  /* arena in use when bl_backward last started: activations, saved
+                              values, tape nodes */
+    size_t arena_peak;     /* largest arena use (forward + the scratch of backward functions) */
+    size_t arena_reserved; /* the arena's blocks */
+    size_t grad_peak;      /* largest memory of gradient buffers (live + free for reuse) */
+    size_t grad_reserved;  /* the gradient arena's blocks */
+    size_t grad_live_peak; /* largest sum of the gradients alive at once */
+    size_t grad_total;     /* largest sum of every gradient one step made (the need without
+                              recycling) */
+} bl_ctx_mem;
+void bl_ctx_memory(const bl_ctx *ctx, bl_ctx_mem *mem);
 /* Enable/disable recording; returns the previous state. No-grad scope:
  *   int g = bl_set_grad_enabled(ctx, 0); ...; bl_set_grad_enabled(ctx, g); */
 int bl_set_grad_enabled(bl_ctx *ctx, int enabled);
@@ -57,13 +70,18 @@ bl_tensor *bl_detach(bl_ctx *ctx, bl_tensor *t);
 /* Scratch memory in the ctx arena. */
 void *bl_scratch(bl_ctx *ctx, size_t bytes);
 
-/* d loss / d t, allocated zeroed in the arena on first use (persistent tensors own theirs). */
+/* d loss / d t, allocated zeroed on first use (persistent tensors own theirs). The gradient of
+ * a per-step tensor made by a recorded op is recycled by bl_backward as soon as that op's node
+ * has run (t->grad is NULL again after bl_backward) unless bl_retain_grad asked to keep it; the
+ * gradients of leaves (no recording op) stay until bl_ctx_reset. */
 bl_real *bl_grad(bl_ctx *ctx, bl_tensor *t);
 /* t's gradient buffer for a backward function that writes every element of it. When t has
  * none yet, it is taken from the arena without zero-filling and *fresh = 1: the caller must
  * then store (=) into every element, which equals accumulating into zeros. Otherwise *fresh = 0
  * and the caller accumulates (+=) as with bl_grad. Saves a pass over memory per activation. */
 bl_real *bl_grad_for_write(bl_ctx *ctx, bl_tensor *t, int *fresh);
+/* Keep t's gradient readable after bl_backward (torch's retain_grad), until bl_ctx_reset. */
+void bl_retain_grad(bl_ctx *ctx, bl_tensor *t);
 /* Seed d loss = 1 (loss must have one element) and run every node's backward in reverse.
  * The tape is consumed: nodes recorded before this call are not replayed by a later one. */
 void bl_backward(bl_ctx *ctx, bl_tensor *loss);

@@ -36,7 +36,11 @@
  * (lines "step_ms=<ms>"), with --eval one warm-up then R timed forwards in eval mode without a
  * tape ("eval_ms=<ms>": features net, marginal net and, with the checkerboard, both
  * conditionals given the true catalog, as bl_encoder_infer), then "loss=", "peak_rss_kb="
- * (getrusage: the whole process), "arena_peak_mb=", "threads=", "openblas_core=" and
+ * (getrusage: the whole process), "arena_peak_mb=", the split of the step's memory
+ * (autograd/tape.h, bl_ctx_mem: "forward_mb=" activations and tape at the start of backward,
+ * "backward_scratch_mb=" the backward functions' scratch on top, "grad_peak_mb=" gradient
+ * buffers of per-step tensors, "grad_total_mb=" what they would take without recycling),
+ * "threads=", "openblas_core=" and
  * "openblas_config=". */
 #include <cblas.h>
 #include <omp.h>
@@ -257,8 +261,16 @@ static int run_step_only(const char *config, int64_t B, int64_t S, int reps, int
             fflush(stdout);
         }
     }
+    bl_ctx_mem mem;
+    bl_ctx_memory(ctx, &mem);
+    const double MB = 1048576.0;
     printf("loss=%.6f\npeak_rss_kb=%ld\narena_peak_mb=%.1f\n", loss, peak_rss_kb(),
-           bl_arena_peak(bl_ctx_arena(ctx)) / 1048576.0);
+           mem.arena_peak / MB);
+    /* where the step's memory goes (autograd/tape.h, bl_ctx_mem) */
+    printf("forward_mb=%.1f\nbackward_scratch_mb=%.1f\ngrad_peak_mb=%.1f\ngrad_live_peak_mb=%.1f\n"
+           "grad_total_mb=%.1f\narena_reserved_mb=%.1f\n",
+           mem.forward_bytes / MB, (mem.arena_peak - mem.forward_bytes) / MB, mem.grad_peak / MB,
+           mem.grad_live_peak / MB, mem.grad_total / MB, (mem.arena_reserved + mem.grad_reserved) / MB);
     printf("openblas_core=%s\nopenblas_config=%s\n", openblas_get_corename(), openblas_get_config());
     free(xdata);
     bl_rng_free(r);

@@ -145,3 +145,18 @@ void bl_arena_release(bl_arena *arena, size_t mark)
 
 size_t bl_arena_used(const bl_arena *arena) { return arena->used_before_head + arena->head->used; }
 size_t bl_arena_peak(const bl_arena *arena) { return arena->peak; }
+
+size_t bl_arena_reserved(const bl_arena *arena)
+{
+    size_t n = 0;
+    for (const bl_arena_block *b = arena->head; b; b = b->prev) n += b->size;
+    return n;
+}
+
+int bl_arena_owns(const bl_arena *arena, const void *p)
+{
+    const uintptr_t c = (uintptr_t)p;
+    for (const bl_arena_block *b = arena->head; b; b = b->prev)
+        if (c >= (uintptr_t)b->base && c - (uintptr_t)b->base < b->size) return 1;
+    return 0;
+}

@@ -25,5 +25,10 @@ void bl_arena_release(bl_arena *arena, size_t mark);
 size_t bl_arena_used(const bl_arena *arena);
 /* Largest `used` seen since the arena was made. */
 size_t bl_arena_peak(const bl_arena *arena);
+/* Bytes of the blocks the arena holds (its reserved address space; the resident memory is at
+ * most this and at least the peak touched since the last reset). */
+size_t bl_arena_reserved(const bl_arena *arena);
+/* 1 if p points into one of the arena's blocks. */
+int bl_arena_owns(const bl_arena *arena, const void *p);
 
 #endif

@@ -128,11 +128,14 @@ START_TEST(test_reshape_view)
     ck_assert_ptr_eq(r->data, x->data);
     x->data[4] = 50; /* visible through the view */
     ck_assert(r->data[4] == 50);
-    /* L = sum(r * r): the view has a gradient buffer of its own; x gets 2x */
+    /* L = sum(r * r): the view has a gradient buffer of its own (kept by bl_retain_grad: r is
+     * made by a recorded op); x gets 2x */
+    bl_retain_grad(ctx, r);
     bl_backward(ctx, bl_sum(ctx, bl_mul(ctx, r, r)));
     ck_assert_ptr_nonnull(r->grad);
     ck_assert_ptr_ne(r->grad, x->grad);
     for (int i = 0; i < 6; i++) ck_assert(x->grad[i] == 2 * x->data[i]);
+    for (int i = 0; i < 6; i++) ck_assert(r->grad[i] == 2 * r->data[i]);
 }
 END_TEST
 
@@ -158,6 +161,76 @@ START_TEST(test_ctx_reset)
 }
 END_TEST
 
+/* 1000 floats: a 4000-byte gradient, 4032 bytes in 64-byte units */
+#define CHAIN_N 1000
+#define CHAIN_BYTES 4032
+
+START_TEST(test_grad_recycled)
+{
+    /* t_0 = x, t_k = 2 t_{k-1} (k = 1..10), L = sum(t_10): dL/dx = 2^10. Walking back, the
+     * gradient of t_k is made by the node of t_{k+1} and is free once the node of t_k ran, so
+     * two buffers of 4032 bytes (plus the loss's 64) serve the eleven gradients. */
+    bl_tensor *x = bl_params_add(params, "x", 1, BL_SHAPE(CHAIN_N), 1);
+    for (int i = 0; i < CHAIN_N; i++) x->data[i] = (bl_real)(i % 7) - 3;
+    bl_tensor *t = x, *mid = NULL, *kept = NULL;
+    for (int k = 1; k <= 10; k++) {
+        t = bl_mul_scalar(ctx, t, 2);
+        if (k == 3) mid = t;
+        if (k == 5) kept = t;
+    }
+    bl_retain_grad(ctx, kept);
+    bl_backward(ctx, bl_sum(ctx, t));
+    for (int i = 0; i < CHAIN_N; i++) ck_assert(x->grad[i] == 1024);
+    ck_assert_ptr_null(mid->grad); /* recycled */
+    ck_assert_ptr_null(t->grad);
+    ck_assert_ptr_nonnull(kept->grad); /* d L / d t_5 = 2^5 */
+    for (int i = 0; i < CHAIN_N; i++) ck_assert(kept->grad[i] == 32);
+    bl_ctx_mem m;
+    bl_ctx_memory(ctx, &m);
+    ck_assert_uint_eq(m.grad_total, 10 * CHAIN_BYTES + 64);
+    /* the retained t_5 holds one buffer out of the rotation: 3 gradients alive at once (the
+     * loss's was recycled before), 3 buffers and the loss's in the gradient arena */
+    ck_assert_uint_eq(m.grad_live_peak, 3 * CHAIN_BYTES);
+    ck_assert_uint_eq(m.grad_peak, 3 * CHAIN_BYTES + 64);
+    ck_assert_uint_ge(m.forward_bytes, 10 * (size_t)CHAIN_BYTES); /* the ten activations */
+    ck_assert_uint_ge(m.arena_peak, m.forward_bytes);
+
+    /* without a retained tensor two buffers rotate (a new ctx: the peaks count since its start),
+     * and the next step recycles the same memory */
+    bl_ctx *c2 = bl_ctx_alloc(0);
+    for (int step = 0; step < 2; step++) {
+        bl_tensor_zero_grad(x);
+        t = x;
+        for (int k = 1; k <= 10; k++) t = bl_mul_scalar(c2, t, 2);
+        bl_backward(c2, bl_sum(c2, t));
+        for (int i = 0; i < CHAIN_N; i++) ck_assert(x->grad[i] == 1024);
+        bl_ctx_memory(c2, &m);
+        ck_assert_uint_eq(m.grad_total, 10 * CHAIN_BYTES + 64);
+        ck_assert_uint_eq(m.grad_live_peak, 2 * CHAIN_BYTES);
+        ck_assert_uint_eq(m.grad_peak, 2 * CHAIN_BYTES + 64);
+        bl_ctx_reset(c2);
+    }
+    bl_ctx_free(c2);
+}
+END_TEST
+
+START_TEST(test_grad_buffer_of_caller_kept)
+{
+    /* a gradient buffer the caller installed on an intermediate (as bl_gradcheck does on its
+     * inputs) is the caller's: bl_backward accumulates into it and leaves it in place.
+     * y = exp(x), L = sum(y): dL/dy = 1, dL/dx = e^x */
+    bl_tensor *x = make_param("x", 3, xv);
+    bl_tensor *y = bl_exp(ctx, x);
+    bl_real mine[3] = {0.5, 0.5, 0.5};
+    y->grad = mine;
+    bl_backward(ctx, bl_sum(ctx, y));
+    ck_assert_ptr_eq(y->grad, mine);
+    for (int i = 0; i < 3; i++) ck_assert(mine[i] == 1.5);
+    /* exp's backward read the accumulated 1.5 */
+    for (int i = 0; i < 3; i++) ck_assert(x->grad[i] == (bl_real)(1.5f * y->data[i]));
+}
+END_TEST
+
 static Suite *tape_suite(void)
 {
     Suite *s = suite_create("tape");
@@ -170,6 +243,8 @@ static Suite *tape_suite(void)
     tcase_add_test(tc, test_backward_consumes_tape);
     tcase_add_test(tc, test_reshape_view);
     tcase_add_test(tc, test_ctx_reset);
+    tcase_add_test(tc, test_grad_recycled);
+    tcase_add_test(tc, test_grad_buffer_of_caller_kept);
     suite_add_tcase(s, tc);
     return s;
 }
