@@ -111,6 +111,26 @@ static bl_tensor *bl_binary(bl_ctx *ctx, const char *op, bl_tensor *a, bl_tensor
     return out;
 }
 
+/* a + b for a and b of equal shapes in the same channel-blocked layout: the plain loop on the
+ * raw data (elementwise, no broadcasting) with the layout kept */
+static bl_tensor *bl_add_blocked(bl_ctx *ctx, bl_tensor *a, bl_tensor *b, bl_backward_fn *backward)
+{
+    char sa[96], sb[96];
+    BL_ASSERT(a->layout == b->layout && bl_tensor_same_shape(a, b),
+              "bl_add: a %s (layout %d) and b %s (layout %d): a channel-blocked input needs the "
+              "other of the same shape and layout", bl_shape_str(a, sa, 96), a->layout,
+              bl_shape_str(b, sb, 96), b->layout);
+    bl_tensor *out = bl_new_like(ctx, a);
+    out->layout = a->layout;
+    const bl_real *pa = a->data, *pb = b->data;
+    bl_real *po = out->data;
+#pragma omp parallel for schedule(static) if (a->numel > BL_OMP_MIN)
+    for (int64_t i = 0; i < a->numel; i++) po[i] = pa[i] + pb[i];
+    bl_tensor *in[2] = {a, b};
+    bl_tape_push_any_layout(ctx, "bl_add", backward, out, 2, in, 0);
+    return out;
+}
+
 static void bl_add_backward(bl_ctx *ctx, bl_node *node)
 {
     bl_grad_acc(ctx, node->in[0], node->out->grad, node->out, 1.0);
@@ -141,6 +161,9 @@ static void bl_div_backward(bl_ctx *ctx, bl_node *node)
 
 bl_tensor *bl_add(bl_ctx *ctx, bl_tensor *a, bl_tensor *b)
 {
+    BL_ASSERT(a && b, "bl_add: NULL input");
+    if (a->layout != BL_LAYOUT_PLAIN || b->layout != BL_LAYOUT_PLAIN)
+        return bl_add_blocked(ctx, a, b, bl_add_backward);
     return bl_binary(ctx, "bl_add", a, b, bl_row_add, bl_add_backward);
 }
 
