@@ -515,7 +515,8 @@ static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g,
     const conv_saved sv = {.g = *g, .engine = bl_conv_get_engine()};
 #ifdef BL_CONV_HAVE_ONEDNN
     if (sv.engine == BL_CONV_ENGINE_ONEDNN) {
-        y->layout = blocked_ok ? bl_conv_onednn_out_layout(g, bias != NULL) : BL_LAYOUT_PLAIN;
+        y->layout = blocked_ok && bl_conv_get_blocked() ? bl_conv_onednn_out_layout(g, bias != NULL)
+                                                        : BL_LAYOUT_PLAIN;
         bl_conv_onednn_forward(ctx, g, x->data, x->layout, w->data, bias ? bias->data : NULL,
                                y->data, y->layout);
     } else
@@ -630,7 +631,8 @@ bl_tensor *bl_conv2d_bn_silu_eval(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, int s
 {
 #ifdef BL_CONV_HAVE_ONEDNN
     bl_tensor *in[4] = {x, w, bn_weight, bn_bias};
-    if (bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN && !bl_tape_needs(ctx, 4, in)) {
+    if (bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN && bl_conv_get_blocked() &&
+        !bl_tape_needs(ctx, 4, in)) {
         const char *op = "bl_conv2d_bn_silu_eval";
         const bl_conv_geom g = conv2d_geom(op, x, w, NULL, stride, pad);
         const bl_tensor *per_channel[4] = {bn_weight, bn_bias, running_mean, running_var};
