@@ -221,6 +221,15 @@ static void arg_out_finish(bl_ctx *ctx, onednn_arg *a, bl_real *p, int layout, i
 {
     const int li = layout_index(layout);
     if (li == a->native && !acc) return;
+    if (li == a->native) { /* same layout: a flat add (oneDNN's sum reorder between equal
+                              blocked layouts is its slow generic one, `simple:any`) */
+        const float *src;
+        ONEDNN_CHECK(dnnl_memory_get_data_handle(a->mem, (void **)&src));
+        const int64_t n = (int64_t)(a->bytes / sizeof(float));
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) p[i] += src[i];
+        return;
+    }
     onednn_prim *r = acc ? &a->back_acc[li] : &a->back[li];
     if (!r->prim) reorder_make(r, &a->md, &a->user_md[li], acc);
     ONEDNN_CHECK(dnnl_memory_set_data_handle(a->user[li], p));

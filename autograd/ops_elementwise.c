@@ -115,11 +115,6 @@ static bl_tensor *bl_binary(bl_ctx *ctx, const char *op, bl_tensor *a, bl_tensor
  * raw data (elementwise, no broadcasting) with the layout kept */
 static bl_tensor *bl_add_blocked(bl_ctx *ctx, bl_tensor *a, bl_tensor *b, bl_backward_fn *backward)
 {
-    char sa[96], sb[96];
-    BL_ASSERT(a->layout == b->layout && bl_tensor_same_shape(a, b),
-              "bl_add: a %s (layout %d) and b %s (layout %d): a channel-blocked input needs the "
-              "other of the same shape and layout", bl_shape_str(a, sa, 96), a->layout,
-              bl_shape_str(b, sb, 96), b->layout);
     bl_tensor *out = bl_new_like(ctx, a);
     out->layout = a->layout;
     const bl_real *pa = a->data, *pb = b->data;
@@ -162,8 +157,11 @@ static void bl_div_backward(bl_ctx *ctx, bl_node *node)
 bl_tensor *bl_add(bl_ctx *ctx, bl_tensor *a, bl_tensor *b)
 {
     BL_ASSERT(a && b, "bl_add: NULL input");
-    if (a->layout != BL_LAYOUT_PLAIN || b->layout != BL_LAYOUT_PLAIN)
+    if (a->layout != BL_LAYOUT_PLAIN && a->layout == b->layout && bl_tensor_same_shape(a, b))
         return bl_add_blocked(ctx, a, b, bl_add_backward);
+    /* mixed layouts or broadcasting: in the plain layout */
+    a = bl_to_plain(ctx, a);
+    b = bl_to_plain(ctx, b);
     return bl_binary(ctx, "bl_add", a, b, bl_row_add, bl_add_backward);
 }
 

@@ -229,21 +229,18 @@ bl_tensor *bl_concat(bl_ctx *ctx, int n, bl_tensor *const *ts, int dim)
         total += t->shape[dim];
     }
     shape[dim] = total;
-    const int layout = ts[0]->layout;
-    for (int k = 0; k < n && layout != BL_LAYOUT_PLAIN; k++) {
-        /* a part's channels [at, at + C_k) of one image are one contiguous piece of C_k S
-         * values when every C_k is a multiple of the block: the plain copy works as is */
-        char sk[96];
-        BL_ASSERT(dim == 1 && ts[k]->layout == layout && ts[k]->shape[1] % layout == 0,
-                  "bl_concat: channel-blocked inputs (block %d) concatenate along dim 1 only, "
-                  "all in that layout; input %d %s has layout %d, dim %d", layout, k,
-                  bl_shape_str(ts[k], sk, sizeof sk), ts[k]->layout, dim);
-    }
-    for (int k = 0; k < n && layout == BL_LAYOUT_PLAIN; k++) {
-        char sk[96];
-        BL_ASSERT(ts[k]->layout == BL_LAYOUT_PLAIN,
-                  "bl_concat: input %d %s is channel-blocked (block %d) but input 0 is plain", k,
-                  bl_shape_str(ts[k], sk, sizeof sk), ts[k]->layout);
+    /* blocked parts stay blocked when every part is, with the same block, along dim 1: a
+     * part's channels [at, at + C_k) of one image are then one contiguous piece of C_k S
+     * values and the plain copy works as is. Otherwise (mixed layouts, e.g. small widths that
+     * are no multiple of the block) every part is brought to plain first. */
+    int layout = ts[0]->layout, mixed = 0;
+    for (int k = 0; k < n; k++)
+        if (ts[k]->layout != layout || (layout != BL_LAYOUT_PLAIN && dim != 1)) mixed = 1;
+    if (mixed) {
+        bl_tensor **parts = bl_scratch(ctx, (size_t)n * sizeof *parts);
+        for (int k = 0; k < n; k++) parts[k] = bl_to_plain(ctx, ts[k]);
+        ts = parts;
+        layout = BL_LAYOUT_PLAIN;
     }
     bl_tensor *out = bl_new(ctx, ts[0]->ndim, shape);
     out->layout = layout;

@@ -24,9 +24,7 @@ int main(int argc, char **argv)
     if (strcmp(what, "blocked_permute") == 0) bl_permute(ctx, blk, (const int[]){0, 2, 3, 1});
     if (strcmp(what, "blocked_mul") == 0) bl_mul(ctx, bl_zeros(ctx, 4, BL_SHAPE(2, 16, 3, 3)), blk);
     if (strcmp(what, "blocked_sum") == 0) bl_sum(ctx, blk);
-    if (strcmp(what, "blocked_concat") == 0)
-        bl_concat(ctx, 2, (bl_tensor *[]){blk, bl_zeros(ctx, 4, BL_SHAPE(2, 16, 3, 3))}, 1);
-    if (strcmp(what, "blocked_add") == 0) bl_add(ctx, blk, bl_zeros(ctx, 4, BL_SHAPE(2, 16, 3, 3)));
+
     fprintf(stderr, "shape_abort: '%s' returned without aborting\n", what);
     bl_ctx_free(ctx);
     return 0;

@@ -108,9 +108,10 @@ static void assert_close(const char *what, const bl_real *a, const bl_real *b, i
 /* ---- each layout-aware op, blocked against plain ---- */
 
 enum { OP_BN_SILU_TRAIN, OP_BN_SILU_EVAL, OP_BN_TRAIN, OP_BN_EVAL, OP_ADD, OP_CONCAT,
-       OP_UPSAMPLE, OP_RESHAPE, OP_CHAIN, N_OPS };
+       OP_UPSAMPLE, OP_RESHAPE, OP_CHAIN, OP_ADD_MIXED, OP_CONCAT_MIXED, N_OPS };
 static const char *op_names[N_OPS] = {"bn_silu train", "bn_silu eval", "bn train", "bn eval",
-                                      "add", "concat", "upsample2x", "reshape", "chain"};
+                                      "add", "concat", "upsample2x", "reshape", "chain",
+                                      "add blocked + plain", "concat blocked, plain"};
 
 typedef struct op_result {
     bl_real *y, *dx1, *dx2, *dw, *db, *rm, *rv;
@@ -148,7 +149,9 @@ static op_result run_op(int op, int v)
         rm->data[c] = (bl_real)(0.2 * urand());
         rv->data[c] = (bl_real)(1 + 0.5 * urand());
     }
-    bl_tensor *x1 = v ? as_layout(ctx, p1, v) : p1, *x2 = v ? as_layout(ctx, p2, v) : p2;
+    /* the mixed cases keep x2 plain: the result is plain */
+    const int mixed = op == OP_ADD_MIXED || op == OP_CONCAT_MIXED;
+    bl_tensor *x1 = v ? as_layout(ctx, p1, v) : p1, *x2 = v && !mixed ? as_layout(ctx, p2, v) : p2;
     bl_tensor *y = NULL;
     switch (op) {
     case OP_BN_SILU_TRAIN:
@@ -166,6 +169,8 @@ static op_result run_op(int op, int v)
     case OP_CONCAT: y = bl_concat(ctx, 3, (bl_tensor *[]){x2, x1, x2}, 1); break;
     case OP_UPSAMPLE: y = bl_upsample2x(ctx, x1); break;
     case OP_RESHAPE: y = bl_reshape(ctx, x1, 3, BL_SHAPE(B, C, H * W)); break;
+    case OP_ADD_MIXED: y = bl_add(ctx, x1, x2); break;
+    case OP_CONCAT_MIXED: y = bl_concat(ctx, 3, (bl_tensor *[]){x2, x1, x2}, 1); break;
     default: /* the encoder's pattern: concat -> bn_silu -> add -> upsample -> bn */
         y = bl_batchnorm_silu(ctx, bl_concat(ctx, 2, (bl_tensor *[]){x1, x2}, 1), bw, bb, rm, rv,
                               0.1, 1e-3, 1);
@@ -174,10 +179,10 @@ static op_result run_op(int op, int v)
         y = bl_batchnorm(ctx, y, bw, bb, NULL, NULL, 0.1, 1e-3, 1);
         break;
     }
-    ck_assert_int_eq(y->layout, v);
+    ck_assert_int_eq(y->layout, mixed ? BL_LAYOUT_PLAIN : v);
     bl_tensor *yp = bl_to_plain(ctx, y);
     ck_assert_int_eq(yp->layout, BL_LAYOUT_PLAIN);
-    ck_assert(v || yp == y); /* plain: no copy */
+    ck_assert(y->layout || yp == y); /* plain: no copy */
     bl_tensor *g = rand_tensor(ctx, yp->ndim, yp->shape, 1, 0, 0);
     bl_backward(ctx, dot_loss(ctx, yp, g->data));
     op_result r = {.ny = yp->numel, .nx1 = x1->numel, .nx2 = x2->numel, .nc = 2 * C};
@@ -185,7 +190,7 @@ static op_result run_op(int op, int v)
     r.dx1 = bl_malloc((size_t)x1->numel * sizeof(bl_real));
     r.dx2 = bl_malloc((size_t)x2->numel * sizeof(bl_real));
     if (x1->grad) unblock(x1, v, x1->grad, r.dx1); else memset(r.dx1, 0, (size_t)x1->numel * sizeof(bl_real));
-    if (x2->grad) unblock(x2, v, x2->grad, r.dx2); else memset(r.dx2, 0, (size_t)x2->numel * sizeof(bl_real));
+    if (x2->grad) unblock(x2, x2->layout, x2->grad, r.dx2); else memset(r.dx2, 0, (size_t)x2->numel * sizeof(bl_real));
     r.dw = dup(bw->grad, 2 * C);
     r.db = dup(bb->grad, 2 * C);
     r.rm = dup(rm->data, 2 * C);
