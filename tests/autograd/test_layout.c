@@ -444,6 +444,15 @@ START_TEST(test_layout_conv_any_input_layout)
         bl_ctx_free(ctx);
     }
     free(ref_y), free(ref_dx), free(ref_dw);
+    /* switched off (BL_CONV_LAYOUT=plain): plain outputs */
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(1, 16, 4, 4), 1, 0, 0);
+    bl_tensor *w = rand_tensor(ctx, 4, BL_SHAPE(32, 16, 1, 1), 1, 0, 0);
+    ck_assert_int_ne(bl_conv2d_blocked(ctx, x, w, NULL, 1, 0)->layout, BL_LAYOUT_PLAIN);
+    bl_conv_set_blocked(0);
+    ck_assert_int_eq(bl_conv2d_blocked(ctx, x, w, NULL, 1, 0)->layout, BL_LAYOUT_PLAIN);
+    bl_conv_set_blocked(1);
+    bl_ctx_free(ctx);
 }
 END_TEST
 #endif
