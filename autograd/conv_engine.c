@@ -77,3 +77,26 @@ bl_conv_engine bl_conv_get_engine(void)
     }
     return (bl_conv_engine)conv_engine;
 }
+
+/* -1 until the first query or bl_conv_set_blocked */
+static int conv_blocked = -1;
+
+void bl_conv_set_blocked(int on) { conv_blocked = on != 0; }
+
+int bl_conv_get_blocked(void)
+{
+    if (conv_blocked < 0) {
+        const char *env = getenv("BL_CONV_LAYOUT");
+        conv_blocked = 1;
+        if (env && *env) {
+            if (!strcmp(env, "plain")) {
+                conv_blocked = 0;
+            } else if (strcmp(env, "blocked")) { /* a user error with no caller to return it to */
+                fprintf(stderr, "bliss: BL_CONV_LAYOUT=%s: unknown layout (expected plain or "
+                                "blocked)\n", env);
+                exit(2);
+            }
+        }
+    }
+    return conv_blocked;
+}

@@ -30,4 +30,12 @@ bl_status bl_conv_set_engine(bl_conv_engine engine);
 /* The engine convolutions use now (reads BL_CONV_ENGINE on first use). */
 bl_conv_engine bl_conv_get_engine(void);
 
+/* Whether bl_conv2d_blocked / bl_conv3d_depth_blocked may give blocked outputs and
+ * bl_conv2d_bn_silu_eval folds BatchNorm (1, the default), or every convolution output is
+ * plain and the eval ConvBlock runs unfused (0: the behaviour before the layouts, for
+ * comparisons). The environment variable BL_CONV_LAYOUT=plain|blocked sets it at the first
+ * query (an unknown value exits with a message). Only the oneDNN engine has blocked layouts. */
+void bl_conv_set_blocked(int on);
+int bl_conv_get_blocked(void);
+
 #endif

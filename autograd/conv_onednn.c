@@ -42,16 +42,26 @@ typedef struct onednn_prim {
     dnnl_memory_t scratch;
 } onednn_prim;
 
-/* One tensor argument: the op boundary's plain layout and the primitive's layout. */
+/* The tensor layouts at the op boundary (lib/tensor.h): index 0 plain (NCHW, weights OIHW),
+ * 1 nChw8c, 2 nChw16c (activations only). */
+#define ONEDNN_LAYOUTS 3
+static int layout_index(int layout) { return layout == 16 ? 2 : layout == 8 ? 1 : 0; }
+static int layout_of_index(int i) { return i == 2 ? 16 : i == 1 ? 8 : BL_LAYOUT_PLAIN; }
+
+/* One tensor argument: the primitive's layout and the op boundary's layouts. Reorders between
+ * them are created on first use (a network that keeps the primitive's own layout between
+ * layers needs none for activations). */
 typedef struct onednn_arg {
-    dnnl_memory_desc_t md;  /* the primitive's layout */
-    int plain;              /* md is the plain layout: the primitive reads/writes in place */
+    dnnl_memory_desc_t md;                   /* the primitive's layout */
+    int native;                              /* index of the boundary layout equal to md, or -1 */
+    int n_user;                              /* boundary layouts: 3 for activations, 1 for weights */
     size_t bytes;
-    dnnl_memory_t user;     /* plain memory (handle set per call) */
-    dnnl_memory_t mem;      /* md memory (handle: the plain buffer or arena scratch) */
-    onednn_prim to;         /* inputs: plain -> md, when !plain */
-    onednn_prim back;       /* outputs: md -> plain, when !plain */
-    onednn_prim back_acc;   /* outputs: plain += md */
+    dnnl_memory_desc_t user_md[ONEDNN_LAYOUTS];
+    dnnl_memory_t user[ONEDNN_LAYOUTS];      /* boundary memory (handle set per call) */
+    dnnl_memory_t mem;                       /* md memory (handle: the tensor itself or scratch) */
+    onednn_prim to[ONEDNN_LAYOUTS];          /* inputs: boundary -> md */
+    onednn_prim back[ONEDNN_LAYOUTS];        /* outputs: md -> boundary */
+    onednn_prim back_acc[ONEDNN_LAYOUTS];    /* outputs: boundary += md */
 } onednn_arg;
 
 typedef struct onednn_key {
@@ -69,6 +79,13 @@ typedef struct onednn_conv {
     onednn_arg d_ddst, d_wei, d_dsrc;  /* backward data */
     onednn_arg w_src, w_ddst, w_dwei;  /* backward weights */
     dnnl_memory_t bias, dbias;         /* plain (M) */
+    int out_layout;                    /* the blocked output layout on offer, or plain */
+    /* eval (made on first use): forward_inference with a bias and, when the implementation
+     * takes it, SiLU as an eltwise post-op; else SiLU runs as an in-place eltwise primitive */
+    int eval_made, eval_post;
+    onednn_prim eval, eval_silu;
+    onednn_arg e_src, e_wei, e_dst;
+    dnnl_memory_t e_bias;
 } onednn_conv;
 
 static dnnl_engine_t onednn_engine;
@@ -146,59 +163,77 @@ static void reorder_run(bl_ctx *ctx, onednn_prim *p, dnnl_memory_t from, dnnl_me
     prim_run(ctx, p, 2, args);
 }
 
-/* a: argument `what` of pd, whose plain layout is `plain`; output arguments get the reorders
- * back (store and accumulate), inputs the reorder in. */
+/* a: argument `what` of pd with dims d; weights (OIHW) have one boundary layout, activations
+ * three (NCHW, nChw8c, nChw16c). */
 static void arg_init(onednn_arg *a, const_dnnl_primitive_desc_t pd, dnnl_query_t what,
-                     const dnnl_memory_desc_t *plain, int output)
+                     const dnnl_dims_t d, int weights)
 {
     a->md = *dnnl_primitive_desc_query_md(pd, what, 0);
-    a->plain = dnnl_memory_desc_equal(&a->md, plain);
     a->bytes = dnnl_memory_desc_get_size(&a->md);
-    ONEDNN_CHECK(dnnl_memory_create(&a->user, plain, onednn_engine, DNNL_MEMORY_NONE));
-    ONEDNN_CHECK(dnnl_memory_create(&a->mem, &a->md, onednn_engine, DNNL_MEMORY_NONE));
-    if (output) {
-        if (!a->plain) reorder_make(&a->back, &a->md, plain, 0);
-        reorder_make(&a->back_acc, &a->md, plain, 1);
-    } else if (!a->plain) {
-        reorder_make(&a->to, plain, &a->md, 0);
+    const dnnl_format_tag_t tags[ONEDNN_LAYOUTS] = {dnnl_nchw, dnnl_nChw8c, dnnl_nChw16c};
+    a->n_user = weights ? 1 : ONEDNN_LAYOUTS;
+    a->native = -1;
+    for (int i = 0; i < a->n_user; i++) {
+        ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&a->user_md[i], 4, d, dnnl_f32,
+                                                  weights ? dnnl_oihw : tags[i]));
+        ONEDNN_CHECK(dnnl_memory_create(&a->user[i], &a->user_md[i], onednn_engine, DNNL_MEMORY_NONE));
+        if (a->native < 0 && dnnl_memory_desc_equal(&a->md, &a->user_md[i])) a->native = i;
     }
+    ONEDNN_CHECK(dnnl_memory_create(&a->mem, &a->md, onednn_engine, DNNL_MEMORY_NONE));
 }
 
 static void arg_free(onednn_arg *a)
 {
-    if (a->user) dnnl_memory_destroy(a->user);
+    for (int i = 0; i < a->n_user; i++) {
+        if (a->user[i]) dnnl_memory_destroy(a->user[i]);
+        prim_free(&a->to[i]);
+        prim_free(&a->back[i]);
+        prim_free(&a->back_acc[i]);
+    }
     if (a->mem) dnnl_memory_destroy(a->mem);
-    prim_free(&a->to);
-    prim_free(&a->back);
-    prim_free(&a->back_acc);
 }
 
-/* The input p (plain layout) as the primitive wants it: a->mem points at p itself or at an
- * arena copy in the primitive's layout. */
-static void arg_in(bl_ctx *ctx, onednn_arg *a, const bl_real *p)
+/* The input p (boundary layout `layout`) as the primitive wants it: a->mem points at p itself
+ * or at an arena copy in the primitive's layout. */
+static void arg_in(bl_ctx *ctx, onednn_arg *a, const bl_real *p, int layout)
 {
-    if (a->plain) {
+    const int li = layout_index(layout);
+    if (li == a->native) {
         ONEDNN_CHECK(dnnl_memory_set_data_handle(a->mem, (void *)p));
         return;
     }
-    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->user, (void *)p));
+    if (!a->to[li].prim) reorder_make(&a->to[li], &a->user_md[li], &a->md, 0);
+    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->user[li], (void *)p));
     ONEDNN_CHECK(dnnl_memory_set_data_handle(a->mem, bl_scratch(ctx, a->bytes)));
-    reorder_run(ctx, &a->to, a->user, a->mem);
+    reorder_run(ctx, &a->to[li], a->user[li], a->mem);
 }
 
-/* Point the output a->mem at p when the primitive can write there directly (plain layout and
- * no accumulation), else at arena scratch. */
-static void arg_out(bl_ctx *ctx, onednn_arg *a, bl_real *p, int acc)
+/* Point the output a->mem at p when the primitive can write there directly (p's layout is the
+ * primitive's and no accumulation), else at arena scratch. */
+static void arg_out(bl_ctx *ctx, onednn_arg *a, bl_real *p, int layout, int acc)
 {
-    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->mem, a->plain && !acc ? (void *)p : bl_scratch(ctx, a->bytes)));
+    const int direct = layout_index(layout) == a->native && !acc;
+    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->mem, direct ? (void *)p : bl_scratch(ctx, a->bytes)));
 }
 
 /* After the primitive: p = or += the output (a no-op when it was written in place). */
-static void arg_out_finish(bl_ctx *ctx, onednn_arg *a, bl_real *p, int acc)
+static void arg_out_finish(bl_ctx *ctx, onednn_arg *a, bl_real *p, int layout, int acc)
 {
-    if (a->plain && !acc) return;
-    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->user, p));
-    reorder_run(ctx, acc ? &a->back_acc : &a->back, a->mem, a->user);
+    const int li = layout_index(layout);
+    if (li == a->native && !acc) return;
+    if (li == a->native) { /* same layout: a flat add (oneDNN's sum reorder between equal
+                              blocked layouts is its slow generic one, `simple:any`) */
+        const float *src;
+        ONEDNN_CHECK(dnnl_memory_get_data_handle(a->mem, (void **)&src));
+        const int64_t n = (int64_t)(a->bytes / sizeof(float));
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) p[i] += src[i];
+        return;
+    }
+    onednn_prim *r = acc ? &a->back_acc[li] : &a->back[li];
+    if (!r->prim) reorder_make(r, &a->md, &a->user_md[li], acc);
+    ONEDNN_CHECK(dnnl_memory_set_data_handle(a->user[li], p));
+    reorder_run(ctx, r, a->mem, a->user[li]);
 }
 
 /* ---- the cache ---- */
@@ -211,6 +246,14 @@ static void onednn_conv_free(onednn_conv *c)
     onednn_arg *args[] = {&c->f_src, &c->f_wei, &c->f_dst, &c->d_ddst, &c->d_wei,
                           &c->d_dsrc, &c->w_src, &c->w_ddst, &c->w_dwei};
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) arg_free(args[i]);
+    if (c->eval_made) {
+        prim_free(&c->eval);
+        prim_free(&c->eval_silu);
+        arg_free(&c->e_src);
+        arg_free(&c->e_wei);
+        arg_free(&c->e_dst);
+        dnnl_memory_destroy(c->e_bias);
+    }
     if (c->bias) dnnl_memory_destroy(c->bias);
     if (c->dbias) dnnl_memory_destroy(c->dbias);
     free(c);
@@ -301,20 +344,20 @@ static onednn_conv *onednn_conv_make(const onednn_key *key)
                  (long long)g->stride, (long long)g->pad_h);
     const dnnl_dims_t sd = {g->B, g->C, g->H, g->W}, wd = {g->M, g->C, g->kh, g->kw},
                       dd = {g->B, g->M, g->Ho, g->Wo}, bd = {g->M};
-    dnnl_memory_desc_t s_plain, w_plain, d_plain, b_plain;
-    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&s_plain, 4, sd, dnnl_f32, dnnl_nchw));
-    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&w_plain, 4, wd, dnnl_f32, dnnl_oihw));
-    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&d_plain, 4, dd, dnnl_f32, dnnl_nchw));
+    dnnl_memory_desc_t b_plain;
     ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&b_plain, 1, bd, dnnl_f32, dnnl_a));
-    arg_init(&c->f_src, pd[0], dnnl_query_src_md, &s_plain, 0);
-    arg_init(&c->f_wei, pd[0], dnnl_query_weights_md, &w_plain, 0);
-    arg_init(&c->f_dst, pd[0], dnnl_query_dst_md, &d_plain, 1);
-    arg_init(&c->d_ddst, pd[1], dnnl_query_diff_dst_md, &d_plain, 0);
-    arg_init(&c->d_wei, pd[1], dnnl_query_weights_md, &w_plain, 0);
-    arg_init(&c->d_dsrc, pd[1], dnnl_query_diff_src_md, &s_plain, 1);
-    arg_init(&c->w_src, pd[2], dnnl_query_src_md, &s_plain, 0);
-    arg_init(&c->w_ddst, pd[2], dnnl_query_diff_dst_md, &d_plain, 0);
-    arg_init(&c->w_dwei, pd[2], dnnl_query_diff_weights_md, &w_plain, 1);
+    arg_init(&c->f_src, pd[0], dnnl_query_src_md, sd, 0);
+    arg_init(&c->f_wei, pd[0], dnnl_query_weights_md, wd, 1);
+    arg_init(&c->f_dst, pd[0], dnnl_query_dst_md, dd, 0);
+    arg_init(&c->d_ddst, pd[1], dnnl_query_diff_dst_md, dd, 0);
+    arg_init(&c->d_wei, pd[1], dnnl_query_weights_md, wd, 1);
+    arg_init(&c->d_dsrc, pd[1], dnnl_query_diff_src_md, sd, 0);
+    arg_init(&c->w_src, pd[2], dnnl_query_src_md, sd, 0);
+    arg_init(&c->w_ddst, pd[2], dnnl_query_diff_dst_md, dd, 0);
+    arg_init(&c->w_dwei, pd[2], dnnl_query_diff_weights_md, wd, 1);
+    c->out_layout = c->f_dst.native > 0 && g->M % layout_of_index(c->f_dst.native) == 0
+                        ? layout_of_index(c->f_dst.native)
+                        : BL_LAYOUT_PLAIN;
     if (key->has_bias) {
         ONEDNN_CHECK(dnnl_memory_create(&c->bias, &b_plain, onednn_engine, DNNL_MEMORY_NONE));
         ONEDNN_CHECK(dnnl_memory_create(&c->dbias, &b_plain, onednn_engine, DNNL_MEMORY_NONE));
@@ -357,15 +400,20 @@ const char *bl_conv_onednn_describe(const bl_conv_geom *g, int has_bias, int *wi
 
 /* ---- the ops ---- */
 
-void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
-                            const bl_real *w, const bl_real *bias, bl_real *y)
+int bl_conv_onednn_out_layout(const bl_conv_geom *g, int has_bias)
+{
+    return onednn_get(g, has_bias)->out_layout;
+}
+
+void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x, int x_layout,
+                            const bl_real *w, const bl_real *bias, bl_real *y, int y_layout)
 {
     onednn_conv *c = onednn_get(g, bias != NULL);
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
-    arg_in(ctx, &c->f_src, x);
-    arg_in(ctx, &c->f_wei, w);
-    arg_out(ctx, &c->f_dst, y, 0);
+    arg_in(ctx, &c->f_src, x, x_layout);
+    arg_in(ctx, &c->f_wei, w, BL_LAYOUT_PLAIN);
+    arg_out(ctx, &c->f_dst, y, y_layout, 0);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->f_src.mem}, {DNNL_ARG_WEIGHTS, c->f_wei.mem},
                                {DNNL_ARG_DST, c->f_dst.mem}};
     int n = 3;
@@ -374,44 +422,124 @@ void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, c->bias};
     }
     prim_run(ctx, &c->fwd, n, args);
-    arg_out_finish(ctx, &c->f_dst, y, 0);
+    arg_out_finish(ctx, &c->f_dst, y, y_layout, 0);
+    bl_arena_release(arena, mark);
+}
+
+/* The eval primitive of c: forward_inference with a bias, with src and dst in the training
+ * forward's layouts (so the layouts between layers are the same in both modes), the training
+ * algorithm when it accepts a SiLU post-op, else the training algorithm without the post-op
+ * (SiLU then runs as a separate in-place eltwise primitive), else direct with the post-op. */
+static void onednn_eval_make(onednn_conv *c)
+{
+    const bl_conv_geom *g = &c->key.g;
+    const dnnl_dims_t wd = {g->M, g->C, g->kh, g->kw}, bd = {g->M}, str = {g->stride, g->stride},
+                      pad = {g->pad_h, g->pad_w};
+    dnnl_memory_desc_t wmd, bmd;
+    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_format_tag_any));
+    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_a));
+    const struct { dnnl_alg_kind_t alg; int post; } tries[3] = {
+        {c->winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, 1},
+        {c->winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, 0},
+        {dnnl_convolution_direct, 1}};
+    dnnl_primitive_desc_t pd = NULL;
+    for (int t = 0; t < 3 && !pd; t++) {
+        dnnl_convolution_desc_t fd;
+        ONEDNN_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_inference, tries[t].alg,
+                                                        &c->f_src.md, &wmd, &bmd, &c->f_dst.md,
+                                                        str, pad, pad));
+        dnnl_primitive_attr_t attr = attr_user_scratchpad(0);
+        if (tries[t].post) {
+            dnnl_post_ops_t po;
+            ONEDNN_CHECK(dnnl_post_ops_create(&po));
+            ONEDNN_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f));
+            ONEDNN_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+            dnnl_post_ops_destroy(po);
+        }
+        if (dnnl_primitive_desc_create(&pd, &fd, attr, onednn_engine, NULL) != dnnl_success) pd = NULL;
+        else c->eval_post = tries[t].post;
+        dnnl_primitive_attr_destroy(attr);
+    }
+    BL_ASSERT(pd, "oneDNN: no inference convolution for the cached shape (%lld, %lld, %lld, %lld) "
+              "-> %lld channels", (long long)g->B, (long long)g->C, (long long)g->H,
+              (long long)g->W, (long long)g->M);
+    const dnnl_dims_t sd = {g->B, g->C, g->H, g->W}, dd = {g->B, g->M, g->Ho, g->Wo};
+    arg_init(&c->e_src, pd, dnnl_query_src_md, sd, 0);
+    arg_init(&c->e_wei, pd, dnnl_query_weights_md, wd, 1);
+    arg_init(&c->e_dst, pd, dnnl_query_dst_md, dd, 0);
+    ONEDNN_CHECK(dnnl_memory_create(&c->e_bias, &bmd, onednn_engine, DNNL_MEMORY_NONE));
+    prim_make(&c->eval, pd, NULL, 0);
+    if (!c->eval_post) {
+        dnnl_eltwise_desc_t ed;
+        ONEDNN_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_swish,
+                                                    &c->e_dst.md, 1.0f, 0.0f));
+        dnnl_primitive_attr_t attr = attr_user_scratchpad(0);
+        dnnl_primitive_desc_t epd;
+        ONEDNN_CHECK(dnnl_primitive_desc_create(&epd, &ed, attr, onednn_engine, NULL));
+        dnnl_primitive_attr_destroy(attr);
+        prim_make(&c->eval_silu, epd, NULL, 0);
+    }
+    c->eval_made = 1;
+}
+
+void bl_conv_onednn_forward_silu(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                                 int x_layout, const bl_real *w, const bl_real *bias, bl_real *y,
+                                 int y_layout)
+{
+    onednn_conv *c = onednn_get(g, 0);
+    if (!c->eval_made) onednn_eval_make(c);
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    arg_in(ctx, &c->e_src, x, x_layout);
+    arg_in(ctx, &c->e_wei, w, BL_LAYOUT_PLAIN);
+    arg_out(ctx, &c->e_dst, y, y_layout, 0);
+    ONEDNN_CHECK(dnnl_memory_set_data_handle(c->e_bias, (void *)bias));
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->e_src.mem}, {DNNL_ARG_WEIGHTS, c->e_wei.mem},
+                               {DNNL_ARG_DST, c->e_dst.mem}, {DNNL_ARG_BIAS, c->e_bias}};
+    prim_run(ctx, &c->eval, 4, args);
+    if (!c->eval_post) {
+        dnnl_exec_arg_t eargs[3] = {{DNNL_ARG_SRC, c->e_dst.mem}, {DNNL_ARG_DST, c->e_dst.mem}};
+        prim_run(ctx, &c->eval_silu, 2, eargs);
+    }
+    arg_out_finish(ctx, &c->e_dst, y, y_layout, 0);
     bl_arena_release(arena, mark);
 }
 
 void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, const bl_real *x,
-                             const bl_real *w, const bl_real *dy, bl_real *dw, bl_real *db,
-                             bl_real *dx, int dx_acc)
+                             int x_layout, const bl_real *w, const bl_real *dy, int dy_layout,
+                             bl_real *dw, bl_real *db, bl_real *dx, int dx_acc)
 {
     onednn_conv *c = onednn_get(g, has_bias);
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int want_w = dw || (has_bias && db);
     if (dx) {
-        arg_in(ctx, &c->d_ddst, dy);
+        arg_in(ctx, &c->d_ddst, dy, dy_layout);
         /* what follows is released before backward weights runs: at most two activation-sized
          * copies live at a time (dy's and dx's, then dy's and x's) */
         const size_t mark_d = bl_arena_used(arena);
-        arg_in(ctx, &c->d_wei, w);
-        arg_out(ctx, &c->d_dsrc, dx, dx_acc);
+        arg_in(ctx, &c->d_wei, w, BL_LAYOUT_PLAIN);
+        arg_out(ctx, &c->d_dsrc, dx, x_layout, dx_acc);
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, c->d_ddst.mem},
                                    {DNNL_ARG_WEIGHTS, c->d_wei.mem},
                                    {DNNL_ARG_DIFF_SRC, c->d_dsrc.mem}};
         prim_run(ctx, &c->bwd_d, 3, args);
-        arg_out_finish(ctx, &c->d_dsrc, dx, dx_acc);
+        arg_out_finish(ctx, &c->d_dsrc, dx, x_layout, dx_acc);
         bl_arena_release(arena, mark_d);
     }
     if (want_w) {
         /* dy in the layout backward weights wants: the copy made for backward data when the
          * layouts agree */
-        if (dx && !c->d_ddst.plain && dnnl_memory_desc_equal(&c->d_ddst.md, &c->w_ddst.md)) {
+        if (dx && layout_index(dy_layout) != c->d_ddst.native &&
+            dnnl_memory_desc_equal(&c->d_ddst.md, &c->w_ddst.md)) {
             void *h;
             ONEDNN_CHECK(dnnl_memory_get_data_handle(c->d_ddst.mem, &h));
             ONEDNN_CHECK(dnnl_memory_set_data_handle(c->w_ddst.mem, h));
         } else {
-            arg_in(ctx, &c->w_ddst, dy);
+            arg_in(ctx, &c->w_ddst, dy, dy_layout);
         }
-        arg_in(ctx, &c->w_src, x);
-        arg_out(ctx, &c->w_dwei, NULL, 1);
+        arg_in(ctx, &c->w_src, x, x_layout);
+        arg_out(ctx, &c->w_dwei, NULL, BL_LAYOUT_PLAIN, 1);
         dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->w_src.mem}, {DNNL_ARG_DIFF_DST, c->w_ddst.mem},
                                    {DNNL_ARG_DIFF_WEIGHTS, c->w_dwei.mem}};
         int n = 3;
@@ -422,7 +550,7 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
             args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, c->dbias};
         }
         prim_run(ctx, &c->bwd_w, n, args);
-        if (dw) arg_out_finish(ctx, &c->w_dwei, dw, 1);
+        if (dw) arg_out_finish(ctx, &c->w_dwei, dw, BL_LAYOUT_PLAIN, 1);
         if (db)
             for (int64_t m = 0; m < g->M; m++) db[m] += dbias[m];
     }

@@ -15,15 +15,26 @@
 #if defined(BL_HAVE_DNNL) && !defined(BL_REAL_DOUBLE)
 #define BL_CONV_HAVE_ONEDNN 1
 
+/* Activations x, y, dx, dy come in a layout of lib/tensor.h (BL_LAYOUT_PLAIN or a channel
+ * block size); a layout that differs from the primitive's is reordered around the call.
+ * The blocked layout a convolution of geometry g can write without a reorder (its forward
+ * primitive's, when M is a multiple of the block), or BL_LAYOUT_PLAIN. */
+int bl_conv_onednn_out_layout(const bl_conv_geom *g, int has_bias);
 /* y (B, M, Ho, Wo) = conv(x, w) + bias (bias may be NULL); writes every element of y. */
-void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
-                            const bl_real *w, const bl_real *bias, bl_real *y);
+void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x, int x_layout,
+                            const bl_real *w, const bl_real *bias, bl_real *y, int y_layout);
+/* Inference only: y = silu(conv(x, w) + bias), bias required, one primitive with SiLU as an
+ * eltwise post-op where oneDNN's implementation takes one (the eval ConvBlock with its
+ * BatchNorm folded into w and bias). */
+void bl_conv_onednn_forward_silu(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x,
+                                 int x_layout, const bl_real *w, const bl_real *bias, bl_real *y,
+                                 int y_layout);
 /* Gradients of a convolution with upstream gradient dy: dw += dL/dw, db += dL/db, and
- * dx = dL/dx (dx_acc = 0) or dx += dL/dx (dx_acc = 1). dw, db, dx may be NULL (not wanted);
- * has_bias must be what the forward was called with. */
+ * dx = dL/dx (dx_acc = 0) or dx += dL/dx (dx_acc = 1), dx in x's layout. dw, db, dx may be
+ * NULL (not wanted); has_bias must be what the forward was called with. */
 void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, const bl_real *x,
-                             const bl_real *w, const bl_real *dy, bl_real *dw, bl_real *db,
-                             bl_real *dx, int dx_acc);
+                             int x_layout, const bl_real *w, const bl_real *dy, int dy_layout,
+                             bl_real *dw, bl_real *db, bl_real *dx, int dx_acc);
 
 /* Winograd policy for 3x3 stride-1 layers: never, the measured choice (default), or wherever
  * oneDNN implements it. Changing it selects other cached primitives. */

@@ -65,6 +65,25 @@ bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, i
  * x (B, Cin, D, H, W), w (Cout, Cin, D, kh, kw), bias (Cout) or NULL, depth padding 0,
  * spatial padding `pad`, stride 1 -> (B, Cout, 1, H', W') */
 bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int pad);
+/* Layouts (lib/tensor.h, docs/conv.md "Layouts"). Both convolutions read x in any layout.
+ * These variants may write their output in the engine's channel-blocked layout (the oneDNN
+ * engine, when Cout is a multiple of its block; else plain), which only the layout-aware ops
+ * read: the convolutions, bl_batchnorm, bl_batchnorm_silu, bl_add (equal shapes and layouts),
+ * bl_concat (dim 1, every part blocked), bl_upsample2x, bl_reshape (dims 0 and 1 kept),
+ * bl_to_plain. Every other op aborts on a blocked input, naming itself. */
+bl_tensor *bl_conv2d_blocked(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias,
+                             int stride, int pad);
+bl_tensor *bl_conv3d_depth_blocked(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias,
+                                   int pad);
+/* a in the plain layout: a itself when it is plain, else a reordered copy (with backward). */
+bl_tensor *bl_to_plain(bl_ctx *ctx, bl_tensor *a);
+/* Eval ConvBlock: silu(bl_batchnorm(bl_conv2d_blocked(x, w, NULL, stride, pad), bn_weight,
+ * bn_bias, running_mean, running_var, eps, eval)). When nothing is recorded and the engine is
+ * oneDNN it is one primitive: the BatchNorm folded into the weights and a bias (from the
+ * current parameters, on every call) and SiLU as an eltwise post-op; else the two ops. */
+bl_tensor *bl_conv2d_bn_silu_eval(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, int stride, int pad,
+                                  bl_tensor *bn_weight, bl_tensor *bn_bias,
+                                  bl_tensor *running_mean, bl_tensor *running_var, double eps);
 /* BatchNorm over dim 1 of x (B, C, ...). training: normalise with the batch statistics
  * (biased variance) and update running_mean/running_var in place with
  * running = (1 - momentum) running + momentum batch_stat (unbiased variance);
@@ -90,6 +109,8 @@ bl_tensor *bl_batchnorm_silu(bl_ctx *ctx, bl_tensor *x, bl_tensor *weight, bl_te
  * NULL (the default): per-process statistics. Process-wide setting. */
 typedef void (*bl_batchnorm_reducer)(void *user, double *buf, int64_t n);
 void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first);
+/* 1 when a reducer is set (synchronised BatchNorm reads the plain layout only). */
+int bl_batchnorm_is_synced(void);
 /* nearest upsampling x2 of the last two dims: out[i][j] = in[i/2][j/2] */
 bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x);
 

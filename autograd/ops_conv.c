@@ -36,6 +36,7 @@
 #include "autograd/conv_onednn.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 
 #ifdef BL_REAL_DOUBLE
@@ -495,8 +496,8 @@ static void conv_backward(bl_ctx *ctx, bl_node *node)
         int fresh = 0;
         /* oneDNN's backward data writes every element of dx, whatever the stride */
         bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &fresh) : NULL;
-        bl_conv_onednn_backward(ctx, g, bias != NULL, x->data, w->data, dy,
-                                w->requires_grad ? bl_grad(ctx, w) : NULL,
+        bl_conv_onednn_backward(ctx, g, bias != NULL, x->data, x->layout, w->data, dy,
+                                node->out->layout, w->requires_grad ? bl_grad(ctx, w) : NULL,
                                 bias && bias->requires_grad ? bl_grad(ctx, bias) : NULL, dx, !fresh);
         return;
     }
@@ -507,21 +508,31 @@ static void conv_backward(bl_ctx *ctx, bl_node *node)
 }
 
 static bl_tensor *conv_apply(bl_ctx *ctx, const char *op, const bl_conv_geom *g, bl_tensor *x,
-                             bl_tensor *w, bl_tensor *bias, int ndim, const int64_t *shape)
+                             bl_tensor *w, bl_tensor *bias, int ndim, const int64_t *shape,
+                             int blocked_ok)
 {
     bl_tensor *y = bl_new(ctx, ndim, shape);
     const conv_saved sv = {.g = *g, .engine = bl_conv_get_engine()};
 #ifdef BL_CONV_HAVE_ONEDNN
-    if (sv.engine == BL_CONV_ENGINE_ONEDNN)
-        bl_conv_onednn_forward(ctx, g, x->data, w->data, bias ? bias->data : NULL, y->data);
-    else
+    if (sv.engine == BL_CONV_ENGINE_ONEDNN) {
+        y->layout = blocked_ok && bl_conv_get_blocked() ? bl_conv_onednn_out_layout(g, bias != NULL)
+                                                        : BL_LAYOUT_PLAIN;
+        bl_conv_onednn_forward(ctx, g, x->data, x->layout, w->data, bias ? bias->data : NULL,
+                               y->data, y->layout);
+    } else
 #endif
     {
+        (void)blocked_ok;
+        char sx[96];
+        BL_ASSERT(x->layout == BL_LAYOUT_PLAIN,
+                  "%s: x %s is in the channel-blocked layout (block %d), which the im2col engine "
+                  "does not read; convert it with bl_to_plain", op, bl_shape_str(x, sx, 96),
+                  x->layout);
         if (bias) conv_bias_fill(g, bias->data, y->data);
         conv_forward_gemm(ctx, g, x->data, w->data, y->data, bias != NULL);
     }
     bl_tensor *in[3] = {x, w, bias};
-    bl_node *node = bl_tape_push(ctx, op, conv_backward, y, 3, in, sizeof sv);
+    bl_node *node = bl_tape_push_any_layout(ctx, op, conv_backward, y, 3, in, sizeof sv);
     if (node) memcpy(node->saved, &sv, sizeof sv);
     return y;
 }
@@ -544,9 +555,11 @@ static void conv_check(const char *op, const bl_tensor *x, const bl_tensor *w, c
               bl_shape_str(x, sx, 96), bl_shape_str(w, sw, 96));
 }
 
-bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int stride, int pad)
+/* The geometry of bl_conv2d(x, w, stride, pad), checked. */
+static bl_conv_geom conv2d_geom(const char *op, const bl_tensor *x, const bl_tensor *w,
+                                const bl_tensor *bias, int stride, int pad)
 {
-    conv_check("bl_conv2d", x, w, bias, 4, x->ndim == 4 ? x->shape[1] : -1, stride, pad);
+    conv_check(op, x, w, bias, 4, x->ndim == 4 ? x->shape[1] : -1, stride, pad);
     bl_conv_geom g = {.B = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
                       .M = w->shape[0], .kh = w->shape[2], .kw = w->shape[3], .stride = stride,
                       .pad_h = pad, .pad_w = pad};
@@ -554,18 +567,39 @@ bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, i
     g.Wo = (g.W + 2 * pad - g.kw) / stride + 1;
     char sx[96], sw[96];
     BL_ASSERT(g.H + 2 * pad >= g.kh && g.W + 2 * pad >= g.kw,
-              "bl_conv2d: kernel %s larger than the padded input %s (pad %d)",
+              "%s: kernel %s larger than the padded input %s (pad %d)", op,
               bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96), pad);
-    return conv_apply(ctx, "bl_conv2d", &g, x, w, bias, 4, BL_SHAPE(g.B, g.M, g.Ho, g.Wo));
+    return g;
 }
 
-bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int pad)
+static bl_tensor *conv2d(bl_ctx *ctx, const char *op, bl_tensor *x, bl_tensor *w,
+                         bl_tensor *bias, int stride, int pad, int blocked_ok)
+{
+    const bl_conv_geom g = conv2d_geom(op, x, w, bias, stride, pad);
+    return conv_apply(ctx, op, &g, x, w, bias, 4, BL_SHAPE(g.B, g.M, g.Ho, g.Wo), blocked_ok);
+}
+
+bl_tensor *bl_conv2d(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int stride, int pad)
+{
+    return conv2d(ctx, "bl_conv2d", x, w, bias, stride, pad, 0);
+}
+
+bl_tensor *bl_conv2d_blocked(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias,
+                             int stride, int pad)
+{
+    return conv2d(ctx, "bl_conv2d", x, w, bias, stride, pad, 1);
+}
+
+static bl_tensor *conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int pad,
+                               int blocked_ok)
 {
     conv_check("bl_conv3d_depth", x, w, bias, 5, x->ndim == 5 ? x->shape[1] : -1, 1, pad);
     char sx[96], sw[96];
     BL_ASSERT(w->shape[2] == x->shape[2],
               "bl_conv3d_depth: kernel depth of w %s must equal the depth of x %s",
               bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96));
+    BL_ASSERT(x->layout == BL_LAYOUT_PLAIN, "bl_conv3d_depth: x %s must be in the plain layout",
+              bl_shape_str(x, sx, 96));
     /* x (B, Cin, D, H, W) is the 2-D input (B, Cin D, H, W), w (M, Cin, D, kh, kw) the 2-D
      * kernel (M, Cin D, kh, kw): same memory, no copy */
     bl_conv_geom g = {.B = x->shape[0], .C = x->shape[1] * x->shape[2], .H = x->shape[3],
@@ -577,5 +611,56 @@ bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *b
               "bl_conv3d_depth: kernel %s larger than the padded input %s (pad %d)",
               bl_shape_str(w, sw, 96), bl_shape_str(x, sx, 96), pad);
     return conv_apply(ctx, "bl_conv3d_depth", &g, x, w, bias, 5,
-                      BL_SHAPE(g.B, g.M, 1, g.Ho, g.Wo));
+                      BL_SHAPE(g.B, g.M, 1, g.Ho, g.Wo), blocked_ok);
+}
+
+bl_tensor *bl_conv3d_depth(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int pad)
+{
+    return conv3d_depth(ctx, x, w, bias, pad, 0);
+}
+
+bl_tensor *bl_conv3d_depth_blocked(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias,
+                                   int pad)
+{
+    return conv3d_depth(ctx, x, w, bias, pad, 1);
+}
+
+bl_tensor *bl_conv2d_bn_silu_eval(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, int stride, int pad,
+                                  bl_tensor *bn_weight, bl_tensor *bn_bias,
+                                  bl_tensor *running_mean, bl_tensor *running_var, double eps)
+{
+#ifdef BL_CONV_HAVE_ONEDNN
+    bl_tensor *in[4] = {x, w, bn_weight, bn_bias};
+    if (bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN && bl_conv_get_blocked() &&
+        !bl_tape_needs(ctx, 4, in)) {
+        const char *op = "bl_conv2d_bn_silu_eval";
+        const bl_conv_geom g = conv2d_geom(op, x, w, NULL, stride, pad);
+        const bl_tensor *per_channel[4] = {bn_weight, bn_bias, running_mean, running_var};
+        char sw[96], sp[96];
+        for (int i = 0; i < 4; i++)
+            BL_ASSERT(per_channel[i] && per_channel[i]->numel == g.M,
+                      "%s: BatchNorm weight, bias and running statistics must have %lld "
+                      "elements (w %s), got %s", op, (long long)g.M, bl_shape_str(w, sw, 96),
+                      per_channel[i] ? bl_shape_str(per_channel[i], sp, 96) : "NULL");
+        bl_tensor *y = bl_new(ctx, 4, BL_SHAPE(g.B, g.M, g.Ho, g.Wo));
+        y->layout = bl_conv_onednn_out_layout(&g, 0);
+        bl_arena *arena = bl_ctx_arena(ctx);
+        const size_t mark = bl_arena_used(arena);
+        /* BatchNorm folded into the convolution, from the current parameters on every call:
+         * w' = w s, b' = beta - mean s with s = gamma / sqrt(var + eps) */
+        const int64_t per = w->numel / g.M;
+        bl_real *wf = bl_scratch(ctx, (size_t)w->numel * sizeof *wf);
+        bl_real *bf = bl_scratch(ctx, (size_t)g.M * sizeof *bf);
+        for (int64_t m = 0; m < g.M; m++) {
+            const double sc = bn_weight->data[m] / sqrt((double)running_var->data[m] + eps);
+            bf[m] = (bl_real)(bn_bias->data[m] - running_mean->data[m] * sc);
+            for (int64_t k = 0; k < per; k++) wf[m * per + k] = (bl_real)(w->data[m * per + k] * sc);
+        }
+        bl_conv_onednn_forward_silu(ctx, &g, x->data, x->layout, wf, bf, y->data, y->layout);
+        bl_arena_release(arena, mark);
+        return y;
+    }
+#endif
+    bl_tensor *y = bl_conv2d_blocked(ctx, x, w, NULL, stride, pad);
+    return bl_batchnorm_silu(ctx, y, bn_weight, bn_bias, running_mean, running_var, 0, eps, 0);
 }

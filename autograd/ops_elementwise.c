@@ -111,6 +111,21 @@ static bl_tensor *bl_binary(bl_ctx *ctx, const char *op, bl_tensor *a, bl_tensor
     return out;
 }
 
+/* a + b for a and b of equal shapes in the same channel-blocked layout: the plain loop on the
+ * raw data (elementwise, no broadcasting) with the layout kept */
+static bl_tensor *bl_add_blocked(bl_ctx *ctx, bl_tensor *a, bl_tensor *b, bl_backward_fn *backward)
+{
+    bl_tensor *out = bl_new_like(ctx, a);
+    out->layout = a->layout;
+    const bl_real *pa = a->data, *pb = b->data;
+    bl_real *po = out->data;
+#pragma omp parallel for schedule(static) if (a->numel > BL_OMP_MIN)
+    for (int64_t i = 0; i < a->numel; i++) po[i] = pa[i] + pb[i];
+    bl_tensor *in[2] = {a, b};
+    bl_tape_push_any_layout(ctx, "bl_add", backward, out, 2, in, 0);
+    return out;
+}
+
 static void bl_add_backward(bl_ctx *ctx, bl_node *node)
 {
     bl_grad_acc(ctx, node->in[0], node->out->grad, node->out, 1.0);
@@ -141,6 +156,12 @@ static void bl_div_backward(bl_ctx *ctx, bl_node *node)
 
 bl_tensor *bl_add(bl_ctx *ctx, bl_tensor *a, bl_tensor *b)
 {
+    BL_ASSERT(a && b, "bl_add: NULL input");
+    if (a->layout != BL_LAYOUT_PLAIN && a->layout == b->layout && bl_tensor_same_shape(a, b))
+        return bl_add_blocked(ctx, a, b, bl_add_backward);
+    /* mixed layouts or broadcasting: in the plain layout */
+    a = bl_to_plain(ctx, a);
+    b = bl_to_plain(ctx, b);
     return bl_binary(ctx, "bl_add", a, b, bl_row_add, bl_add_backward);
 }
 

@@ -45,6 +45,8 @@ void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first)
     bn_reducer_first = first;
 }
 
+int bl_batchnorm_is_synced(void) { return bn_reducer != NULL; }
+
 /* SiLU over one row of z = (x - mean) scale + shift:
  *   g == NULL: out = silu(z) = z sigmoid(z);   else: out = g silu'(z) = g s (1 + z (1 - s)).
  * In the float build on x86-64 this runs 4 lanes at a time with SSE2 (part of the x86-64
@@ -117,6 +119,32 @@ static void bn_silu_row(const bl_real *x, int64_t n, bl_real mean, bl_real scale
         const bl_real z = (x[k] - mean) * scale + shift, s = bn_sigmoid(z);
         out[k] = g ? g[k] * (s * (1 + z * (1 - s))) : z * s;
     }
+}
+#endif
+
+/* bn_silu_row for n pixels of a channel-blocked row: x[k v + l] is channel l of pixel k, with
+ * that channel's mean, scale and shift (v a multiple of 4). Same formula per element as
+ * bn_silu_row. */
+#if !defined(BL_REAL_DOUBLE) && defined(__SSE2__)
+static void bn_silu_block(const bl_real *x, int64_t n, int64_t v, const bl_real *mean,
+                          const bl_real *scale, const bl_real *shift, const bl_real *g, bl_real *out)
+{
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t l = 0; l < v; l += 4) {
+            const int64_t i = k * v + l;
+            _mm_storeu_ps(out + i, bn_silu4(_mm_loadu_ps(x + i), _mm_loadu_ps(mean + l),
+                                            _mm_loadu_ps(scale + l), _mm_loadu_ps(shift + l),
+                                            g ? g + i : NULL));
+        }
+}
+#else
+static void bn_silu_block(const bl_real *x, int64_t n, int64_t v, const bl_real *mean,
+                          const bl_real *scale, const bl_real *shift, const bl_real *g, bl_real *out)
+{
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t l = 0; l < v; l++)
+            bn_silu_row(x + k * v + l, 1, mean[l], scale[l], shift[l], g ? g + k * v + l : NULL,
+                        out + k * v + l);
 }
 #endif
 
@@ -246,11 +274,162 @@ static void bn_stats_sync(bl_ctx *ctx, const bl_tensor *x, int64_t B, int64_t C,
     *n_out = n;
 }
 
+/* ---- the channel-blocked layout: x (B, C/v, S, v), one thread per block of v channels,
+ * the v channels of a pixel side by side (lib/tensor.h) ---- */
+
+#define BN_MAX_BLOCK 16
+
+static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, const bl_tensor *bias,
+                               bl_tensor *running_mean, bl_tensor *running_var, double momentum,
+                               double eps, int training, int silu, double *mean, double *invstd,
+                               bl_tensor *y)
+{
+    const int64_t v = x->layout, B = x->shape[0], C = x->shape[1], CB = C / v, S = x->numel / (B * C);
+    const double n = (double)(B * S);
+    BL_ASSERT(v <= BN_MAX_BLOCK && v % 4 == 0 && C % v == 0, "batchnorm: block %lld of %lld channels",
+              (long long)v, (long long)C);
+#pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
+    for (int64_t cb = 0; cb < CB; cb++) {
+        bl_real m[BN_MAX_BLOCK], sc[BN_MAX_BLOCK], sh[BN_MAX_BLOCK];
+        for (int64_t l = 0; l < v; l++) {
+            const int64_t c = cb * v + l;
+            double mu = 0, var = 0;
+            if (!training) {
+                mu = running_mean->data[c];
+                var = running_var->data[c];
+            }
+            mean[c] = mu;
+            invstd[c] = var;
+        }
+        if (training) {
+            /* sums shifted by each channel's first value: no cancellation when |mean| >> std */
+            const bl_real *x0 = x->data + cb * S * v;
+            double acc1[BN_MAX_BLOCK] = {0}, acc2[BN_MAX_BLOCK] = {0};
+            for (int64_t b = 0; b < B; b++) {
+                const bl_real *xp = x->data + (b * CB + cb) * S * v;
+                for (int64_t k = 0; k < S; k++)
+                    for (int64_t l = 0; l < v; l++) {
+                        const double d = (double)(xp[k * v + l] - x0[l]);
+                        acc1[l] += d;
+                        acc2[l] += d * d;
+                    }
+            }
+            for (int64_t l = 0; l < v; l++) {
+                const int64_t c = cb * v + l;
+                const double s1 = acc1[l] / n, s2 = acc2[l] / n;
+                const double var = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
+                mean[c] = x0[l] + s1;
+                invstd[c] = var;
+                if (running_mean)
+                    running_mean->data[c] =
+                        (bl_real)((1 - momentum) * running_mean->data[c] + momentum * mean[c]);
+                if (running_var)
+                    running_var->data[c] =
+                        (bl_real)((1 - momentum) * running_var->data[c] + momentum * var * n / (n - 1));
+            }
+        }
+        for (int64_t l = 0; l < v; l++) {
+            const int64_t c = cb * v + l;
+            invstd[c] = 1 / sqrt(invstd[c] + eps);
+            m[l] = (bl_real)mean[c];
+            sc[l] = (bl_real)invstd[c] * (weight ? weight->data[c] : 1);
+            sh[l] = bias ? bias->data[c] : 0;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            const size_t off = (size_t)((b * CB + cb) * S * v);
+            const bl_real *xp = x->data + off;
+            bl_real *yp = y->data + off;
+            if (silu)
+                bn_silu_block(xp, S, v, m, sc, sh, NULL, yp);
+            else
+                for (int64_t k = 0; k < S; k++)
+                    for (int64_t l = 0; l < v; l++) yp[k * v + l] = (xp[k * v + l] - m[l]) * sc[l] + sh[l];
+        }
+    }
+}
+
+static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
+{
+    const bl_bn_saved *sv = node->saved;
+    bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
+    const int64_t v = x->layout, C = sv->C, CB = C / v, B = sv->B, S = sv->S;
+    const double n = (double)(B * S);
+    const bl_real *dy = node->out->grad;
+    int dx_fresh = 0;
+    bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &dx_fresh) : NULL;
+    bl_real *dw = weight && weight->requires_grad ? bl_grad(ctx, weight) : NULL;
+    bl_real *db = bias && bias->requires_grad ? bl_grad(ctx, bias) : NULL;
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int par = x->numel > BL_NORM_OMP_MIN;
+    /* with SiLU: dL/dz of one channel block, (B, S, v), per thread */
+    const size_t per = (size_t)(B * S * v);
+    bl_real *gz_all = sv->silu ? bl_scratch(ctx, (size_t)(par ? omp_get_max_threads() : 1) * per *
+                                                     sizeof(bl_real))
+                               : NULL;
+#pragma omp parallel if (par)
+    {
+        bl_real *gz = gz_all ? gz_all + (size_t)omp_get_thread_num() * per : NULL;
+#pragma omp for schedule(static)
+        for (int64_t cb = 0; cb < CB; cb++) {
+            bl_real m[BN_MAX_BLOCK], is[BN_MAX_BLOCK], sc[BN_MAX_BLOCK], sh[BN_MAX_BLOCK];
+            for (int64_t l = 0; l < v; l++) {
+                const int64_t c = cb * v + l;
+                m[l] = (bl_real)sv->mean[c];
+                is[l] = (bl_real)sv->invstd[c];
+                sc[l] = is[l] * (weight ? weight->data[c] : 1);
+                sh[l] = bias ? bias->data[c] : 0;
+            }
+            double acc_g[BN_MAX_BLOCK] = {0}, acc_gx[BN_MAX_BLOCK] = {0};
+            for (int64_t b = 0; b < B; b++) {
+                const size_t off = (size_t)((b * CB + cb) * S * v);
+                const bl_real *xp = x->data + off, *gp = dy + off;
+                if (gz) { /* g = dL/dy silu'(z), z recomputed */
+                    bn_silu_block(xp, S, v, m, sc, sh, gp, gz + (size_t)(b * S * v));
+                    gp = gz + (size_t)(b * S * v);
+                }
+                for (int64_t k = 0; k < S; k++)
+                    for (int64_t l = 0; l < v; l++) {
+                        const bl_real xhat = (xp[k * v + l] - m[l]) * is[l];
+                        acc_g[l] += (double)gp[k * v + l];
+                        acc_gx[l] += (double)(gp[k * v + l] * xhat);
+                    }
+            }
+            bl_real a[BN_MAX_BLOCK], bcoef[BN_MAX_BLOCK];
+            for (int64_t l = 0; l < v; l++) {
+                const int64_t c = cb * v + l;
+                if (db) db[c] += (bl_real)acc_g[l];
+                if (dw) dw[c] += (bl_real)acc_gx[l];
+                a[l] = sv->training ? (bl_real)(acc_g[l] / n) : 0;
+                bcoef[l] = sv->training ? (bl_real)(acc_gx[l] / n) : 0;
+            }
+            if (!dx) continue;
+            for (int64_t b = 0; b < B; b++) {
+                const size_t off = (size_t)((b * CB + cb) * S * v);
+                const bl_real *xp = x->data + off;
+                const bl_real *gp = gz ? gz + (size_t)(b * S * v) : dy + off;
+                bl_real *dp = dx + off;
+                for (int64_t k = 0; k < S; k++)
+                    for (int64_t l = 0; l < v; l++) {
+                        const int64_t i = k * v + l;
+                        const bl_real val = sc[l] * (gp[i] - a[l] - (xp[i] - m[l]) * is[l] * bcoef[l]);
+                        dp[i] = dx_fresh ? val : dp[i] + val;
+                    }
+            }
+        }
+    }
+    bl_arena_release(arena, mark);
+}
+
 static void batchnorm_backward(bl_ctx *ctx, bl_node *node)
 {
     const bl_bn_saved *sv = node->saved;
     if (sv->sync) {
         batchnorm_backward_sync(ctx, node);
+        return;
+    }
+    if (node->in[0]->layout != BL_LAYOUT_PLAIN) {
+        batchnorm_backward_blocked(ctx, node);
         return;
     }
     bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
@@ -345,6 +524,13 @@ static bl_tensor *batchnorm_apply(bl_ctx *ctx, const char *op, bl_tensor *x, bl_
     double n = (double)(B * S);
     const int sync = training && bn_reducer != NULL;
     double *sync_var = sync ? bl_scratch(ctx, (size_t)C * sizeof *sync_var) : NULL;
+    y->layout = x->layout;
+    if (x->layout != BL_LAYOUT_PLAIN) {
+        BL_ASSERT(!sync, "%s: synchronised statistics need x %s in the plain layout", op,
+                  bl_shape_str(x, sx, 96));
+        bn_forward_blocked(x, weight, bias, running_mean, running_var, momentum, eps, training,
+                           silu, mean, invstd, y);
+    } else {
     if (sync) bn_stats_sync(ctx, x, B, C, S, mean, sync_var, &n);
 #pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
     for (int64_t c = 0; c < C; c++) {
@@ -389,9 +575,11 @@ static bl_tensor *batchnorm_apply(bl_ctx *ctx, const char *op, bl_tensor *x, bl_
                 for (int64_t k = 0; k < S; k++) yp[k] = (xp[k] - m) * (is * wc) + bc;
         }
     }
+    }
 
     bl_tensor *in[3] = {x, weight, bias};
-    bl_node *node = bl_tape_push(ctx, op, batchnorm_backward, y, 3, in, sizeof(bl_bn_saved));
+    bl_node *node = bl_tape_push_any_layout(ctx, op, batchnorm_backward, y, 3, in,
+                                            sizeof(bl_bn_saved));
     if (!node) {
         bl_arena_release(arena, mark);
         return y;

@@ -49,10 +49,19 @@ bl_tensor *bl_reshape(bl_ctx *ctx, bl_tensor *a, int ndim, const int64_t *shape)
         bl_abort(__FILE__, __LINE__, "bl_reshape: cannot reshape %s (%lld elements) to %s", 
                  bl_shape_str(a, sa, sizeof sa), (long long)a->numel, sb);
     }
+    if (a->layout != BL_LAYOUT_PLAIN) {
+        /* (B, C, S) with the same B and C is the same blocked memory */
+        char sa[96];
+        BL_ASSERT(ndim >= 2 && sh[0] == a->shape[0] && sh[1] == a->shape[1],
+                  "bl_reshape: x %s is channel-blocked (block %d); only reshapes keeping dims 0 "
+                  "and 1 keep that layout, convert with bl_to_plain first",
+                  bl_shape_str(a, sa, sizeof sa), a->layout);
+    }
     bl_tensor *out = bl_arena_push_zero(bl_ctx_arena(ctx), sizeof *out);
     bl_tensor_set_shape(out, ndim, sh);
     out->data = a->data;
-    bl_tape_push(ctx, "bl_reshape", bl_reshape_backward, out, 1, &a, 0);
+    out->layout = a->layout;
+    bl_tape_push_any_layout(ctx, "bl_reshape", bl_reshape_backward, out, 1, &a, 0);
     return out;
 }
 
@@ -220,7 +229,21 @@ bl_tensor *bl_concat(bl_ctx *ctx, int n, bl_tensor *const *ts, int dim)
         total += t->shape[dim];
     }
     shape[dim] = total;
+    /* blocked parts stay blocked when every part is, with the same block, along dim 1: a
+     * part's channels [at, at + C_k) of one image are then one contiguous piece of C_k S
+     * values and the plain copy works as is. Otherwise (mixed layouts, e.g. small widths that
+     * are no multiple of the block) every part is brought to plain first. */
+    int layout = ts[0]->layout, mixed = 0;
+    for (int k = 0; k < n; k++)
+        if (ts[k]->layout != layout || (layout != BL_LAYOUT_PLAIN && dim != 1)) mixed = 1;
+    if (mixed) {
+        bl_tensor **parts = bl_scratch(ctx, (size_t)n * sizeof *parts);
+        for (int k = 0; k < n; k++) parts[k] = bl_to_plain(ctx, ts[k]);
+        ts = parts;
+        layout = BL_LAYOUT_PLAIN;
+    }
     bl_tensor *out = bl_new(ctx, ts[0]->ndim, shape);
+    out->layout = layout;
     int64_t outer, inner, at = 0;
     bl_ops_split_dims(out, dim, &outer, &inner);
     for (int k = 0; k < n; k++) {
@@ -228,7 +251,8 @@ bl_tensor *bl_concat(bl_ctx *ctx, int n, bl_tensor *const *ts, int dim)
                       outer, inner, 0);
         at += ts[k]->shape[dim];
     }
-    bl_node *node = bl_tape_push(ctx, "bl_concat", bl_concat_backward, out, n, ts, sizeof(int));
+    bl_node *node = bl_tape_push_any_layout(ctx, "bl_concat", bl_concat_backward, out, n, ts,
+                                            sizeof(int));
     if (node) *(int *)node->saved = dim;
     return out;
 }
@@ -329,19 +353,26 @@ bl_tensor *bl_crop2d(bl_ctx *ctx, bl_tensor *a, int top, int bottom, int left, i
 /* ------------------------------------------------------------------------------------------ */
 /* nearest upsampling x2 */
 
+/* x seen as (planes, H, W, v): v = 1 plain, v = the block in a channel-blocked layout (the
+ * block's channels of one pixel are neighbours), so one loop serves both. */
 static void upsample2x_backward(bl_ctx *ctx, bl_node *node)
 {
     bl_tensor *x = node->in[0];
-    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], rows = W ? x->numel / W : 0;
+    const int64_t v = x->layout != BL_LAYOUT_PLAIN ? x->layout : 1;
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
+    const int64_t rows = W ? x->numel / (W * v) : 0, Wv = W * v;
     const bl_real *dy = node->out->grad;
     bl_real *dx = bl_grad(ctx, x);
     /* each input pixel receives the sum of its 4 children */
 #pragma omp parallel for schedule(static) if (x->numel > BL_OMP_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t plane = r / H, i = r % H;
-        const bl_real *d0 = dy + (plane * 2 * H + 2 * i) * 2 * W, *d1 = d0 + 2 * W;
-        bl_real *d = dx + r * W;
-        for (int64_t j = 0; j < W; j++) d[j] += d0[2 * j] + d0[2 * j + 1] + d1[2 * j] + d1[2 * j + 1];
+        const bl_real *d0 = dy + (plane * 2 * H + 2 * i) * 2 * Wv, *d1 = d0 + 2 * Wv;
+        bl_real *d = dx + r * Wv;
+        for (int64_t j = 0; j < W; j++)
+            for (int64_t l = 0; l < v; l++)
+                d[j * v + l] += d0[2 * j * v + l] + d0[(2 * j + 1) * v + l] +
+                                d1[2 * j * v + l] + d1[(2 * j + 1) * v + l];
     }
 }
 
@@ -350,21 +381,70 @@ bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x)
     char sx[96];
     BL_ASSERT(x->ndim >= 2, "bl_upsample2x: x %s needs at least 2 dims (..., H, W)",
               bl_shape_str(x, sx, 96));
+    BL_ASSERT(x->layout == BL_LAYOUT_PLAIN || x->ndim >= 4,
+              "bl_upsample2x: channel-blocked x %s needs (B, C, ..., H, W)", bl_shape_str(x, sx, 96));
     int64_t shape[BL_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
-    const int64_t H = shape[x->ndim - 2], W = shape[x->ndim - 1], rows = x->numel / (W ? W : 1);
+    const int64_t v = x->layout != BL_LAYOUT_PLAIN ? x->layout : 1;
+    const int64_t H = shape[x->ndim - 2], W = shape[x->ndim - 1], Wv = W * v;
+    const int64_t rows = x->numel / (Wv ? Wv : 1);
     shape[x->ndim - 2] = 2 * H;
     shape[x->ndim - 1] = 2 * W;
     bl_tensor *y = bl_new(ctx, x->ndim, shape);
+    y->layout = x->layout;
 #pragma omp parallel for schedule(static) if (x->numel > BL_OMP_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t plane = r / H, i = r % H;
-        const bl_real *s = x->data + r * W;
-        bl_real *y0 = y->data + (plane * 2 * H + 2 * i) * 2 * W, *y1 = y0 + 2 * W;
-        for (int64_t j = 0; j < W; j++) y0[2 * j] = y0[2 * j + 1] = s[j];
-        memcpy(y1, y0, (size_t)(2 * W) * sizeof *y1);
+        const bl_real *s = x->data + r * Wv;
+        bl_real *y0 = y->data + (plane * 2 * H + 2 * i) * 2 * Wv, *y1 = y0 + 2 * Wv;
+        for (int64_t j = 0; j < W; j++)
+            for (int64_t l = 0; l < v; l++) y0[2 * j * v + l] = y0[(2 * j + 1) * v + l] = s[j * v + l];
+        memcpy(y1, y0, (size_t)(2 * Wv) * sizeof *y1);
     }
     bl_tensor *in[1] = {x};
-    bl_tape_push(ctx, "bl_upsample2x", upsample2x_backward, y, 1, in, 0);
+    bl_tape_push_any_layout(ctx, "bl_upsample2x", upsample2x_backward, y, 1, in, 0);
     return y;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* layouts */
+
+/* plain (B, C, S) <-> blocked (B, C/v, S, v): to_plain = 1 writes plain from blocked,
+ * to_plain = 0 adds plain into blocked (the backward) */
+static void layout_reorder(bl_real *plain, bl_real *blocked, int64_t B, int64_t C, int64_t S,
+                           int64_t v, int to_plain)
+{
+    const int64_t CB = C / v;
+#pragma omp parallel for schedule(static) if (B * C * S > BL_OMP_MIN)
+    for (int64_t bc = 0; bc < B * CB; bc++) {
+        const int64_t b = bc / CB, cb = bc % CB;
+        bl_real *blk = blocked + bc * S * v, *pl = plain + (b * C + cb * v) * S;
+        for (int64_t l = 0; l < v; l++)
+            if (to_plain)
+                for (int64_t k = 0; k < S; k++) pl[l * S + k] = blk[k * v + l];
+            else
+                for (int64_t k = 0; k < S; k++) blk[k * v + l] += pl[l * S + k];
+    }
+}
+
+static void to_plain_backward(bl_ctx *ctx, bl_node *node)
+{
+    bl_tensor *a = node->in[0];
+    const int64_t B = a->shape[0], C = a->shape[1];
+    layout_reorder(node->out->grad, bl_grad(ctx, a), B, C, a->numel / (B * C), a->layout, 0);
+}
+
+bl_tensor *bl_to_plain(bl_ctx *ctx, bl_tensor *a)
+{
+    BL_ASSERT(a, "bl_to_plain: NULL input");
+    if (a->layout == BL_LAYOUT_PLAIN) return a;
+    char sa[96];
+    BL_ASSERT(a->ndim >= 2 && a->shape[1] % a->layout == 0,
+              "bl_to_plain: blocked tensor %s (block %d) must be (B, C, ...) with C a multiple "
+              "of the block", bl_shape_str(a, sa, sizeof sa), a->layout);
+    bl_tensor *out = bl_new_like(ctx, a);
+    const int64_t B = a->shape[0], C = a->shape[1];
+    if (a->numel) layout_reorder(out->data, a->data, B, C, a->numel / (B * C), a->layout, 1);
+    bl_tape_push_any_layout(ctx, "bl_to_plain", to_plain_backward, out, 1, &a, 0);
+    return out;
 }

@@ -211,6 +211,7 @@ bl_tensor *bl_detach(bl_ctx *ctx, bl_tensor *t)
     bl_tensor *v = bl_arena_push_zero(ctx->arena, sizeof *v);
     bl_tensor_set_shape(v, t->ndim, t->shape);
     v->data = t->data;
+    v->layout = t->layout;
     return v;
 }
 
@@ -240,6 +241,20 @@ int bl_tape_needs(const bl_ctx *ctx, int n_in, bl_tensor *const *in)
 
 bl_node *bl_tape_push(bl_ctx *ctx, const char *op, bl_backward_fn *backward, bl_tensor *out,
                       int n_in, bl_tensor *const *in, size_t saved_bytes)
+{
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->layout != BL_LAYOUT_PLAIN) {
+            char s[96];
+            bl_abort(__FILE__, __LINE__,
+                     "%s: input %d %s is in the channel-blocked layout (block %d), which this op "
+                     "does not read; convert it with bl_to_plain first (docs/conv.md, Layouts)",
+                     op, i, bl_shape_str(in[i], s, sizeof s), in[i]->layout);
+        }
+    return bl_tape_push_any_layout(ctx, op, backward, out, n_in, in, saved_bytes);
+}
+
+bl_node *bl_tape_push_any_layout(bl_ctx *ctx, const char *op, bl_backward_fn *backward,
+                                 bl_tensor *out, int n_in, bl_tensor *const *in, size_t saved_bytes)
 {
     if (!bl_tape_needs(ctx, n_in, in)) return NULL;
     BL_ASSERT(!out->persistent, "%s: the output of a recorded op must be a per-step tensor", op);

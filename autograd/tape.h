@@ -96,8 +96,13 @@ void bl_ctx_set_backward_hook(bl_ctx *ctx, bl_backward_hook *fn, void *user);
 /* For op implementers: 1 if an op on these inputs must be recorded. */
 int bl_tape_needs(const bl_ctx *ctx, int n_in, bl_tensor *const *in);
 /* Record a node for `out` (marks out->requires_grad) when bl_tape_needs; returns the node
- * (saved = zeroed arena block of saved_bytes) or NULL when nothing is recorded. */
+ * (saved = zeroed arena block of saved_bytes) or NULL when nothing is recorded. Every op calls
+ * it (recording or not), so it is also where inputs in a channel-blocked layout are refused:
+ * it aborts naming the op unless every input is BL_LAYOUT_PLAIN. */
 bl_node *bl_tape_push(bl_ctx *ctx, const char *op, bl_backward_fn *backward, bl_tensor *out,
                       int n_in, bl_tensor *const *in, size_t saved_bytes);
+/* The same without the layout check, for the layout-aware ops (docs/conv.md, Layouts). */
+bl_node *bl_tape_push_any_layout(bl_ctx *ctx, const char *op, bl_backward_fn *backward,
+                                 bl_tensor *out, int n_in, bl_tensor *const *in, size_t saved_bytes);
 
 #endif

@@ -47,7 +47,15 @@ typedef struct bl_tensor {
                                     zero_grad (torch: .grad is not None); Adam skips it when 0 */
     int persistent;              /* data/grad are malloc'ed and owned (bl_tensor_free) */
     const char *name;            /* PyTorch state_dict name for parameters and buffers, else NULL */
+    int layout;                  /* BL_LAYOUT_PLAIN (row-major), or a channel block size b
+                                    (8, 16): x (B, C, ...) stored as (B, C/b, S, b) with S the
+                                    product of dims 2.. (oneDNN's nChw{b}c), C a multiple of b;
+                                    grad has the same layout. Only the oneDNN convolution
+                                    produces it and only layout-aware ops accept it
+                                    (docs/conv.md, Layouts) */
 } bl_tensor;
+
+#define BL_LAYOUT_PLAIN 0
 
 /* Shapes are passed as (ndim, const int64_t *shape); BL_SHAPE(2, 3) makes the array inline. */
 #define BL_SHAPE(...) ((const int64_t[]){__VA_ARGS__})

@@ -18,6 +18,13 @@ int main(int argc, char **argv)
         bl_concat(ctx, 2, (bl_tensor *[]){a, bl_zeros(ctx, 2, BL_SHAPE(3, 3))}, 1);
     if (strcmp(what, "reshape") == 0) bl_reshape(ctx, a, 2, BL_SHAPE(4, -1));
     if (strcmp(what, "slice") == 0) bl_slice(ctx, a, 1, 2, 5);
+    /* a tensor in the channel-blocked layout (lib/tensor.h) reaching an op that does not read it */
+    bl_tensor *blk = bl_zeros(ctx, 4, BL_SHAPE(2, 16, 3, 3));
+    blk->layout = 16;
+    if (strcmp(what, "blocked_permute") == 0) bl_permute(ctx, blk, (const int[]){0, 2, 3, 1});
+    if (strcmp(what, "blocked_mul") == 0) bl_mul(ctx, bl_zeros(ctx, 4, BL_SHAPE(2, 16, 3, 3)), blk);
+    if (strcmp(what, "blocked_sum") == 0) bl_sum(ctx, blk);
+
     fprintf(stderr, "shape_abort: '%s' returned without aborting\n", what);
     bl_ctx_free(ctx);
     return 0;
