@@ -96,13 +96,14 @@ static void assert_same_checkpoint(const char *name)
     snprintf(pb, sizeof pb, "%s/b/run", dir);
     size_t na, nb;
     char *a = slurp(pa, name, &na), *b = slurp(pb, name, &nb);
-    ck_assert_msg(na == nb, "%s: %zu bytes vs %zu", name, na, nb);
-    ck_assert(na > 8);
+    ck_assert(na > 8 && nb > 8);
     uint64_t ha, hb;
     memcpy(&ha, a, 8);
     memcpy(&hb, b, 8);
-    ck_assert_msg(ha == hb && 8 + ha <= na, "%s: header of %llu bytes vs %llu", name,
-                  (unsigned long long)ha, (unsigned long long)hb);
+    /* the headers may differ in length by train.seconds' digits; the tensor bytes may not */
+    ck_assert_msg(8 + ha <= na && 8 + hb <= nb && na - 8 - ha == nb - 8 - hb,
+                  "%s: %zu bytes (header %llu) vs %zu (header %llu)", name, na,
+                  (unsigned long long)ha, nb, (unsigned long long)hb);
     json_error_t err;
     json_t *ja = json_loadb(a + 8, ha, 0, &err), *jb = json_loadb(b + 8, hb, 0, &err);
     ck_assert_msg(ja && jb, "%s: header is not JSON: %s", name, err.text);
