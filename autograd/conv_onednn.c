@@ -80,7 +80,7 @@ typedef struct onednn_conv {
     onednn_arg w_src, w_ddst, w_dwei;  /* backward weights */
     dnnl_memory_t bias, dbias;         /* plain (M) */
     int out_layout;                    /* the blocked output layout on offer, or plain */
-    /* eval (made on first use): forward_inference with a bias and, when the implementation
+    /* eval (made on first use): a forward convolution (prop kind forward_training, see onednn_eval_make) with a bias and, when the implementation
      * takes it, SiLU as an eltwise post-op; else SiLU runs as an in-place eltwise primitive */
     int eval_made, eval_post;
     onednn_prim eval, eval_silu;
@@ -426,10 +426,14 @@ void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x
     bl_arena_release(arena, mark);
 }
 
-/* The eval primitive of c: forward_inference with a bias, with src and dst in the training
+/* The eval primitive of c: a forward convolution with a bias, with src and dst in the training
  * forward's layouts (so the layouts between layers are the same in both modes), the training
  * algorithm when it accepts a SiLU post-op, else the training algorithm without the post-op
  * (SiLU then runs as a separate in-place eltwise primitive), else direct with the post-op. */
+/* Its prop kind is forward_training although nothing is recorded: oneDNN 2.6's
+ * forward_inference kernels (with the post-op) gave results that differed in the last bit with
+ * the batch size, so a predict split over processes differed from one process; the
+ * forward_training kernels give the same bits for every batch size (tests/tools/test_mpi_cli.sh). */
 static void onednn_eval_make(onednn_conv *c)
 {
     const bl_conv_geom *g = &c->key.g;
@@ -445,7 +449,7 @@ static void onednn_eval_make(onednn_conv *c)
     dnnl_primitive_desc_t pd = NULL;
     for (int t = 0; t < 3 && !pd; t++) {
         dnnl_convolution_desc_t fd;
-        ONEDNN_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_inference, tries[t].alg,
+        ONEDNN_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, tries[t].alg,
                                                         &c->f_src.md, &wmd, &bmd, &c->f_dst.md,
                                                         str, pad, pad));
         dnnl_primitive_attr_t attr = attr_user_scratchpad(0);
