@@ -309,6 +309,7 @@ bl_status bl_experiment_run(bl_experiment *ex, bl_train_end *end)
         .max_steps = ex->opts.max_steps ? ex->opts.max_steps : t->max_steps,
         .checkpoint_every = t->checkpoint_every, .print_every = t->print_every,
         .out_dir = ex->out_dir, .plot_width = (int)t->plot_width, .plot_height = (int)t->plot_height,
+        .plot_log = t->plot_log,
         .title = ex->opts.title ? ex->opts.title : ex->s->path, .log = ex->opts.log ? ex->opts.log : stdout,
         .progress = ex->opts.progress, .stop = ex->opts.stop, .follower = ex->opts.rank != 0,
         .metrics = ex->metrics,

@@ -158,7 +158,8 @@ static bl_status bl_read_train(bl_settings *s)
         (st = bl_get_double(cfg, "train.scheduler.gamma", t->gamma, 0, 1, &t->gamma)) ||
         (st = bl_config_string(cfg, "train.output_dir", t->output_dir, 0, &t->output_dir)) ||
         (st = bl_get_int(cfg, "train.plot.width", t->plot_width, 64, 10000, &t->plot_width)) ||
-        (st = bl_get_int(cfg, "train.plot.height", t->plot_height, 64, 10000, &t->plot_height)))
+        (st = bl_get_int(cfg, "train.plot.height", t->plot_height, 64, 10000, &t->plot_height)) ||
+        (st = bl_config_bool(cfg, "train.plot.log_scale", t->plot_log, 0, &t->plot_log)))
         return st;
     if (t->min_epochs > t->max_epochs)
         return bl_error(BL_ERR_CONFIG, "%s: key 'train.min_epochs' = %lld exceeds train.max_epochs = %lld",

@@ -46,6 +46,7 @@ typedef struct bl_train_settings {
     double gamma;                                 /* 0.1 */
     const char *output_dir;    /* "output" */
     int64_t plot_width, plot_height;              /* 800 x 500 */
+    int plot_log;                                 /* 0; 1: curve.png on a log loss axis */
 } bl_train_settings;
 
 /* The defaults of every train.* key: the readers start from this struct. */

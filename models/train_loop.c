@@ -56,8 +56,8 @@ static bl_status bl_write_curve(bl_run *r)
     if (r->plan->follower) return BL_OK;
     bl_status st = bl_curve_write_csv(r->curve, r->csv);
     if (st == BL_OK && r->plan->plot_width > 0 && r->curve->n > 0)
-        st = bl_curve_write_png(r->curve, r->png, r->plan->plot_width, r->plan->plot_height,
-                                r->plan->title);
+        st = bl_curve_write_png_log(r->curve, r->png, r->plan->plot_width, r->plan->plot_height,
+                                r->plan->title, r->plan->plot_log);
     return st;
 }
 

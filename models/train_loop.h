@@ -67,6 +67,7 @@ typedef struct bl_train_plan {
     bl_multistep schedule;
     const char *out_dir;
     int plot_width, plot_height; /* curve.png; 0: no plot */
+    int plot_log;                /* curve.png's loss axis logarithmic */
     const char *title;           /* of the plot */
     FILE *log;                   /* progress and messages (stdout) */
     bl_progress_mode progress;

@@ -2,7 +2,9 @@
 # The library as a user gets it: install the build into a temporary DESTDIR, compile
 # examples/experiment.c out of tree with only `pkg-config --cflags --libs bliss` (pointed at
 # the DESTDIR through PKG_CONFIG_PATH and PKG_CONFIG_SYSROOT_DIR), and run it for 2 steps on
-# the installed data files. Exit 77 (skipped) only when pkg-config itself is missing.
+# the installed data files; then the same from the build tree through meson's uninstalled
+# pkg-config files (build/meson-uninstalled) with an rpath. Exit 77 (skipped) only when
+# pkg-config itself is missing.
 #   check_install.sh BUILD_DIR SOURCE_DIR CC SANITIZE
 set -eu
 build=$1
@@ -41,4 +43,16 @@ test -s "$dest/run/last.safetensors" || { echo "FAIL: no checkpoint"; exit 1; }
 # the program ran against the installed library, not the build tree's
 LD_LIBRARY_PATH="$libdir" ldd "$dest/prog" | grep 'libbliss' | grep -q "$dest" || {
     LD_LIBRARY_PATH="$libdir" ldd "$dest/prog"; echo "FAIL: libbliss not from the DESTDIR"; exit 1; }
+# from the build tree, without installing: meson's uninstalled pkg-config files and an rpath
+unc=$(PKG_CONFIG_PATH="$build/meson-uninstalled" PKG_CONFIG_SYSROOT_DIR= pkg-config --cflags bliss)
+unl=$(PKG_CONFIG_PATH="$build/meson-uninstalled" PKG_CONFIG_SYSROOT_DIR= pkg-config --libs bliss)
+echo "build tree: pkg-config --cflags --libs bliss: $unc $unl"
+(cd "$dest" && $cc $extra prog.c $unc $unl -Wl,-rpath,"$build" -o prog_tree) ||
+    { echo "FAIL: compiling against the build tree"; exit 1; }
+BLISS_DATA_DIR="$src" "$dest/prog_tree" "$src/configs/quick.cfg" "$dest/run_tree" \
+    train.max_steps=2 train.val_batches=0 > "$dest/out_tree.txt" 2>&1 || { cat "$dest/out_tree.txt"; echo "FAIL: run (build tree)"; exit 1; }
+grep -q 'after 2 steps: train loss' "$dest/out_tree.txt" || { cat "$dest/out_tree.txt"; echo "FAIL: no loss line (build tree)"; exit 1; }
+# the rpath, not LD_LIBRARY_PATH, found the build tree's libbliss
+env -u LD_LIBRARY_PATH ldd "$dest/prog_tree" | grep 'libbliss.so' | grep -q "$(cd "$build" && pwd)" || {
+    ldd "$dest/prog_tree"; echo "FAIL: libbliss not from the build tree"; exit 1; }
 echo "ok"

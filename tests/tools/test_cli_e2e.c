@@ -64,6 +64,28 @@ static int png_size(const char *path, int *w, int *h)
     return ok;
 }
 
+/* 1 if the decoded pixels of two PNGs of the same size differ */
+static int png_pixels_differ(const char *a, const char *b)
+{
+    unsigned char *px[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
+    const char *path[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION;
+        ck_assert_msg(png_image_begin_read_from_file(&img, path[k]), "%s: not a PNG", path[k]);
+        img.format = PNG_FORMAT_RGBA;
+        n[k] = PNG_IMAGE_SIZE(img);
+        px[k] = malloc(n[k]);
+        ck_assert(px[k] && png_image_finish_read(&img, NULL, px[k], 0, NULL));
+    }
+    int differ = n[0] != n[1] || memcmp(px[0], px[1], n[0]) != 0;
+    free(px[0]);
+    free(px[1]);
+    return differ;
+}
+
 /* no temporary ".<name>.tmp-<pid>" left in dir */
 static int stray_temporaries(const char *d)
 {
@@ -133,6 +155,16 @@ START_TEST(test_generate_train_evaluate_predict)
     ck_assert(png_size(p("run/curve.png"), &w, &h));
     ck_assert_int_eq(w, 400);
     ck_assert_int_eq(h, 300);
+    /* train.plot.log_scale: the same run (same seed and data, same curve) with a log loss
+     * axis draws another picture of the same size */
+    cli_run(&r, dir, "train", "-c", "quick.cfg", "--data", "ds", "-o", "runlog", "--set",
+            "train.plot.log_scale=true", NULL);
+    ck_assert_msg(r.status == 0, "train log_scale: %s\n%s", r.err, r.out);
+    ck_assert(png_size(p("runlog/curve.png"), &w, &h));
+    ck_assert_int_eq(w, 400);
+    ck_assert_int_eq(h, 300);
+    ck_assert_msg(png_pixels_differ(p("run/curve.png"), p("runlog/curve.png")),
+                  "train.plot.log_scale = true drew the same curve.png as the linear axis");
     char buf[64];
     ck_assert_str_eq(meta(p("run/last.safetensors"), "train.step", buf, sizeof buf), "3");
     ck_assert_str_eq(meta(p("run/best.safetensors"), "train.epoch", buf, sizeof buf), "1");
