@@ -413,26 +413,12 @@ bl_status bl_curve_write_panels_png(const char *path, int n_series, const char *
     if (panel_width < 64 || panel_height < 64 || width > 10000 || height > 10000)
         return bl_error(BL_ERR_ARG, "%s: %d panels of %d x %d make a %d x %d plot (panels >= 64, plot <= 10000)",
                         path, n_series, panel_width, panel_height, width, height);
-    if (!bl_plplot_has_device("pngcairo"))
-        return bl_error(BL_ERR_IO, "%s: PLplot has no pngcairo device (install plplot-driver-cairo)", path);
-    char *tmp = bl_atomic_tmp_path(path);
-    FILE *probe = fopen(tmp, "wb");
-    if (!probe) {
-        bl_status st = bl_error(BL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    fclose(probe);
+    char *tmp;
+    bl_status st = bl_plplot_png_begin(path, width, height, &tmp);
+    if (st) return st;
     double xlo = 0, xhi = 1;
     if (!bl_series_range(x, n, &xlo, &xhi)) xlo = 0, xhi = 1;
     if (xhi <= xlo) xlo -= 0.5, xhi += 0.5;
-    char geometry[32];
-    snprintf(geometry, sizeof geometry, "%dx%d", width, height);
-    plsdev("pngcairo");
-    plsfnam(tmp);
-    plsetopt("geometry", geometry);
-    plscolbg(255, 255, 255);
-    plscol0(1, 0, 0, 0);
     plscol0(2, 31, 119, 180);
     plscol0(4, 200, 200, 200);
     plstar(nx, ny);
@@ -461,18 +447,5 @@ bl_status bl_curve_write_panels_png(const char *path, int n_series, const char *
         }
         plwidth(1.0);
     }
-    plend();
-    struct stat sb;
-    bl_status st;
-    if (stat(tmp, &sb) != 0 || sb.st_size == 0) {
-        unlink(tmp);
-        st = bl_error(BL_ERR_IO, "%s: PLplot wrote no image", path);
-    } else if (!bl_png_is_complete(tmp)) {
-        unlink(tmp);
-        st = bl_error(BL_ERR_IO, "%s: write failed: the image PLplot wrote is incomplete (disk full?)", path);
-    } else {
-        st = bl_atomic_rename(tmp, path);
-    }
-    free(tmp);
-    return st;
+    return bl_plplot_png_end(path, tmp);
 }
