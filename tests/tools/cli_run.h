@@ -86,6 +86,16 @@ __attribute__((unused)) static void cli_write(const char *dir, const char *name,
     fclose(f);
 }
 
+/* "<dir>/<name>" in one of 8 rotating buffers, so several can appear in one call */
+__attribute__((unused)) static const char *cli_path(const char *dir, const char *name)
+{
+    static char buf[8][600];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 __attribute__((unused)) static void cli_rmtree(const char *path)
 {
     struct stat sb;

@@ -19,14 +19,7 @@
 static char dir[256];
 static cli_result r;
 
-static const char *p(const char *name)
-{
-    static char buf[8][600];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static const char *p(const char *name) { return cli_path(dir, name); }
 
 static void setup(void)
 {
