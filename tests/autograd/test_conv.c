@@ -47,21 +47,7 @@ static bl_tensor *dot_loss(bl_ctx *ctx, bl_tensor *y, const bl_real *g)
 
 /* ---- helpers ---- */
 
-static uint64_t lcg_state;
-static double urand(void) /* uniform [-1, 1), deterministic */
-{
-    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(lcg_state >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
-static bl_tensor *rand_tensor(bl_ctx *ctx, int ndim, const int64_t *shape, double scale,
-                              double offset, int requires_grad)
-{
-    bl_tensor *t = bl_new(ctx, ndim, shape);
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (bl_real)(offset + scale * urand());
-    t->requires_grad = requires_grad;
-    return t;
-}
+#include "rand_tensor.h"
 
 static double *to_double(const bl_real *p, int64_t n)
 {

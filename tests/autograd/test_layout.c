@@ -22,21 +22,7 @@
 
 /* ---- helpers ---- */
 
-static uint64_t lcg_state;
-static double urand(void) /* uniform [-1, 1), deterministic */
-{
-    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(lcg_state >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
-static bl_tensor *rand_tensor(bl_ctx *ctx, int ndim, const int64_t *shape, double scale,
-                              double offset, int requires_grad)
-{
-    bl_tensor *t = bl_new(ctx, ndim, shape);
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (bl_real)(offset + scale * urand());
-    t->requires_grad = requires_grad;
-    return t;
-}
+#include "rand_tensor.h"
 
 /* index of element (b, c, s) of a (B, C, S) tensor in layout v (0 plain, else the block) */
 static int64_t at(int64_t v, int64_t C, int64_t S, int64_t b, int64_t c, int64_t s)
