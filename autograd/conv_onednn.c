@@ -21,6 +21,8 @@
 
 #ifdef BL_CONV_HAVE_ONEDNN
 
+#include "autograd/conv_wino5.h"
+
 #include <dnnl.h>
 #include <omp.h>
 #include <stdio.h>
@@ -80,6 +82,8 @@ typedef struct onednn_conv {
     onednn_arg w_src, w_ddst, w_dwei;  /* backward weights */
     dnnl_memory_t bias, dbias;         /* plain (M) */
     int out_layout;                    /* the blocked output layout on offer, or plain */
+    int wino5;                         /* 5x5 Winograd (autograd/conv_wino5.h) where the layouts allow */
+    onednn_prim wino5_silu[ONEDNN_LAYOUTS]; /* in-place SiLU after it in eval (made on first use) */
     /* eval (made on first use): a forward convolution (prop kind forward_training, see onednn_eval_make) with a bias and, when the implementation
      * takes it, SiLU as an eltwise post-op; else SiLU runs as an in-place eltwise primitive */
     int eval_made, eval_post;
@@ -243,6 +247,7 @@ static void onednn_conv_free(onednn_conv *c)
     prim_free(&c->fwd);
     prim_free(&c->bwd_d);
     prim_free(&c->bwd_w);
+    for (int i = 0; i < ONEDNN_LAYOUTS; i++) prim_free(&c->wino5_silu[i]);
     onednn_arg *args[] = {&c->f_src, &c->f_wei, &c->f_dst, &c->d_ddst, &c->d_wei,
                           &c->d_dsrc, &c->w_src, &c->w_ddst, &c->w_dwei};
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) arg_free(args[i]);
@@ -365,8 +370,13 @@ static onednn_conv *onednn_conv_make(const onednn_key *key)
     prim_make(&c->fwd, pd[0], c->impl[0], sizeof c->impl[0]);
     prim_make(&c->bwd_d, pd[1], c->impl[1], sizeof c->impl[1]);
     prim_make(&c->bwd_w, pd[2], c->impl[2], sizeof c->impl[2]);
-    snprintf(c->describe, sizeof c->describe, "%s | %s | %s%s", c->impl[0], c->impl[1],
-             c->impl[2], c->winograd ? " (winograd)" : "");
+    c->wino5 = onednn_wino != BL_CONV_WINO_OFF && bl_wino5_applies(g, c->out_layout, c->out_layout);
+    if (c->wino5)
+        snprintf(c->describe, sizeof c->describe, "wino5:%s | wino5:%s | %s (winograd)",
+                 bl_wino5_isa_name(), bl_wino5_isa_name(), c->impl[2]);
+    else
+        snprintf(c->describe, sizeof c->describe, "%s | %s | %s%s", c->impl[0], c->impl[1],
+                 c->impl[2], c->winograd ? " (winograd)" : "");
     return c;
 }
 
@@ -409,6 +419,10 @@ void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x
                             const bl_real *w, const bl_real *bias, bl_real *y, int y_layout)
 {
     onednn_conv *c = onednn_get(g, bias != NULL);
+    if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
+        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, 0);
+        return;
+    }
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     arg_in(ctx, &c->f_src, x, x_layout);
@@ -491,6 +505,29 @@ void bl_conv_onednn_forward_silu(bl_ctx *ctx, const bl_conv_geom *g, const bl_re
                                  int y_layout)
 {
     onednn_conv *c = onednn_get(g, 0);
+    if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
+        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, 0);
+        const int li = layout_index(y_layout);
+        onednn_prim *p = &c->wino5_silu[li];
+        if (!p->prim) {
+            dnnl_eltwise_desc_t ed;
+            ONEDNN_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference,
+                                                        dnnl_eltwise_swish, &c->f_dst.user_md[li],
+                                                        1.0f, 0.0f));
+            dnnl_primitive_attr_t attr = attr_user_scratchpad(0);
+            dnnl_primitive_desc_t epd;
+            ONEDNN_CHECK(dnnl_primitive_desc_create(&epd, &ed, attr, onednn_engine, NULL));
+            dnnl_primitive_attr_destroy(attr);
+            prim_make(p, epd, NULL, 0);
+        }
+        bl_arena *arena = bl_ctx_arena(ctx);
+        const size_t mark = bl_arena_used(arena);
+        ONEDNN_CHECK(dnnl_memory_set_data_handle(c->f_dst.user[li], y));
+        dnnl_exec_arg_t eargs[3] = {{DNNL_ARG_SRC, c->f_dst.user[li]}, {DNNL_ARG_DST, c->f_dst.user[li]}};
+        prim_run(ctx, p, 2, eargs);
+        bl_arena_release(arena, mark);
+        return;
+    }
     if (!c->eval_made) onednn_eval_make(c);
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
@@ -517,7 +554,10 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int want_w = dw || (has_bias && db);
-    if (dx) {
+    const int dx_wino5 = dx && c->wino5 && bl_wino5_applies(g, x_layout, dy_layout);
+    if (dx_wino5) {
+        bl_wino5_backward_data(ctx, g, dy, dy_layout, w, dx, x_layout, dx_acc);
+    } else if (dx) {
         arg_in(ctx, &c->d_ddst, dy, dy_layout);
         /* what follows is released before backward weights runs: at most two activation-sized
          * copies live at a time (dy's and dx's, then dy's and x's) */
@@ -534,7 +574,7 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
     if (want_w) {
         /* dy in the layout backward weights wants: the copy made for backward data when the
          * layouts agree */
-        if (dx && layout_index(dy_layout) != c->d_ddst.native &&
+        if (dx && !dx_wino5 && layout_index(dy_layout) != c->d_ddst.native &&
             dnnl_memory_desc_equal(&c->d_ddst.md, &c->w_ddst.md)) {
             void *h;
             ONEDNN_CHECK(dnnl_memory_get_data_handle(c->d_ddst.mem, &h));

@@ -6,16 +6,22 @@
  *    ConvBlock chain on the oneDNN engine (blocked between layers) against the im2col engine
  *    (plain throughout);
  *  - the eval ConvBlock (BatchNorm folded into a oneDNN convolution with a SiLU post-op)
- *    against the unfused eval ops, and after the parameters change.
+ *    against the unfused eval ops, and after the parameters change;
+ *  - the 5x5 Winograd kernel (autograd/conv_wino5.h), every instruction-set variant the CPU
+ *    runs and both block sizes, forward and backward data against double-precision loops
+ *    written from the definition, its results independent of the batch and the thread count,
+ *    and a chain of 5x5 ConvBlocks through the ops with it against oneDNN's direct kernels.
  * The refusal of a blocked input by the other ops is tested by tests/autograd/shape_abort.c. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autograd/conv_engine.h"
 #include "autograd/conv_onednn.h"
+#include "autograd/conv_wino5.h"
 #include "autograd/ops.h"
 
 #include "tests/bl_check.h"
@@ -441,6 +447,226 @@ START_TEST(test_layout_conv_any_input_layout)
     bl_ctx_free(ctx);
 }
 END_TEST
+
+/* ---- the 5x5 Winograd kernel ---- */
+
+typedef struct wino5_case {
+    int B, C, H, W, M, bias;
+} wino5_case;
+
+/* partial tiles in both directions (13 x 7, 9 x 9), images narrower than a tile row block and
+ * wider (35 x 70: 18 tiles a row, more than one block), M != C (the backward data swaps them) */
+static const wino5_case wino5_cases[] = {
+    {2, 64, 13, 7, 64, 1},
+    {1, 64, 9, 9, 128, 0},
+    {3, 128, 8, 12, 64, 1},
+    {1, 64, 35, 70, 64, 1},
+};
+#define N_WINO5_CASES (int)(sizeof wino5_cases / sizeof wino5_cases[0])
+
+/* y[b][m][i][j] = bias[m] + sum_{c,a,e} w[m][c][a][e] x[b][c][i + a - 2][j + e - 2] (zero
+ * outside), and dx[b][c][i][j] = sum_{m,a,e} dy[b][m][i - a + 2][j - e + 2] w[m][c][a][e], in
+ * double precision from plain float inputs */
+static void naive5(const wino5_case *k, const bl_real *x, const bl_real *w, const bl_real *bias,
+                   const bl_real *dy, double *y, double *dx)
+{
+    const int B = k->B, C = k->C, H = k->H, W = k->W, M = k->M;
+    for (int b = 0; b < B; b++)
+        for (int m = 0; m < M; m++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double s = bias ? bias[m] : 0;
+                    for (int c = 0; c < C; c++)
+                        for (int a = 0; a < 5; a++)
+                            for (int e = 0; e < 5; e++) {
+                                const int ii = i + a - 2, jj = j + e - 2;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                s += (double)w[((m * C + c) * 5 + a) * 5 + e] *
+                                     x[((b * C + c) * H + ii) * W + jj];
+                            }
+                    y[((b * M + m) * H + i) * W + j] = s;
+                }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double s = 0;
+                    for (int m = 0; m < M; m++)
+                        for (int a = 0; a < 5; a++)
+                            for (int e = 0; e < 5; e++) {
+                                const int ii = i - a + 2, jj = j - e + 2;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                s += (double)w[((m * C + c) * 5 + a) * 5 + e] *
+                                     dy[((b * M + m) * H + ii) * W + jj];
+                            }
+                    dx[((b * C + c) * H + i) * W + j] = s;
+                }
+}
+
+static void assert_close_d(const char *what, const bl_real *a, const double *b, int64_t n,
+                           double rtol)
+{
+    bl_real *bf = bl_malloc((size_t)n * sizeof *bf);
+    double scale = 0, worst = 0;
+    int64_t iw = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)a[i] - b[i]) / (fabs(b[i]) + scale);
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e, iw = i;
+        bf[i] = (bl_real)b[i];
+    }
+    ck_assert_msg(scale > 0 && worst <= rtol, "%s: element %lld is %.9g, expected %.9g (rel err %.3g > %.3g)",
+                  what, (long long)iw, (double)a[iw], b[iw], worst, rtol);
+    free(bf);
+}
+
+static const bl_wino5_isa wino5_isas[3] = {BL_WINO5_ISA_GENERIC, BL_WINO5_ISA_AVX2,
+                                           BL_WINO5_ISA_AVX512};
+
+/* the kernel alone, every variant this CPU runs, blocks 8 and 16 (where the variant takes
+ * them), fresh and accumulating outputs, against the loops above. The tolerance: F(4x4, 5x5)
+ * rounds more than a direct sum (its transforms reach 5.25 and 1/90); measured worst 4e-6
+ * of the tensor's scale at C = 64 in numpy's float32 and in these cases. */
+START_TEST(test_wino5_vs_naive)
+{
+    const wino5_case *k = &wino5_cases[_i];
+    lcg_state = 50 + (uint64_t)_i;
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(k->B, k->C, k->H, k->W), 1, 0, 0);
+    bl_tensor *w = rand_tensor(ctx, 4, BL_SHAPE(k->M, k->C, 5, 5), 0.05, 0, 0);
+    bl_tensor *bias = k->bias ? rand_tensor(ctx, 1, BL_SHAPE(k->M), 1, 0, 0) : NULL;
+    bl_tensor *dy = rand_tensor(ctx, 4, BL_SHAPE(k->B, k->M, k->H, k->W), 1, 0, 0);
+    double *ry = bl_malloc((size_t)dy->numel * sizeof *ry), *rdx = bl_malloc((size_t)x->numel * sizeof *rdx);
+    naive5(k, x->data, w->data, bias ? bias->data : NULL, dy->data, ry, rdx);
+    const bl_conv_geom g = {.B = k->B, .C = k->C, .H = k->H, .W = k->W, .M = k->M, .kh = 5,
+                            .kw = 5, .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = k->H, .Wo = k->W};
+    int ran = 0;
+    for (int v = 0; v < 3; v++) {
+        if (!bl_wino5_set_isa(wino5_isas[v])) continue;
+        for (int blk = 8; blk <= 16; blk += 8) {
+            if (!bl_wino5_applies(&g, blk, blk)) continue;
+            ran++;
+            bl_tensor *xb = as_layout(ctx, x, blk), *dyb = as_layout(ctx, dy, blk);
+            bl_real *yb = bl_scratch(ctx, (size_t)dy->numel * sizeof *yb);
+            bl_real *dxb = bl_scratch(ctx, (size_t)x->numel * sizeof *dxb);
+            bl_real *out = bl_malloc((size_t)(dy->numel > x->numel ? dy->numel : x->numel) * sizeof *out);
+            double *ref1 = bl_malloc((size_t)(dy->numel > x->numel ? dy->numel : x->numel) * sizeof *ref1);
+            char what[128];
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < dy->numel; i++) yb[i] = acc ? 1 : NAN;
+                for (int64_t i = 0; i < x->numel; i++) dxb[i] = acc ? 1 : NAN;
+                bl_wino5_forward(ctx, &g, xb->data, blk, w->data, bias ? bias->data : NULL, yb, blk, acc);
+                bl_wino5_backward_data(ctx, &g, dyb->data, blk, w->data, dxb, blk, acc);
+                unblock(dy, blk, yb, out);
+                for (int64_t i = 0; i < dy->numel; i++) ref1[i] = ry[i] + acc;
+                snprintf(what, sizeof what, "case %d %s block %d acc %d: y", _i, bl_wino5_isa_name(), blk, acc);
+                assert_close_d(what, out, ref1, dy->numel, 1e-5);
+                unblock(x, blk, dxb, out);
+                for (int64_t i = 0; i < x->numel; i++) ref1[i] = rdx[i] + acc;
+                snprintf(what, sizeof what, "case %d %s block %d acc %d: dx", _i, bl_wino5_isa_name(), blk, acc);
+                assert_close_d(what, out, ref1, x->numel, 1e-5);
+            }
+            free(out), free(ref1);
+        }
+    }
+    bl_wino5_set_isa(BL_WINO5_ISA_AUTO);
+    ck_assert_msg(ran >= 1, "no variant ran");
+    free(ry), free(rdx);
+    bl_ctx_free(ctx);
+}
+END_TEST
+
+/* no reduction crosses a tile: image 1 of a batch of 3 equals the same image alone, bit for
+ * bit, at 1 and at 2 threads */
+START_TEST(test_wino5_batch_and_threads_independent)
+{
+    const wino5_case k = {3, 64, 12, 10, 64, 1};
+    lcg_state = 9;
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(k.B, k.C, k.H, k.W), 1, 0, 0);
+    bl_tensor *w = rand_tensor(ctx, 4, BL_SHAPE(k.M, k.C, 5, 5), 0.05, 0, 0);
+    bl_tensor *bias = rand_tensor(ctx, 1, BL_SHAPE(k.M), 1, 0, 0);
+    bl_tensor *xb = as_layout(ctx, x, 16);
+    const int64_t per_in = k.C * k.H * k.W, per_out = k.M * k.H * k.W;
+    bl_conv_geom g = {.B = 3, .C = k.C, .H = k.H, .W = k.W, .M = k.M, .kh = 5, .kw = 5,
+                      .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = k.H, .Wo = k.W};
+    bl_real *y3 = bl_scratch(ctx, (size_t)(3 * per_out) * sizeof *y3);
+    bl_real *y1 = bl_scratch(ctx, (size_t)per_out * sizeof *y1);
+    bl_wino5_forward(ctx, &g, xb->data, 16, w->data, bias->data, y3, 16, 0);
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        g.B = 1;
+        bl_wino5_forward(ctx, &g, xb->data + per_in, 16, w->data, bias->data, y1, 16, 0);
+        ck_assert_msg(!memcmp(y1, y3 + per_out, (size_t)per_out * sizeof *y1),
+                      "image 1 alone at %d threads differs from image 1 of the batch", t);
+    }
+    omp_set_num_threads(threads);
+    bl_ctx_free(ctx);
+}
+END_TEST
+
+/* 5x5 ConvBlocks through the ops (x -> 3x3 16 -> 64 -> two 5x5 64 -> 64 ConvBlocks -> plain):
+ * outputs and every gradient with the Winograd kernel against oneDNN's direct kernels, and the
+ * fused eval ConvBlock likewise */
+static net_result wino5_chain(int policy, int fused, const char **impl)
+{
+    bl_conv_onednn_set_winograd(policy);
+    bl_ctx *ctx = bl_ctx_alloc(0);
+    if (fused) bl_set_grad_enabled(ctx, 0);
+    lcg_state = 21;
+    bl_tensor *x = rand_tensor(ctx, 4, BL_SHAPE(2, 16, 11, 9), 1, 0, 0);
+    bl_tensor *w0 = rand_tensor(ctx, 4, BL_SHAPE(64, 16, 3, 3), 0.1, 0, 1);
+    bl_tensor *ws[2], *bw[2], *bb[2], *rm[2], *rv[2];
+    for (int l = 0; l < 2; l++) {
+        ws[l] = rand_tensor(ctx, 4, BL_SHAPE(64, 64, 5, 5), 0.03, 0, 1);
+        bw[l] = rand_tensor(ctx, 1, BL_SHAPE(64), 0.3, 1, 1);
+        bb[l] = rand_tensor(ctx, 1, BL_SHAPE(64), 0.2, 0, 1);
+        rm[l] = rand_tensor(ctx, 1, BL_SHAPE(64), 0.1, 0, 0);
+        rv[l] = rand_tensor(ctx, 1, BL_SHAPE(64), 0.4, 1, 0);
+    }
+    bl_tensor *y = bl_conv2d_blocked(ctx, x, w0, NULL, 1, 1);
+    ck_assert_int_eq(y->layout, 16);
+    for (int l = 0; l < 2; l++)
+        y = fused ? bl_conv2d_bn_silu_eval(ctx, y, ws[l], 1, 2, bw[l], bb[l], rm[l], rv[l], 1e-3)
+                  : bl_batchnorm_silu(ctx, bl_conv2d_blocked(ctx, y, ws[l], NULL, 1, 2), bw[l],
+                                      bb[l], rm[l], rv[l], 0.03, 1e-3, 1);
+    const bl_conv_geom g = {.B = 2, .C = 64, .H = 11, .W = 9, .M = 64, .kh = 5, .kw = 5,
+                            .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = 11, .Wo = 9};
+    *impl = bl_conv_onednn_describe(&g, 0, NULL);
+    y = bl_to_plain(ctx, y);
+    net_result r = {.ny = y->numel, .y = dup(y->data, y->numel)};
+    if (!fused) {
+        bl_tensor *gr = rand_tensor(ctx, 4, y->shape, 1, 0, 0);
+        bl_backward(ctx, dot_loss(ctx, y, gr->data));
+        bl_tensor *ps[7] = {w0, ws[0], bw[0], bb[0], ws[1], bw[1], bb[1]};
+        for (int i = 0; i < 7; i++) r.ng += ps[i]->numel;
+        r.grads = bl_malloc((size_t)r.ng * sizeof(bl_real));
+        int64_t o = 0;
+        for (int i = 0; i < 7; i++) {
+            memcpy(r.grads + o, ps[i]->grad, (size_t)ps[i]->numel * sizeof(bl_real));
+            o += ps[i]->numel;
+        }
+    }
+    bl_ctx_free(ctx);
+    bl_conv_onednn_set_winograd(BL_CONV_WINO_AUTO);
+    return r;
+}
+
+START_TEST(test_wino5_chain_vs_direct)
+{
+    const int fused = _i;
+    ck_assert_int_eq(bl_conv_set_engine(BL_CONV_ENGINE_ONEDNN), BL_OK);
+    const char *impl;
+    net_result a = wino5_chain(BL_CONV_WINO_OFF, fused, &impl);
+    ck_assert_msg(!strstr(impl, "wino5"), "Winograd off ran %s", impl);
+    net_result b = wino5_chain(BL_CONV_WINO_AUTO, fused, &impl);
+    ck_assert_msg(strstr(impl, "wino5:"), "the default policy ran %s on the 5x5 layers", impl);
+    assert_close(fused ? "eval y" : "train y", b.y, a.y, a.ny, 1e-5);
+    if (!fused) assert_close("train grads", b.grads, a.grads, a.ng, 1e-5);
+    free(a.y), free(a.grads), free(b.y), free(b.grads);
+}
+END_TEST
 #endif
 
 static Suite *layout_suite(void)
@@ -454,6 +680,9 @@ static Suite *layout_suite(void)
     tcase_add_loop_test(tc, test_layout_net_onednn_blocked_vs_im2col, 0, 2);
     tcase_add_test(tc, test_layout_eval_fused_vs_unfused);
     tcase_add_test(tc, test_layout_conv_any_input_layout);
+    tcase_add_loop_test(tc, test_wino5_vs_naive, 0, N_WINO5_CASES);
+    tcase_add_test(tc, test_wino5_batch_and_threads_independent);
+    tcase_add_loop_test(tc, test_wino5_chain_vs_direct, 0, 2);
 #endif
     suite_add_tcase(s, tc);
     return s;
