@@ -96,10 +96,27 @@ static dnnl_engine_t onednn_engine;
 static dnnl_stream_t onednn_stream;
 static onednn_conv **onednn_cache;
 static int onednn_n, onednn_cap;
-static bl_conv_wino onednn_wino = BL_CONV_WINO_AUTO;
+static int onednn_wino = -1; /* -1 until the first query or set */
 
-void bl_conv_onednn_set_winograd(bl_conv_wino mode) { onednn_wino = mode; }
-bl_conv_wino bl_conv_onednn_get_winograd(void) { return onednn_wino; }
+void bl_conv_onednn_set_winograd(bl_conv_wino mode) { onednn_wino = (int)mode; }
+
+bl_conv_wino bl_conv_onednn_get_winograd(void)
+{
+    if (onednn_wino < 0) {
+        const char *env = getenv("BL_CONV_WINO");
+        onednn_wino = BL_CONV_WINO_AUTO;
+        if (env && *env) {
+            if (!strcmp(env, "off")) onednn_wino = BL_CONV_WINO_OFF;
+            else if (!strcmp(env, "all")) onednn_wino = BL_CONV_WINO_ALL;
+            else if (strcmp(env, "auto")) { /* a user error with no caller to return it to */
+                fprintf(stderr, "bliss: BL_CONV_WINO=%s: unknown Winograd policy (expected off, "
+                                "auto or all)\n", env);
+                exit(2);
+            }
+        }
+    }
+    return (bl_conv_wino)onednn_wino;
+}
 
 /* ---- building blocks ---- */
 
@@ -289,9 +306,9 @@ static void onednn_init(void)
  * the encoder's 128 @40, 256 @20 and 256 @10 layers). */
 static int onednn_want_winograd(const bl_conv_geom *g)
 {
-    if (onednn_wino == BL_CONV_WINO_OFF) return 0;
+    if (bl_conv_onednn_get_winograd() == BL_CONV_WINO_OFF) return 0;
     const int shape_ok = g->kh == 3 && g->kw == 3 && g->stride == 1;
-    if (onednn_wino == BL_CONV_WINO_ALL) return shape_ok;
+    if (bl_conv_onednn_get_winograd() == BL_CONV_WINO_ALL) return shape_ok;
     return shape_ok && g->C % 16 == 0 && g->M % 16 == 0;
 }
 
@@ -370,7 +387,7 @@ static onednn_conv *onednn_conv_make(const onednn_key *key)
     prim_make(&c->fwd, pd[0], c->impl[0], sizeof c->impl[0]);
     prim_make(&c->bwd_d, pd[1], c->impl[1], sizeof c->impl[1]);
     prim_make(&c->bwd_w, pd[2], c->impl[2], sizeof c->impl[2]);
-    c->wino5 = onednn_wino != BL_CONV_WINO_OFF && bl_wino5_applies(g, c->out_layout, c->out_layout);
+    c->wino5 = bl_conv_onednn_get_winograd() != BL_CONV_WINO_OFF && bl_wino5_applies(g, c->out_layout, c->out_layout);
     if (c->wino5)
         snprintf(c->describe, sizeof c->describe, "wino5:%s | wino5:%s | %s (winograd)",
                  bl_wino5_isa_name(), bl_wino5_isa_name(), c->impl[2]);
@@ -388,7 +405,7 @@ static onednn_conv *onednn_get(const bl_conv_geom *g, int has_bias)
     key.g = *g;
     key.has_bias = has_bias != 0;
     key.threads = omp_get_max_threads();
-    key.wino_mode = onednn_wino;
+    key.wino_mode = bl_conv_onednn_get_winograd();
     for (int i = 0; i < onednn_n; i++)
         if (!memcmp(&onednn_cache[i]->key, &key, sizeof key)) return onednn_cache[i];
     if (onednn_n == onednn_cap) {

@@ -36,8 +36,11 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
                              int x_layout, const bl_real *w, const bl_real *dy, int dy_layout,
                              bl_real *dw, bl_real *db, bl_real *dx, int dx_acc);
 
-/* Winograd policy for 3x3 stride-1 layers: never, the measured choice (default), or wherever
- * oneDNN implements it. Changing it selects other cached primitives. */
+/* Winograd policy: never, the measured choice (default: oneDNN's F(4x4, 3x3) on 3x3 stride-1
+ * layers with channel counts that are multiples of 16, and autograd/conv_wino5.h on the 5x5
+ * layers it covers), or wherever oneDNN implements it (3x3; the 5x5 rule is unchanged).
+ * The environment variable BL_CONV_WINO=off|auto|all sets it at the first query (an unknown
+ * value exits with a message). Changing it selects other cached primitives. */
 typedef enum bl_conv_wino {
     BL_CONV_WINO_OFF = 0,
     BL_CONV_WINO_AUTO = 1,

@@ -15,7 +15,7 @@
 
 #include "autograd/conv_wino5_tables.h"
 
-#define WINO5_TILES 24 /* tiles per block (a multiple of every variant's WINO_R) */
+#define WINO5_TILES 12 /* tiles per block (a multiple of every variant's WINO_R) */
 
 typedef struct wino5_job {
     int64_t C, M, H, W, Ho, Wo;  /* input channels, output channels, sizes (stride 1) */
