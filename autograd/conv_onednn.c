@@ -389,8 +389,9 @@ static onednn_conv *onednn_conv_make(const onednn_key *key)
     prim_make(&c->bwd_w, pd[2], c->impl[2], sizeof c->impl[2]);
     c->wino5 = bl_conv_onednn_get_winograd() != BL_CONV_WINO_OFF && bl_wino5_applies(g, c->out_layout, c->out_layout);
     if (c->wino5)
-        snprintf(c->describe, sizeof c->describe, "wino5:%s | wino5:%s | %s (winograd)",
-                 bl_wino5_isa_name(), bl_wino5_isa_name(), c->impl[2]);
+        snprintf(c->describe, sizeof c->describe, "wino5:%s | wino5:%s | %s%s (winograd)",
+                 bl_wino5_isa_name(), bl_wino5_isa_name(), key->has_bias ? c->impl[2] : "wino5:",
+                 key->has_bias ? "" : bl_wino5_isa_name());
     else
         snprintf(c->describe, sizeof c->describe, "%s | %s | %s%s", c->impl[0], c->impl[1],
                  c->impl[2], c->winograd ? " (winograd)" : "");
@@ -588,7 +589,9 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
         arg_out_finish(ctx, &c->d_dsrc, dx, x_layout, dx_acc);
         bl_arena_release(arena, mark_d);
     }
-    if (want_w) {
+    if (want_w && dw && !has_bias && c->wino5 && bl_wino5_applies(g, x_layout, dy_layout)) {
+        bl_wino5_backward_weights(ctx, g, x, x_layout, dy, dy_layout, dw);
+    } else if (want_w) {
         /* dy in the layout backward weights wants: the copy made for backward data when the
          * layouts agree */
         if (dx && !dx_wino5 && layout_index(dy_layout) != c->d_ddst.native &&

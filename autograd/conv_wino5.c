@@ -16,6 +16,7 @@
 #include "autograd/conv_wino5_tables.h"
 
 #define WINO5_TILES 12 /* tiles per block (a multiple of every variant's WINO_R) */
+#define WINO5_WTILES 12 /* tiles per block of the weight gradient */
 
 typedef struct wino5_job {
     int64_t C, M, H, W, Ho, Wo;  /* input channels, output channels, sizes (stride 1) */
@@ -23,6 +24,7 @@ typedef struct wino5_job {
     int64_t xcb, ycb;            /* channel blocks of x and y */
     const float *x, *U, *bias;
     float *y;
+    const float *dy;             /* the weight gradient's output gradient (layout ycb) */
     int acc;
 } wino5_job;
 
@@ -33,24 +35,28 @@ typedef struct wino5_job {
 #define WINO_VL 16
 #define WINO_NV 4
 #define WINO_R 6
+#define WINO_RW 4
 #include "autograd/conv_wino5_kernel.inc"
 #undef WINO_NAME
 #undef WINO_TARGET
 #undef WINO_VL
 #undef WINO_NV
 #undef WINO_R
+#undef WINO_RW
 
 #define WINO_NAME(n) n##_avx2
 #define WINO_TARGET __attribute__((target("avx2,fma")))
 #define WINO_VL 8
 #define WINO_NV 2
 #define WINO_R 6
+#define WINO_RW 4
 #include "autograd/conv_wino5_kernel.inc"
 #undef WINO_NAME
 #undef WINO_TARGET
 #undef WINO_VL
 #undef WINO_NV
 #undef WINO_R
+#undef WINO_RW
 #define WINO5_HAVE_X86 1
 #endif
 
@@ -59,14 +65,17 @@ typedef struct wino5_job {
 #define WINO_VL 4
 #define WINO_NV 4
 #define WINO_R 2
+#define WINO_RW 2
 #include "autograd/conv_wino5_kernel.inc"
 #undef WINO_NAME
 #undef WINO_TARGET
 #undef WINO_VL
 #undef WINO_NV
 #undef WINO_R
+#undef WINO_RW
 
 typedef void (*wino5_block_fn)(const wino5_job *, int64_t, int64_t, float *, float *);
+typedef void (*wino5_wgrad_fn)(const wino5_job *, int64_t, int64_t, float *, float *, float *);
 
 static bl_wino5_isa wino5_isa = BL_WINO5_ISA_AUTO;
 
@@ -114,6 +123,17 @@ static wino5_block_fn block_fn(void)
     case BL_WINO5_ISA_AVX2: return wino5_block_avx2;
 #endif
     default: return wino5_block_generic;
+    }
+}
+
+static wino5_wgrad_fn wgrad_fn(void)
+{
+    switch (isa_now()) {
+#ifdef WINO5_HAVE_X86
+    case BL_WINO5_ISA_AVX512: return wino5_wgrad_block_avx512;
+    case BL_WINO5_ISA_AVX2: return wino5_wgrad_block_avx2;
+#endif
+    default: return wino5_wgrad_block_generic;
     }
 }
 
@@ -201,6 +221,67 @@ void bl_wino5_backward_data(bl_ctx *ctx, const bl_conv_geom *g, const float *dy,
     wino5_job j = {.C = g->M, .M = g->C, .H = g->Ho, .W = g->Wo, .Ho = g->H, .Wo = g->W,
                    .xcb = dy_layout, .ycb = dx_layout, .x = dy, .bias = NULL, .y = dx, .acc = acc};
     wino5_run(ctx, &j, w, 1, g->B);
+}
+
+/* dw[k][c] += G^T dU[.][c][k] G (5x5 from the 8x8 points), in double precision */
+static void weights_gradient_back(const float *dU, int64_t M, int64_t C, float *dw)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < M; k++)
+        for (int64_t c = 0; c < C; c++) {
+            double t[WINO5_A][5];
+            for (int i = 0; i < WINO5_A; i++)
+                for (int b = 0; b < 5; b++) {
+                    double s = 0;
+                    for (int jj = 0; jj < WINO5_A; jj++)
+                        s += (double)dU[((int64_t)(i * WINO5_A + jj) * C + c) * M + k] * wino5_G[jj][b];
+                    t[i][b] = s;
+                }
+            float *wk = dw + (k * C + c) * 25;
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++) {
+                    double s = 0;
+                    for (int i = 0; i < WINO5_A; i++) s += wino5_G[i][a] * t[i][b];
+                    wk[a * 5 + b] += (float)s;
+                }
+        }
+}
+
+void bl_wino5_backward_weights(bl_ctx *ctx, const bl_conv_geom *g, const float *x, int x_layout,
+                               const float *dy, int dy_layout, float *dw)
+{
+    BL_ASSERT(bl_wino5_applies(g, x_layout, dy_layout), "wino5: convolution out of its scope");
+    bl_arena *arena = bl_ctx_arena(ctx);
+    const size_t mark = bl_arena_used(arena);
+    const int64_t P = WINO5_A * WINO5_A, C = g->C, M = g->M;
+    wino5_job j = {.C = C, .M = M, .H = g->H, .W = g->W, .Ho = g->Ho, .Wo = g->Wo,
+                   .xcb = x_layout, .ycb = dy_layout, .x = x, .dy = dy};
+    j.th = (j.Ho + WINO5_M - 1) / WINO5_M;
+    j.tw = (j.Wo + WINO5_M - 1) / WINO5_M;
+    const int64_t n_tiles = g->B * j.th * j.tw;
+    const int64_t n_blocks = (n_tiles + WINO5_WTILES - 1) / WINO5_WTILES;
+    const int nthr = omp_get_max_threads();
+    const size_t per_thread = (size_t)(P * WINO5_WTILES * (C + M) + P * C * M);
+    float *scratch = bl_scratch(ctx, (size_t)nthr * per_thread * sizeof *scratch);
+    const wino5_wgrad_fn fn = wgrad_fn();
+#pragma omp parallel num_threads(nthr)
+    {
+        float *V = scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *Dy = V + P * WINO5_WTILES * C, *dU = Dy + P * WINO5_WTILES * M;
+        memset(dU, 0, (size_t)(P * C * M) * sizeof *dU);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n_blocks; i++) {
+            const int64_t t0 = i * WINO5_WTILES;
+            fn(&j, t0, n_tiles - t0 < WINO5_WTILES ? n_tiles - t0 : WINO5_WTILES, V, Dy, dU);
+        }
+    }
+    /* the threads' sums, added in thread order (deterministic for a thread count) */
+    float *dU0 = scratch + P * WINO5_WTILES * (C + M);
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < P * C * M; e++)
+        for (int t = 1; t < nthr; t++) dU0[e] += dU0[(size_t)t * per_thread + e];
+    weights_gradient_back(dU0, M, C, dw);
+    bl_arena_release(arena, mark);
 }
 
 #else

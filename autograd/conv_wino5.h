@@ -32,6 +32,12 @@ void bl_wino5_forward(bl_ctx *ctx, const bl_conv_geom *g, const float *x, int x_
 void bl_wino5_backward_data(bl_ctx *ctx, const bl_conv_geom *g, const float *dy, int dy_layout,
                             const float *w, float *dx, int dx_layout, int acc);
 
+/* The backward weights of conv g without bias: dw += dL/dw (OIHW) from x and dy. The sums
+ * over tiles run per thread and are added in thread order: bit-identical for a thread count,
+ * not across thread counts (like oneDNN's backward weights). */
+void bl_wino5_backward_weights(bl_ctx *ctx, const bl_conv_geom *g, const float *x, int x_layout,
+                               const float *dy, int dy_layout, float *dw);
+
 /* The instruction-set variants; AUTO is the best the CPU has. */
 typedef enum bl_wino5_isa {
     BL_WINO5_ISA_AUTO = 0,

@@ -35,4 +35,13 @@ static const double wino5_G[8][5] = {
     OUT(2) = s1_ + 4.0f * s3_ + 0.25f * s5_; \
     OUT(3) = d1_ + 8.0f * d3_ + 0.125f * d5_ + IN(7);
 
+/* OUT(j) = sum_i AT[i][j] IN(i), j < 8, i < 4: the output gradient's transform along one axis
+ * (the weight gradient: dU = sum over tiles of (A dy A^T) * (BT x B)) */
+#define WINO5_A_1D \
+    OUT(0) = IN(0); \
+    { const VF e_ = IN(0) + IN(2), o_ = IN(1) + IN(3); OUT(1) = e_ + o_; OUT(2) = e_ - o_; } \
+    { const VF e_ = IN(0) + 4.0f * IN(2), o_ = 2.0f * IN(1) + 8.0f * IN(3); OUT(3) = e_ + o_; OUT(4) = e_ - o_; } \
+    { const VF e_ = IN(0) + 0.25f * IN(2), o_ = 0.5f * IN(1) + 0.125f * IN(3); OUT(5) = e_ + o_; OUT(6) = e_ - o_; } \
+    OUT(7) = IN(3);
+
 #endif

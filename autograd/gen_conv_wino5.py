@@ -133,6 +133,26 @@ def at_body(mat):
     return lines
 
 
+def a_body(mat):
+    """OUT = A IN = AT^T IN (8 outputs from 4): the points p and -p share the even part
+    (IN(0) + p^2 IN(2)) and the odd part (p IN(1) + p^3 IN(3))"""
+    lines = []
+    for i in range(A):
+        if any(i == b for _, b in PAIRS):
+            continue
+        col = [mat[r][i] for r in range(M)]
+        pair = next((b for a, b in PAIRS if a == i), None)
+        if pair is None:
+            lines.append("OUT(%d) = %s;" % (i, term_list(list(enumerate(col)), "IN")))
+            continue
+        assert all(mat[r][pair] == (-1) ** r * col[r] for r in range(M))
+        ev = term_list([(r, col[r]) for r in range(0, M, 2)], "IN")
+        od = term_list([(r, col[r]) for r in range(1, M, 2)], "IN")
+        lines.append("{ const VF e_ = %s, o_ = %s; OUT(%d) = e_ + o_; OUT(%d) = e_ - o_; }"
+                     % (ev, od, i, pair))
+    return lines
+
+
 def macro(name, lines):
     return "#define %s \\\n" % name + " \\\n".join("    " + l for l in lines) + "\n"
 
@@ -151,4 +171,7 @@ print(" * includer's vector type) */")
 print(macro("WINO5_BT_1D", bt_body(BT)))
 print("/* OUT(i) = sum_j AT[i][j] IN(j), i < 4, j < 8: the output transform along one axis */")
 print(macro("WINO5_AT_1D", at_body(AT)))
+print("/* OUT(j) = sum_i AT[i][j] IN(i), j < 8, i < 4: the output gradient's transform along one axis")
+print(" * (the weight gradient: dU = sum over tiles of (A dy A^T) * (BT x B)) */")
+print(macro("WINO5_A_1D", a_body(AT)))
 print("#endif")

@@ -465,10 +465,11 @@ static const wino5_case wino5_cases[] = {
 #define N_WINO5_CASES (int)(sizeof wino5_cases / sizeof wino5_cases[0])
 
 /* y[b][m][i][j] = bias[m] + sum_{c,a,e} w[m][c][a][e] x[b][c][i + a - 2][j + e - 2] (zero
- * outside), and dx[b][c][i][j] = sum_{m,a,e} dy[b][m][i - a + 2][j - e + 2] w[m][c][a][e], in
- * double precision from plain float inputs */
+ * outside), dx[b][c][i][j] = sum_{m,a,e} dy[b][m][i - a + 2][j - e + 2] w[m][c][a][e] and
+ * dw[m][c][a][e] = sum_{b,i,j} dy[b][m][i][j] x[b][c][i + a - 2][j + e - 2], in double
+ * precision from plain float inputs */
 static void naive5(const wino5_case *k, const bl_real *x, const bl_real *w, const bl_real *bias,
-                   const bl_real *dy, double *y, double *dx)
+                   const bl_real *dy, double *y, double *dx, double *dw)
 {
     const int B = k->B, C = k->C, H = k->H, W = k->W, M = k->M;
     for (int b = 0; b < B; b++)
@@ -500,6 +501,21 @@ static void naive5(const wino5_case *k, const bl_real *x, const bl_real *w, cons
                                      dy[((b * M + m) * H + ii) * W + jj];
                             }
                     dx[((b * C + c) * H + i) * W + j] = s;
+                }
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++)
+            for (int a = 0; a < 5; a++)
+                for (int e = 0; e < 5; e++) {
+                    double s = 0;
+                    for (int b = 0; b < B; b++)
+                        for (int i = 0; i < H; i++)
+                            for (int j = 0; j < W; j++) {
+                                const int ii = i + a - 2, jj = j + e - 2;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                s += (double)dy[((b * M + m) * H + i) * W + j] *
+                                     x[((b * C + c) * H + ii) * W + jj];
+                            }
+                    dw[((m * C + c) * 5 + a) * 5 + e] = s;
                 }
 }
 
@@ -537,7 +553,9 @@ START_TEST(test_wino5_vs_naive)
     bl_tensor *bias = k->bias ? rand_tensor(ctx, 1, BL_SHAPE(k->M), 1, 0, 0) : NULL;
     bl_tensor *dy = rand_tensor(ctx, 4, BL_SHAPE(k->B, k->M, k->H, k->W), 1, 0, 0);
     double *ry = bl_malloc((size_t)dy->numel * sizeof *ry), *rdx = bl_malloc((size_t)x->numel * sizeof *rdx);
-    naive5(k, x->data, w->data, bias ? bias->data : NULL, dy->data, ry, rdx);
+    double *rdw = bl_malloc((size_t)w->numel * sizeof *rdw), *rdw1 = bl_malloc((size_t)w->numel * sizeof *rdw1);
+    bl_real *dwb = bl_malloc((size_t)w->numel * sizeof *dwb);
+    naive5(k, x->data, w->data, bias ? bias->data : NULL, dy->data, ry, rdx, rdw);
     const bl_conv_geom g = {.B = k->B, .C = k->C, .H = k->H, .W = k->W, .M = k->M, .kh = 5,
                             .kw = 5, .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = k->H, .Wo = k->W};
     int ran = 0;
@@ -565,13 +583,18 @@ START_TEST(test_wino5_vs_naive)
                 for (int64_t i = 0; i < x->numel; i++) ref1[i] = rdx[i] + acc;
                 snprintf(what, sizeof what, "case %d %s block %d acc %d: dx", _i, bl_wino5_isa_name(), blk, acc);
                 assert_close_d(what, out, ref1, x->numel, 1e-5);
+                /* the weight gradient always accumulates: from 0 and from 1 */
+                for (int64_t i = 0; i < w->numel; i++) dwb[i] = (bl_real)acc, rdw1[i] = rdw[i] + acc;
+                bl_wino5_backward_weights(ctx, &g, xb->data, blk, dyb->data, blk, dwb);
+                snprintf(what, sizeof what, "case %d %s block %d from %d: dw", _i, bl_wino5_isa_name(), blk, acc);
+                assert_close_d(what, dwb, rdw1, w->numel, 1e-5);
             }
             free(out), free(ref1);
         }
     }
     bl_wino5_set_isa(BL_WINO5_ISA_AUTO);
     ck_assert_msg(ran >= 1, "no variant ran");
-    free(ry), free(rdx);
+    free(ry), free(rdx), free(rdw), free(rdw1), free(dwb);
     bl_ctx_free(ctx);
 }
 END_TEST
