@@ -40,7 +40,8 @@
  * (autograd/tape.h, bl_ctx_mem: "forward_mb=" activations and tape at the start of backward,
  * "backward_scratch_mb=" the backward functions' scratch on top, "grad_peak_mb=" gradient
  * buffers of per-step tensors, "grad_total_mb=" what they would take without recycling),
- * "threads=", "openblas_core=" and
+ * "threads=", "conv5x5_impl=" (the 5x5 ConvBlocks' kernels: forward | backward data |
+ * backward weights), "openblas_core=" and
  * "openblas_config=". */
 #include <cblas.h>
 #include <omp.h>
@@ -51,6 +52,7 @@
 #include <time.h>
 
 #include "autograd/conv_engine.h"
+#include "autograd/conv_onednn.h"
 #include "autograd/optim.h"
 #include "bench/bench_common.h"
 #include "lib/rng.h"
@@ -272,6 +274,16 @@ static int run_step_only(const char *config, int64_t B, int64_t S, int reps, int
            mem.forward_bytes / MB, (mem.arena_peak - mem.forward_bytes) / MB, mem.grad_peak / MB,
            mem.grad_live_peak / MB, mem.grad_total / MB, (mem.arena_reserved + mem.grad_reserved) / MB);
     printf("openblas_core=%s\nopenblas_config=%s\n", openblas_get_corename(), openblas_get_config());
+#ifdef BL_CONV_HAVE_ONEDNN
+    /* the kernels of the 5x5 ConvBlocks (autograd/conv_wino5.h), which ONEDNN_VERBOSE does not
+     * list when they run the project's Winograd */
+    if (bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN) {
+        const int64_t fw = enc->nets.arch.features_width;
+        const bl_conv_geom g5 = {.B = B, .C = fw, .H = S, .W = S, .M = fw, .kh = 5, .kw = 5,
+                                 .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = S, .Wo = S};
+        printf("conv5x5_impl=%s\n", bl_conv_onednn_describe(&g5, 0, NULL));
+    }
+#endif
     free(xdata);
     bl_rng_free(r);
     bl_tile_catalog_free(truth);
