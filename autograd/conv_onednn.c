@@ -83,7 +83,6 @@ typedef struct onednn_conv {
     dnnl_memory_t bias, dbias;         /* plain (M) */
     int out_layout;                    /* the blocked output layout on offer, or plain */
     int wino5;                         /* 5x5 Winograd (autograd/conv_wino5.h) where the layouts allow */
-    onednn_prim wino5_silu[ONEDNN_LAYOUTS]; /* in-place SiLU after it in eval (made on first use) */
     /* eval (made on first use): a forward convolution (prop kind forward_training, see onednn_eval_make) with a bias and, when the implementation
      * takes it, SiLU as an eltwise post-op; else SiLU runs as an in-place eltwise primitive */
     int eval_made, eval_post;
@@ -264,7 +263,6 @@ static void onednn_conv_free(onednn_conv *c)
     prim_free(&c->fwd);
     prim_free(&c->bwd_d);
     prim_free(&c->bwd_w);
-    for (int i = 0; i < ONEDNN_LAYOUTS; i++) prim_free(&c->wino5_silu[i]);
     onednn_arg *args[] = {&c->f_src, &c->f_wei, &c->f_dst, &c->d_ddst, &c->d_wei,
                           &c->d_dsrc, &c->w_src, &c->w_ddst, &c->w_dwei};
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) arg_free(args[i]);
@@ -438,7 +436,7 @@ void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x
 {
     onednn_conv *c = onednn_get(g, bias != NULL);
     if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
-        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, 0);
+        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, BL_WINO5_STORE);
         return;
     }
     bl_arena *arena = bl_ctx_arena(ctx);
@@ -524,26 +522,7 @@ void bl_conv_onednn_forward_silu(bl_ctx *ctx, const bl_conv_geom *g, const bl_re
 {
     onednn_conv *c = onednn_get(g, 0);
     if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
-        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, 0);
-        const int li = layout_index(y_layout);
-        onednn_prim *p = &c->wino5_silu[li];
-        if (!p->prim) {
-            dnnl_eltwise_desc_t ed;
-            ONEDNN_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference,
-                                                        dnnl_eltwise_swish, &c->f_dst.user_md[li],
-                                                        1.0f, 0.0f));
-            dnnl_primitive_attr_t attr = attr_user_scratchpad(0);
-            dnnl_primitive_desc_t epd;
-            ONEDNN_CHECK(dnnl_primitive_desc_create(&epd, &ed, attr, onednn_engine, NULL));
-            dnnl_primitive_attr_destroy(attr);
-            prim_make(p, epd, NULL, 0);
-        }
-        bl_arena *arena = bl_ctx_arena(ctx);
-        const size_t mark = bl_arena_used(arena);
-        ONEDNN_CHECK(dnnl_memory_set_data_handle(c->f_dst.user[li], y));
-        dnnl_exec_arg_t eargs[3] = {{DNNL_ARG_SRC, c->f_dst.user[li]}, {DNNL_ARG_DST, c->f_dst.user[li]}};
-        prim_run(ctx, p, 2, eargs);
-        bl_arena_release(arena, mark);
+        bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, BL_WINO5_SILU);
         return;
     }
     if (!c->eval_made) onednn_eval_make(c);

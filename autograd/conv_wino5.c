@@ -11,6 +11,8 @@
 #ifdef BL_CONV_HAVE_ONEDNN
 
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd/conv_wino5_tables.h"
@@ -25,7 +27,7 @@ typedef struct wino5_job {
     const float *x, *U, *bias;
     float *y;
     const float *dy;             /* the weight gradient's output gradient (layout ycb) */
-    int acc;
+    int acc, silu;
 } wino5_job;
 
 /* the variants (autograd/conv_wino5_kernel.inc) */
@@ -92,10 +94,27 @@ static int isa_supported(bl_wino5_isa isa)
 
 static bl_wino5_isa isa_now(void)
 {
-    if (wino5_isa == BL_WINO5_ISA_AUTO)
+    if (wino5_isa == BL_WINO5_ISA_AUTO) {
         wino5_isa = isa_supported(BL_WINO5_ISA_AVX512) ? BL_WINO5_ISA_AVX512
                     : isa_supported(BL_WINO5_ISA_AVX2) ? BL_WINO5_ISA_AVX2
                                                        : BL_WINO5_ISA_GENERIC;
+        /* BL_WINO5_ISA=generic|avx2|avx512 caps the variant (benchmarks of what another CPU
+         * would run); a variant this CPU lacks or an unknown name is a user error */
+        const char *env = getenv("BL_WINO5_ISA");
+        if (env && *env) {
+            const bl_wino5_isa want = !strcmp(env, "generic") ? BL_WINO5_ISA_GENERIC
+                                      : !strcmp(env, "avx2")  ? BL_WINO5_ISA_AVX2
+                                      : !strcmp(env, "avx512") ? BL_WINO5_ISA_AVX512
+                                                               : BL_WINO5_ISA_AUTO;
+            if (want == BL_WINO5_ISA_AUTO || !isa_supported(want)) {
+                fprintf(stderr, "bliss: BL_WINO5_ISA=%s: %s (expected generic, avx2 or avx512 "
+                                "that this CPU runs)\n", env,
+                        want == BL_WINO5_ISA_AUTO ? "unknown variant" : "this CPU cannot run it");
+                exit(2);
+            }
+            wino5_isa = want;
+        }
+    }
     return wino5_isa;
 }
 
@@ -206,11 +225,13 @@ static void wino5_run(bl_ctx *ctx, wino5_job *j, const float *w, int flip, int64
 }
 
 void bl_wino5_forward(bl_ctx *ctx, const bl_conv_geom *g, const float *x, int x_layout,
-                      const float *w, const float *bias, float *y, int y_layout, int acc)
+                      const float *w, const float *bias, float *y, int y_layout, int mode)
 {
     BL_ASSERT(bl_wino5_applies(g, x_layout, y_layout), "wino5: convolution out of its scope");
+    BL_ASSERT(mode >= BL_WINO5_STORE && mode <= BL_WINO5_SILU, "wino5: mode %d", mode);
     wino5_job j = {.C = g->C, .M = g->M, .H = g->H, .W = g->W, .Ho = g->Ho, .Wo = g->Wo,
-                   .xcb = x_layout, .ycb = y_layout, .x = x, .bias = bias, .y = y, .acc = acc};
+                   .xcb = x_layout, .ycb = y_layout, .x = x, .bias = bias, .y = y,
+                   .acc = mode == BL_WINO5_ACC, .silu = mode == BL_WINO5_SILU};
     wino5_run(ctx, &j, w, 0, g->B);
 }
 

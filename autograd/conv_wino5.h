@@ -14,7 +14,8 @@
  * variant) on both sides. Results do not depend on
  * the batch size or the thread count (no reduction crosses a tile), only on the instruction-set
  * variant: avx512 (AVX-512F), avx2 (AVX2 + FMA) or generic (the baseline x86-64 / any CPU),
- * picked from the CPU at the first call. */
+ * picked from the CPU at the first call (the environment variable BL_WINO5_ISA=generic|avx2|
+ * avx512 picks one the CPU runs instead, for benchmarks; another value exits with a message). */
 #ifndef BL_CONV_WINO5_H
 #define BL_CONV_WINO5_H
 
@@ -24,9 +25,12 @@
 
 /* 1 when the kernel computes convolution g from layout x_layout to y_layout. */
 int bl_wino5_applies(const bl_conv_geom *g, int x_layout, int y_layout);
-/* y = conv(x, w) + bias (bias may be NULL), or y += conv(x, w) + bias when acc; w is OIHW. */
+/* What bl_wino5_forward does with the result r = conv(x, w) + bias. */
+enum { BL_WINO5_STORE = 0, BL_WINO5_ACC = 1, BL_WINO5_SILU = 2 };
+/* y = r, y += r (ACC) or y = silu(r) (SILU, e^t as autograd/ops_norm.c's SiLU); w is OIHW, bias
+ * may be NULL. */
 void bl_wino5_forward(bl_ctx *ctx, const bl_conv_geom *g, const float *x, int x_layout,
-                      const float *w, const float *bias, float *y, int y_layout, int acc);
+                      const float *w, const float *bias, float *y, int y_layout, int mode);
 /* The backward data of conv g: dx = (or += when acc) the correlation of dy with w flipped and
  * transposed (a 5x5 stride-1 padding-2 convolution from M to C channels). */
 void bl_wino5_backward_data(bl_ctx *ctx, const bl_conv_geom *g, const float *dy, int dy_layout,

@@ -540,9 +540,10 @@ static const bl_wino5_isa wino5_isas[3] = {BL_WINO5_ISA_GENERIC, BL_WINO5_ISA_AV
                                            BL_WINO5_ISA_AVX512};
 
 /* the kernel alone, every variant this CPU runs, blocks 8 and 16 (where the variant takes
- * them), fresh and accumulating outputs, against the loops above. The tolerance: F(4x4, 5x5)
- * rounds more than a direct sum (its transforms reach 5.25 and 1/90); measured worst 4e-6
- * of the tensor's scale at C = 64 in numpy's float32 and in these cases. */
+ * them): forward into fresh and accumulating outputs and with the fused SiLU, backward data,
+ * backward weights, against the loops above. The tolerance: F(4x4, 5x5) rounds more than a
+ * direct sum (its transforms reach 5.25 and 1/90); the worst errors measured on these cases
+ * are 7.4e-6 of the tensor's scale for y and dx and 6e-6 for dw (direct sums: 2e-7). */
 START_TEST(test_wino5_vs_naive)
 {
     const wino5_case *k = &wino5_cases[_i];
@@ -573,7 +574,8 @@ START_TEST(test_wino5_vs_naive)
             for (int acc = 0; acc < 2; acc++) {
                 for (int64_t i = 0; i < dy->numel; i++) yb[i] = acc ? 1 : NAN;
                 for (int64_t i = 0; i < x->numel; i++) dxb[i] = acc ? 1 : NAN;
-                bl_wino5_forward(ctx, &g, xb->data, blk, w->data, bias ? bias->data : NULL, yb, blk, acc);
+                bl_wino5_forward(ctx, &g, xb->data, blk, w->data, bias ? bias->data : NULL, yb, blk,
+                                 acc ? BL_WINO5_ACC : BL_WINO5_STORE);
                 bl_wino5_backward_data(ctx, &g, dyb->data, blk, w->data, dxb, blk, acc);
                 unblock(dy, blk, yb, out);
                 for (int64_t i = 0; i < dy->numel; i++) ref1[i] = ry[i] + acc;
@@ -589,6 +591,14 @@ START_TEST(test_wino5_vs_naive)
                 snprintf(what, sizeof what, "case %d %s block %d from %d: dw", _i, bl_wino5_isa_name(), blk, acc);
                 assert_close_d(what, dwb, rdw1, w->numel, 1e-5);
             }
+            /* the eval ConvBlock's fused SiLU: y = silu(r), against z / (1 + e^-z) in double */
+            for (int64_t i = 0; i < dy->numel; i++) yb[i] = NAN;
+            bl_wino5_forward(ctx, &g, xb->data, blk, w->data, bias ? bias->data : NULL, yb, blk,
+                             BL_WINO5_SILU);
+            unblock(dy, blk, yb, out);
+            for (int64_t i = 0; i < dy->numel; i++) ref1[i] = ry[i] / (1 + exp(-ry[i]));
+            snprintf(what, sizeof what, "case %d %s block %d: silu(y)", _i, bl_wino5_isa_name(), blk);
+            assert_close_d(what, out, ref1, dy->numel, 1e-5);
             free(out), free(ref1);
         }
     }
@@ -615,12 +625,12 @@ START_TEST(test_wino5_batch_and_threads_independent)
                       .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = k.H, .Wo = k.W};
     bl_real *y3 = bl_scratch(ctx, (size_t)(3 * per_out) * sizeof *y3);
     bl_real *y1 = bl_scratch(ctx, (size_t)per_out * sizeof *y1);
-    bl_wino5_forward(ctx, &g, xb->data, 16, w->data, bias->data, y3, 16, 0);
+    bl_wino5_forward(ctx, &g, xb->data, 16, w->data, bias->data, y3, 16, BL_WINO5_STORE);
     const int threads = omp_get_max_threads();
     for (int t = 1; t <= 2; t++) {
         omp_set_num_threads(t);
         g.B = 1;
-        bl_wino5_forward(ctx, &g, xb->data + per_in, 16, w->data, bias->data, y1, 16, 0);
+        bl_wino5_forward(ctx, &g, xb->data + per_in, 16, w->data, bias->data, y1, 16, BL_WINO5_STORE);
         ck_assert_msg(!memcmp(y1, y3 + per_out, (size_t)per_out * sizeof *y1),
                       "image 1 alone at %d threads differs from image 1 of the batch", t);
     }
