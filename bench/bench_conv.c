@@ -122,12 +122,22 @@ static timing run_shape(const shape *s, int batch, int reps)
     bl_tensor *bias = is3d ? bl_tensor_alloc("b", 1, BL_SHAPE(s->cout), 1) : NULL;
     fill(x->data, x->numel, 3);
     fill(w->data, w->numel, 4);
-    /* on the oneDNN engine a 2-D layer reads and writes the channel-blocked layout (block 16)
-     * as inside the encoder, so the layer runs the kernel it runs there (the 5x5 Winograd needs
-     * blocked activations); x's values are random, so they are not reordered */
-    const int blocked = !is3d && bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN &&
-                        bl_conv_get_blocked() && s->cin % 16 == 0;
-    if (blocked) x->layout = 16;
+    /* on the oneDNN engine a 2-D layer reads and writes the channel-blocked layout its
+     * primitive prefers (nChw16c with AVX-512, nChw8c with AVX2), as inside the encoder, so the
+     * layer runs the kernel it runs there (the 5x5 Winograd needs blocked activations); x's
+     * values are random, so they are not reordered */
+    int blocked = 0;
+#ifdef BL_CONV_HAVE_ONEDNN
+    if (!is3d && bl_conv_get_engine() == BL_CONV_ENGINE_ONEDNN && bl_conv_get_blocked()) {
+        const int ho = (s->hw + 2 * s->pad - s->k) / s->stride + 1;
+        const bl_conv_geom g = {.B = batch, .C = s->cin, .H = s->hw, .W = s->hw, .M = s->cout,
+                                .kh = s->k, .kw = s->k, .stride = s->stride, .pad_h = s->pad,
+                                .pad_w = s->pad, .Ho = ho, .Wo = ho};
+        const int v = bl_conv_onednn_out_layout(&g, 0);
+        if (v && s->cin % v == 0) blocked = v;
+    }
+#endif
+    if (blocked) x->layout = blocked;
     const int ho = (s->hw + 2 * s->pad - s->k) / s->stride + 1;
     const int64_t ny = (int64_t)batch * s->cout * ho * ho;
     bl_real *g = bl_malloc((size_t)ny * sizeof *g);
