@@ -279,13 +279,58 @@ static void bn_stats_sync(bl_ctx *ctx, const bl_tensor *x, int64_t B, int64_t C,
 
 #define BN_MAX_BLOCK 16
 
-static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, const bl_tensor *bias,
-                               bl_tensor *running_mean, bl_tensor *running_var, double momentum,
-                               double eps, int training, int silu, double *mean, double *invstd,
-                               bl_tensor *y)
+/* Training statistics over all processes for a blocked x, computed as bn_forward_blocked
+ * computes them over the whole batch in one process: per lane, sums of d = x - shift and d^2
+ * about the channel's first value in the global batch (contributed by the process holding the
+ * batch's first image, as in bn_stats_sync), then the sums and the count are reduced. */
+static void bn_stats_sync_blocked(bl_ctx *ctx, const bl_tensor *x, double *mu, double *var,
+                                  double *n_out)
 {
     const int64_t v = x->layout, B = x->shape[0], C = x->shape[1], CB = C / v, S = x->numel / (B * C);
-    const double n = (double)(B * S);
+    double *buf = bl_scratch(ctx, (size_t)(2 * C + 1) * sizeof *buf);
+    for (int64_t c = 0; c < C; c++)
+        buf[c] = bn_reducer_first ? (double)x->data[(c / v) * S * v + c % v] : 0;
+    bn_reducer(bn_reducer_user, buf, C);
+    for (int64_t c = 0; c < C; c++) mu[c] = buf[c]; /* the shift, a bl_real value */
+#pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
+    for (int64_t cb = 0; cb < CB; cb++) {
+        bl_real sh[BN_MAX_BLOCK];
+        double acc1[BN_MAX_BLOCK] = {0}, acc2[BN_MAX_BLOCK] = {0};
+        for (int64_t l = 0; l < v; l++) sh[l] = (bl_real)mu[cb * v + l];
+        for (int64_t b = 0; b < B; b++) {
+            const bl_real *xp = x->data + (b * CB + cb) * S * v;
+            for (int64_t k = 0; k < S; k++)
+                for (int64_t l = 0; l < v; l++) {
+                    const double d = (double)(xp[k * v + l] - sh[l]);
+                    acc1[l] += d;
+                    acc2[l] += d * d;
+                }
+        }
+        for (int64_t l = 0; l < v; l++) {
+            buf[cb * v + l] = acc1[l];
+            buf[C + cb * v + l] = acc2[l];
+        }
+    }
+    buf[2 * C] = (double)(B * S);
+    bn_reducer(bn_reducer_user, buf, 2 * C + 1);
+    const double n = buf[2 * C];
+    for (int64_t c = 0; c < C; c++) {
+        const double s1 = buf[c] / n, s2 = buf[C + c] / n;
+        mu[c] += s1;
+        var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
+    }
+    *n_out = n;
+}
+
+/* sync_var: the variances of bn_stats_sync_blocked (mean holds the means), or NULL for the
+ * statistics of this x (training) or the running ones (eval); n: the values per channel behind
+ * the statistics */
+static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, const bl_tensor *bias,
+                               bl_tensor *running_mean, bl_tensor *running_var, double momentum,
+                               double eps, int training, int silu, const double *sync_var,
+                               double n, double *mean, double *invstd, bl_tensor *y)
+{
+    const int64_t v = x->layout, B = x->shape[0], C = x->shape[1], CB = C / v, S = x->numel / (B * C);
     BL_ASSERT(v <= BN_MAX_BLOCK && v % 4 == 0 && C % v == 0, "batchnorm: block %lld of %lld channels",
               (long long)v, (long long)C);
 #pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)
@@ -294,14 +339,23 @@ static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, cons
         for (int64_t l = 0; l < v; l++) {
             const int64_t c = cb * v + l;
             double mu = 0, var = 0;
-            if (!training) {
+            if (sync_var) {
+                mu = mean[c];
+                var = sync_var[c];
+                if (running_mean)
+                    running_mean->data[c] =
+                        (bl_real)((1 - momentum) * running_mean->data[c] + momentum * mu);
+                if (running_var)
+                    running_var->data[c] =
+                        (bl_real)((1 - momentum) * running_var->data[c] + momentum * var * n / (n - 1));
+            } else if (!training) {
                 mu = running_mean->data[c];
                 var = running_var->data[c];
             }
             mean[c] = mu;
             invstd[c] = var;
         }
-        if (training) {
+        if (training && !sync_var) {
             /* sums shifted by each channel's first value: no cancellation when |mean| >> std */
             const bl_real *x0 = x->data + cb * S * v;
             double acc1[BN_MAX_BLOCK] = {0}, acc2[BN_MAX_BLOCK] = {0};
@@ -348,12 +402,35 @@ static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, cons
     }
 }
 
+/* dx of channel block cb: dx = (or += unless dx_fresh) sc (g - a - (x - m) is bcoef), g = dy,
+ * or with SiLU the block's dL/dz in gz (B, S, v) */
+static void bn_backward_blocked_dx(const bl_tensor *x, const bl_real *dy, const bl_real *gz,
+                                   int silu, int64_t cb, int64_t v, int64_t CB, int64_t B,
+                                   int64_t S, const bl_real *m, const bl_real *is,
+                                   const bl_real *sc, const bl_real *sh, const bl_real *a,
+                                   const bl_real *bcoef, bl_real *dx, int dx_fresh)
+{
+    (void)sh;
+    for (int64_t b = 0; b < B; b++) {
+        const size_t off = (size_t)((b * CB + cb) * S * v);
+        const bl_real *xp = x->data + off;
+        const bl_real *gp = silu ? gz + (size_t)(b * S * v) : dy + off;
+        bl_real *dp = dx + off;
+        for (int64_t k = 0; k < S; k++)
+            for (int64_t l = 0; l < v; l++) {
+                const int64_t i = k * v + l;
+                const bl_real val = sc[l] * (gp[i] - a[l] - (xp[i] - m[l]) * is[l] * bcoef[l]);
+                dp[i] = dx_fresh ? val : dp[i] + val;
+            }
+    }
+}
+
 static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
 {
     const bl_bn_saved *sv = node->saved;
     bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
     const int64_t v = x->layout, C = sv->C, CB = C / v, B = sv->B, S = sv->S;
-    const double n = (double)(B * S);
+    const double n = sv->n; /* all processes' values when synchronised */
     const bl_real *dy = node->out->grad;
     int dx_fresh = 0;
     bl_real *dx = x->requires_grad ? bl_grad_for_write(ctx, x, &dx_fresh) : NULL;
@@ -367,6 +444,9 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
     bl_real *gz_all = sv->silu ? bl_scratch(ctx, (size_t)(par ? omp_get_max_threads() : 1) * per *
                                                      sizeof(bl_real))
                                : NULL;
+    /* synchronised statistics: this process's sums of g and g xhat per channel, reduced over
+     * the processes before dx (weight and bias keep the local sums, as batchnorm_backward_sync) */
+    double *sums = sv->sync && dx ? bl_scratch(ctx, (size_t)(2 * C) * sizeof *sums) : NULL;
 #pragma omp parallel if (par)
     {
         bl_real *gz = gz_all ? gz_all + (size_t)omp_get_thread_num() * per : NULL;
@@ -402,19 +482,37 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
                 if (dw) dw[c] += (bl_real)acc_gx[l];
                 a[l] = sv->training ? (bl_real)(acc_g[l] / n) : 0;
                 bcoef[l] = sv->training ? (bl_real)(acc_gx[l] / n) : 0;
+                if (sums) sums[c] = acc_g[l], sums[C + c] = acc_gx[l];
             }
-            if (!dx) continue;
-            for (int64_t b = 0; b < B; b++) {
-                const size_t off = (size_t)((b * CB + cb) * S * v);
-                const bl_real *xp = x->data + off;
-                const bl_real *gp = gz ? gz + (size_t)(b * S * v) : dy + off;
-                bl_real *dp = dx + off;
-                for (int64_t k = 0; k < S; k++)
-                    for (int64_t l = 0; l < v; l++) {
-                        const int64_t i = k * v + l;
-                        const bl_real val = sc[l] * (gp[i] - a[l] - (xp[i] - m[l]) * is[l] * bcoef[l]);
-                        dp[i] = dx_fresh ? val : dp[i] + val;
-                    }
+            if (!dx || sums) continue; /* synchronised: dx after the sums are reduced */
+            bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, sh, a, bcoef,
+                                   dx, dx_fresh);
+        }
+    }
+    if (sums) {
+        bn_reducer(bn_reducer_user, sums, 2 * C);
+#pragma omp parallel if (par)
+        {
+            bl_real *gz = gz_all ? gz_all + (size_t)omp_get_thread_num() * per : NULL;
+#pragma omp for schedule(static)
+            for (int64_t cb = 0; cb < CB; cb++) {
+                bl_real m[BN_MAX_BLOCK], is[BN_MAX_BLOCK], sc[BN_MAX_BLOCK], sh[BN_MAX_BLOCK];
+                bl_real a[BN_MAX_BLOCK], bcoef[BN_MAX_BLOCK];
+                for (int64_t l = 0; l < v; l++) {
+                    const int64_t c = cb * v + l;
+                    m[l] = (bl_real)sv->mean[c];
+                    is[l] = (bl_real)sv->invstd[c];
+                    sc[l] = is[l] * (weight ? weight->data[c] : 1);
+                    sh[l] = bias ? bias->data[c] : 0;
+                    a[l] = (bl_real)(sums[c] / n);
+                    bcoef[l] = (bl_real)(sums[C + c] / n);
+                }
+                if (gz) /* g = dL/dy silu'(z) of this block again (the first pass's is gone) */
+                    for (int64_t b = 0; b < B; b++)
+                        bn_silu_block(x->data + (size_t)((b * CB + cb) * S * v), S, v, m, sc, sh,
+                                      dy + (size_t)((b * CB + cb) * S * v), gz + (size_t)(b * S * v));
+                bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, sh, a,
+                                       bcoef, dx, dx_fresh);
             }
         }
     }
@@ -424,12 +522,12 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
 static void batchnorm_backward(bl_ctx *ctx, bl_node *node)
 {
     const bl_bn_saved *sv = node->saved;
-    if (sv->sync) {
-        batchnorm_backward_sync(ctx, node);
+    if (node->in[0]->layout != BL_LAYOUT_PLAIN) { /* synchronised or not */
+        batchnorm_backward_blocked(ctx, node);
         return;
     }
-    if (node->in[0]->layout != BL_LAYOUT_PLAIN) {
-        batchnorm_backward_blocked(ctx, node);
+    if (sv->sync) {
+        batchnorm_backward_sync(ctx, node);
         return;
     }
     bl_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
@@ -526,10 +624,9 @@ static bl_tensor *batchnorm_apply(bl_ctx *ctx, const char *op, bl_tensor *x, bl_
     double *sync_var = sync ? bl_scratch(ctx, (size_t)C * sizeof *sync_var) : NULL;
     y->layout = x->layout;
     if (x->layout != BL_LAYOUT_PLAIN) {
-        BL_ASSERT(!sync, "%s: synchronised statistics need x %s in the plain layout", op,
-                  bl_shape_str(x, sx, 96));
+        if (sync) bn_stats_sync_blocked(ctx, x, mean, sync_var, &n);
         bn_forward_blocked(x, weight, bias, running_mean, running_var, momentum, eps, training,
-                           silu, mean, invstd, y);
+                           silu, sync_var, n, mean, invstd, y);
     } else {
     if (sync) bn_stats_sync(ctx, x, B, C, S, mean, sync_var, &n);
 #pragma omp parallel for schedule(static) if (x->numel > BL_NORM_OMP_MIN)

@@ -82,21 +82,13 @@ void bl_conv_block_init(bl_conv_block *cb, bl_builder *b, const char *prefix, in
     cb->pad = pad;
 }
 
-static bl_tensor *bl_layer_conv(bl_ctx *ctx, bl_tensor *x, bl_tensor *w, bl_tensor *bias, int stride,
-                                int pad)
-{
-    /* synchronised BatchNorm (several processes) reads the plain layout only */
-    return bl_batchnorm_is_synced() ? bl_conv2d(ctx, x, w, bias, stride, pad)
-                                    : bl_conv2d_blocked(ctx, x, w, bias, stride, pad);
-}
-
 bl_tensor *bl_conv_block_forward(bl_ctx *ctx, const bl_conv_block *cb, bl_tensor *x, int training)
 {
     if (!training) /* BatchNorm folded into the convolution when nothing is recorded */
         return bl_conv2d_bn_silu_eval(ctx, x, cb->weight, cb->stride, cb->pad, cb->bn.weight,
                                       cb->bn.bias, cb->bn.running_mean, cb->bn.running_var,
                                       cb->bn.eps);
-    bl_tensor *y = bl_layer_conv(ctx, x, cb->weight, NULL, cb->stride, cb->pad); /* (B, cout, H', W') */
+    bl_tensor *y = bl_conv2d_blocked(ctx, x, cb->weight, NULL, cb->stride, cb->pad); /* (B, cout, H', W') */
     return bl_bn_silu_forward(ctx, &cb->bn, y, training);
 }
 

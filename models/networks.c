@@ -56,9 +56,7 @@ bl_tensor *bl_features_net_forward(bl_ctx *ctx, const bl_features_net *net, bl_t
               "FeaturesNet: input %s, expected (B, %d, %d, H, W)", bl_shape_str(x, s, sizeof s),
               a->n_bands, a->ch_per_band);
     const int64_t B = x->shape[0], H = x->shape[3], W = x->shape[4];
-    bl_tensor *y = bl_batchnorm_is_synced()
-                       ? bl_conv3d_depth(ctx, x, net->conv3d_weight, net->conv3d_bias, 2)
-                       : bl_conv3d_depth_blocked(ctx, x, net->conv3d_weight, net->conv3d_bias, 2);
+    bl_tensor *y = bl_conv3d_depth_blocked(ctx, x, net->conv3d_weight, net->conv3d_bias, 2);
     /* y (B, 64, 1, H, W), channel-blocked on the oneDNN engine (as every activation up to the
      * detection heads' convolutions, whose outputs are plain) */
     y = bl_bn_silu_forward(ctx, &net->bn3d, y, training);
