@@ -39,12 +39,6 @@ typedef struct wino5_job {
 #define WINO_R 6
 #define WINO_RW 4
 #include "autograd/conv_wino5_kernel.inc"
-#undef WINO_NAME
-#undef WINO_TARGET
-#undef WINO_VL
-#undef WINO_NV
-#undef WINO_R
-#undef WINO_RW
 
 #define WINO_NAME(n) n##_avx2
 #define WINO_TARGET __attribute__((target("avx2,fma")))
@@ -53,12 +47,6 @@ typedef struct wino5_job {
 #define WINO_R 6
 #define WINO_RW 4
 #include "autograd/conv_wino5_kernel.inc"
-#undef WINO_NAME
-#undef WINO_TARGET
-#undef WINO_VL
-#undef WINO_NV
-#undef WINO_R
-#undef WINO_RW
 #define WINO5_HAVE_X86 1
 #endif
 
@@ -69,12 +57,6 @@ typedef struct wino5_job {
 #define WINO_R 2
 #define WINO_RW 2
 #include "autograd/conv_wino5_kernel.inc"
-#undef WINO_NAME
-#undef WINO_TARGET
-#undef WINO_VL
-#undef WINO_NV
-#undef WINO_R
-#undef WINO_RW
 
 typedef void (*wino5_block_fn)(const wino5_job *, int64_t, int64_t, float *, float *);
 typedef void (*wino5_wgrad_fn)(const wino5_job *, int64_t, int64_t, float *, float *, float *);

@@ -242,6 +242,23 @@ static void batchnorm_backward_sync(bl_ctx *ctx, bl_node *node)
     bl_arena_release(arena, mark);
 }
 
+/* The end of a synchronised statistics computation: buf holds this process's per-channel
+ * sums of d and d^2 (2 C) and room for the count; reduce them with the count over the
+ * processes, then mu (holding the shifts) += mean of d, var = mean of d^2 - (mean of d)^2. */
+static void bn_sync_finish(double *buf, int64_t C, double count, double *mu, double *var,
+                           double *n_out)
+{
+    buf[2 * C] = count;
+    bn_reducer(bn_reducer_user, buf, 2 * C + 1);
+    const double n = buf[2 * C];
+    for (int64_t c = 0; c < C; c++) {
+        const double s1 = buf[c] / n, s2 = buf[C + c] / n;
+        mu[c] += s1;
+        var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
+    }
+    *n_out = n;
+}
+
 /* Training statistics of channel c over the values of all processes, computed as one process
  * computes them over the whole batch (batchnorm_apply): sums of d = x - shift and d^2 about
  * the channel's first value in the global batch, which the process holding the batch's first
@@ -263,21 +280,30 @@ static void bn_stats_sync(bl_ctx *ctx, const bl_tensor *x, int64_t B, int64_t C,
         buf[c] = bn_lanes_sum(acc1);
         buf[C + c] = bn_lanes_sum(acc2);
     }
-    buf[2 * C] = (double)(B * S);
-    bn_reducer(bn_reducer_user, buf, 2 * C + 1);
-    const double n = buf[2 * C];
-    for (int64_t c = 0; c < C; c++) {
-        const double s1 = buf[c] / n, s2 = buf[C + c] / n;
-        mu[c] += s1;
-        var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
-    }
-    *n_out = n;
+    bn_sync_finish(buf, C, (double)(B * S), mu, var, n_out);
 }
 
 /* ---- the channel-blocked layout: x (B, C/v, S, v), one thread per block of v channels,
  * the v channels of a pixel side by side (lib/tensor.h) ---- */
 
 #define BN_MAX_BLOCK 16
+
+/* Per lane l of channel block cb of a blocked x: acc1[l] += sum of d = x - shift[l] over the
+ * images and pixels (in that order), acc2[l] += sum of d^2, in double precision. */
+static void bn_block_moments(const bl_tensor *x, int64_t cb, const bl_real *shift, double *acc1,
+                             double *acc2)
+{
+    const int64_t v = x->layout, B = x->shape[0], C = x->shape[1], CB = C / v, S = x->numel / (B * C);
+    for (int64_t b = 0; b < B; b++) {
+        const bl_real *xp = x->data + (b * CB + cb) * S * v;
+        for (int64_t k = 0; k < S; k++)
+            for (int64_t l = 0; l < v; l++) {
+                const double d = (double)(xp[k * v + l] - shift[l]);
+                acc1[l] += d;
+                acc2[l] += d * d;
+            }
+    }
+}
 
 /* Training statistics over all processes for a blocked x, computed as bn_forward_blocked
  * computes them over the whole batch in one process: per lane, sums of d = x - shift and d^2
@@ -297,29 +323,13 @@ static void bn_stats_sync_blocked(bl_ctx *ctx, const bl_tensor *x, double *mu, d
         bl_real sh[BN_MAX_BLOCK];
         double acc1[BN_MAX_BLOCK] = {0}, acc2[BN_MAX_BLOCK] = {0};
         for (int64_t l = 0; l < v; l++) sh[l] = (bl_real)mu[cb * v + l];
-        for (int64_t b = 0; b < B; b++) {
-            const bl_real *xp = x->data + (b * CB + cb) * S * v;
-            for (int64_t k = 0; k < S; k++)
-                for (int64_t l = 0; l < v; l++) {
-                    const double d = (double)(xp[k * v + l] - sh[l]);
-                    acc1[l] += d;
-                    acc2[l] += d * d;
-                }
-        }
+        bn_block_moments(x, cb, sh, acc1, acc2);
         for (int64_t l = 0; l < v; l++) {
             buf[cb * v + l] = acc1[l];
             buf[C + cb * v + l] = acc2[l];
         }
     }
-    buf[2 * C] = (double)(B * S);
-    bn_reducer(bn_reducer_user, buf, 2 * C + 1);
-    const double n = buf[2 * C];
-    for (int64_t c = 0; c < C; c++) {
-        const double s1 = buf[c] / n, s2 = buf[C + c] / n;
-        mu[c] += s1;
-        var[c] = s2 - s1 * s1 < 0 ? 0 : s2 - s1 * s1;
-    }
-    *n_out = n;
+    bn_sync_finish(buf, C, (double)(B * S), mu, var, n_out);
 }
 
 /* sync_var: the variances of bn_stats_sync_blocked (mean holds the means), or NULL for the
@@ -359,15 +369,7 @@ static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, cons
             /* sums shifted by each channel's first value: no cancellation when |mean| >> std */
             const bl_real *x0 = x->data + cb * S * v;
             double acc1[BN_MAX_BLOCK] = {0}, acc2[BN_MAX_BLOCK] = {0};
-            for (int64_t b = 0; b < B; b++) {
-                const bl_real *xp = x->data + (b * CB + cb) * S * v;
-                for (int64_t k = 0; k < S; k++)
-                    for (int64_t l = 0; l < v; l++) {
-                        const double d = (double)(xp[k * v + l] - x0[l]);
-                        acc1[l] += d;
-                        acc2[l] += d * d;
-                    }
-            }
+            bn_block_moments(x, cb, x0, acc1, acc2);
             for (int64_t l = 0; l < v; l++) {
                 const int64_t c = cb * v + l;
                 const double s1 = acc1[l] / n, s2 = acc2[l] / n;
@@ -402,15 +404,28 @@ static void bn_forward_blocked(const bl_tensor *x, const bl_tensor *weight, cons
     }
 }
 
+/* The forward's mean m, 1/std is, scale sc = is weight and shift sh = bias of the v channels
+ * of block cb, as bl_real */
+static void bn_block_coefs(const bl_bn_saved *sv, const bl_tensor *weight, const bl_tensor *bias,
+                           int64_t cb, int64_t v, bl_real *m, bl_real *is, bl_real *sc, bl_real *sh)
+{
+    for (int64_t l = 0; l < v; l++) {
+        const int64_t c = cb * v + l;
+        m[l] = (bl_real)sv->mean[c];
+        is[l] = (bl_real)sv->invstd[c];
+        sc[l] = is[l] * (weight ? weight->data[c] : 1);
+        sh[l] = bias ? bias->data[c] : 0;
+    }
+}
+
 /* dx of channel block cb: dx = (or += unless dx_fresh) sc (g - a - (x - m) is bcoef), g = dy,
  * or with SiLU the block's dL/dz in gz (B, S, v) */
 static void bn_backward_blocked_dx(const bl_tensor *x, const bl_real *dy, const bl_real *gz,
                                    int silu, int64_t cb, int64_t v, int64_t CB, int64_t B,
                                    int64_t S, const bl_real *m, const bl_real *is,
-                                   const bl_real *sc, const bl_real *sh, const bl_real *a,
-                                   const bl_real *bcoef, bl_real *dx, int dx_fresh)
+                                   const bl_real *sc, const bl_real *a, const bl_real *bcoef,
+                                   bl_real *dx, int dx_fresh)
 {
-    (void)sh;
     for (int64_t b = 0; b < B; b++) {
         const size_t off = (size_t)((b * CB + cb) * S * v);
         const bl_real *xp = x->data + off;
@@ -453,13 +468,7 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
 #pragma omp for schedule(static)
         for (int64_t cb = 0; cb < CB; cb++) {
             bl_real m[BN_MAX_BLOCK], is[BN_MAX_BLOCK], sc[BN_MAX_BLOCK], sh[BN_MAX_BLOCK];
-            for (int64_t l = 0; l < v; l++) {
-                const int64_t c = cb * v + l;
-                m[l] = (bl_real)sv->mean[c];
-                is[l] = (bl_real)sv->invstd[c];
-                sc[l] = is[l] * (weight ? weight->data[c] : 1);
-                sh[l] = bias ? bias->data[c] : 0;
-            }
+            bn_block_coefs(sv, weight, bias, cb, v, m, is, sc, sh);
             double acc_g[BN_MAX_BLOCK] = {0}, acc_gx[BN_MAX_BLOCK] = {0};
             for (int64_t b = 0; b < B; b++) {
                 const size_t off = (size_t)((b * CB + cb) * S * v);
@@ -485,8 +494,8 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
                 if (sums) sums[c] = acc_g[l], sums[C + c] = acc_gx[l];
             }
             if (!dx || sums) continue; /* synchronised: dx after the sums are reduced */
-            bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, sh, a, bcoef,
-                                   dx, dx_fresh);
+            bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, a, bcoef, dx,
+                                   dx_fresh);
         }
     }
     if (sums) {
@@ -498,21 +507,17 @@ static void batchnorm_backward_blocked(bl_ctx *ctx, bl_node *node)
             for (int64_t cb = 0; cb < CB; cb++) {
                 bl_real m[BN_MAX_BLOCK], is[BN_MAX_BLOCK], sc[BN_MAX_BLOCK], sh[BN_MAX_BLOCK];
                 bl_real a[BN_MAX_BLOCK], bcoef[BN_MAX_BLOCK];
+                bn_block_coefs(sv, weight, bias, cb, v, m, is, sc, sh);
                 for (int64_t l = 0; l < v; l++) {
-                    const int64_t c = cb * v + l;
-                    m[l] = (bl_real)sv->mean[c];
-                    is[l] = (bl_real)sv->invstd[c];
-                    sc[l] = is[l] * (weight ? weight->data[c] : 1);
-                    sh[l] = bias ? bias->data[c] : 0;
-                    a[l] = (bl_real)(sums[c] / n);
-                    bcoef[l] = (bl_real)(sums[C + c] / n);
+                    a[l] = (bl_real)(sums[cb * v + l] / n);
+                    bcoef[l] = (bl_real)(sums[C + cb * v + l] / n);
                 }
                 if (gz) /* g = dL/dy silu'(z) of this block again (the first pass's is gone) */
                     for (int64_t b = 0; b < B; b++)
                         bn_silu_block(x->data + (size_t)((b * CB + cb) * S * v), S, v, m, sc, sh,
                                       dy + (size_t)((b * CB + cb) * S * v), gz + (size_t)(b * S * v));
-                bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, sh, a,
-                                       bcoef, dx, dx_fresh);
+                bn_backward_blocked_dx(x, dy, gz, sv->silu, cb, v, CB, B, S, m, is, sc, a, bcoef,
+                                       dx, dx_fresh);
             }
         }
     }
