@@ -11,6 +11,8 @@
  *    runs and both block sizes, forward and backward data against double-precision loops
  *    written from the definition, its results independent of the batch and the thread count,
  *    and a chain of 5x5 ConvBlocks through the ops with it against oneDNN's direct kernels.
+ *  - synchronised BatchNorm (a reducer set) on one process against the unsynchronised op, bit
+ *    for bit, plain and blocked.
  * The refusal of a blocked input by the other ops is tested by tests/autograd/shape_abort.c. */
 #include <check.h>
 #include <math.h>
@@ -244,6 +246,44 @@ START_TEST(test_layout_to_plain_by_hand)
                                    g[(b * 16 + c) * 3 + w]);
     free(g);
     bl_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- synchronised BatchNorm on one process ---- */
+
+static int reducer_calls;
+static void reducer_one_process(void *user, double *buf, int64_t n)
+{
+    (void)user, (void)buf, (void)n; /* one process: the sum over the processes is buf itself */
+    reducer_calls++;
+}
+
+/* with a reducer set (the path a data-parallel run takes) and a single process, training-mode
+ * BatchNorm(+SiLU) and the chain give bit for bit what they give without one: outputs, input
+ * and parameter gradients, running statistics, in the plain layout and in blocks 8 and 16 */
+START_TEST(test_layout_bn_sync_one_process)
+{
+    static const int ops[3] = {OP_BN_SILU_TRAIN, OP_BN_TRAIN, OP_CHAIN};
+    const int op = ops[_i % 3], v = (_i / 3) * 8; /* 0, 8, 16 */
+    op_result a = run_op(op, v);
+    reducer_calls = 0;
+    bl_batchnorm_set_reducer(reducer_one_process, NULL, 1);
+    op_result b = run_op(op, v);
+    bl_batchnorm_set_reducer(NULL, NULL, 0);
+    ck_assert_msg(reducer_calls > 0, "%s: the reducer was not called", op_names[op]);
+#define SAME(field, n)                                                                         \
+    ck_assert_msg(!memcmp(a.field, b.field, (size_t)(n) * sizeof(bl_real)),                   \
+                  "%s, layout %d: " #field " differs with the reducer set", op_names[op], v)
+    SAME(y, a.ny);
+    SAME(dx1, a.nx1);
+    SAME(dx2, a.nx2);
+    SAME(dw, a.nc);
+    SAME(db, a.nc);
+    SAME(rm, a.nc);
+    SAME(rv, a.nc);
+#undef SAME
+    op_result_free(&a);
+    op_result_free(&b);
 }
 END_TEST
 
@@ -708,6 +748,7 @@ static Suite *layout_suite(void)
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_layout_op_blocked_vs_plain, 0, 2 * N_OPS);
+    tcase_add_loop_test(tc, test_layout_bn_sync_one_process, 0, 9);
     tcase_add_test(tc, test_layout_to_plain_by_hand);
 #ifdef BL_CONV_HAVE_ONEDNN
     tcase_add_loop_test(tc, test_layout_net_onednn_blocked_vs_im2col, 0, 2);
