@@ -1,11 +1,12 @@
 /* Winograd F(4x4, 5x5) convolutions (autograd/conv_wino5.h, docs/conv.md).
  *
  * Work is split into blocks of WINO5_TILES consecutive tiles (numbered over images, tile rows
- * and tile columns; the last block may be shorter). A thread
- * transforms its block's input (V: 64 points x tiles x C), runs the 64 point GEMMs against the
- * transformed weights U (64 x C x M, shared by all threads) into Mo (64 x tiles x M) and
- * transforms Mo back into the output: V and Mo (2 x 64 x 24 x 64 floats = 768 KiB for the
- * encoder's layers) stay in the thread's cache. */
+ * and tile columns; the last block may be shorter). A thread transforms its block's input
+ * (V: tiles x 64 points x C), runs the 64 point GEMMs against the transformed weights U
+ * (64 x C x M, shared by all threads) into Mo (tiles x 64 x M) and transforms Mo back into
+ * the output: V and Mo (2 x 12 x 64 x 64 floats = 384 KiB for the encoder's layers) stay in
+ * the core's L2. The weight gradient transforms a block's x (V) and dy (Dy, tiles x 64 x M)
+ * and adds V^T Dy per point into the thread's dU (64 x C x M). */
 #include "autograd/conv_wino5.h"
 
 #ifdef BL_CONV_HAVE_ONEDNN
@@ -80,7 +81,7 @@ static bl_wino5_isa isa_now(void)
         wino5_isa = isa_supported(BL_WINO5_ISA_AVX512) ? BL_WINO5_ISA_AVX512
                     : isa_supported(BL_WINO5_ISA_AVX2) ? BL_WINO5_ISA_AVX2
                                                        : BL_WINO5_ISA_GENERIC;
-        /* BL_WINO5_ISA=generic|avx2|avx512 caps the variant (benchmarks of what another CPU
+        /* BL_WINO5_ISA=generic|avx2|avx512 picks the variant (benchmarks of what another CPU
          * would run); a variant this CPU lacks or an unknown name is a user error */
         const char *env = getenv("BL_WINO5_ISA");
         if (env && *env) {
