@@ -385,12 +385,14 @@ static onednn_conv *onednn_conv_make(const onednn_key *key)
     prim_make(&c->fwd, pd[0], c->impl[0], sizeof c->impl[0]);
     prim_make(&c->bwd_d, pd[1], c->impl[1], sizeof c->impl[1]);
     prim_make(&c->bwd_w, pd[2], c->impl[2], sizeof c->impl[2]);
-    c->wino5 = bl_conv_onednn_get_winograd() != BL_CONV_WINO_OFF && bl_wino5_applies(g, c->out_layout, c->out_layout);
-    if (c->wino5)
-        snprintf(c->describe, sizeof c->describe, "wino5:%s | wino5:%s | %s%s (winograd)",
-                 bl_wino5_isa_name(), bl_wino5_isa_name(), key->has_bias ? c->impl[2] : "wino5:",
-                 key->has_bias ? "" : bl_wino5_isa_name());
-    else
+    c->wino5 = bl_conv_onednn_get_winograd() != BL_CONV_WINO_OFF &&
+               bl_wino5_applies(g, c->out_layout, c->out_layout);
+    if (c->wino5) { /* backward weights with a bias stays on oneDNN (onednn_wino5) */
+        char bw[24];
+        snprintf(bw, sizeof bw, "wino5:%s", bl_wino5_isa_name());
+        snprintf(c->describe, sizeof c->describe, "%s | %s | %s (winograd)", bw, bw,
+                 key->has_bias ? c->impl[2] : bw);
+    } else
         snprintf(c->describe, sizeof c->describe, "%s | %s | %s%s", c->impl[0], c->impl[1],
                  c->impl[2], c->winograd ? " (winograd)" : "");
     return c;
@@ -426,6 +428,14 @@ const char *bl_conv_onednn_describe(const bl_conv_geom *g, int has_bias, int *wi
 
 /* ---- the ops ---- */
 
+/* 1 when the 5x5 Winograd (autograd/conv_wino5.h) computes c's products with activations in
+ * these layouts (a policy that allows it, a shape in its scope and blocked layouts); its
+ * backward weights also needs the convolution to have no bias. */
+static int onednn_wino5(const onednn_conv *c, int x_layout, int y_layout)
+{
+    return c->wino5 && bl_wino5_applies(&c->key.g, x_layout, y_layout);
+}
+
 int bl_conv_onednn_out_layout(const bl_conv_geom *g, int has_bias)
 {
     return onednn_get(g, has_bias)->out_layout;
@@ -435,7 +445,7 @@ void bl_conv_onednn_forward(bl_ctx *ctx, const bl_conv_geom *g, const bl_real *x
                             const bl_real *w, const bl_real *bias, bl_real *y, int y_layout)
 {
     onednn_conv *c = onednn_get(g, bias != NULL);
-    if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
+    if (onednn_wino5(c, x_layout, y_layout)) {
         bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, BL_WINO5_STORE);
         return;
     }
@@ -521,7 +531,7 @@ void bl_conv_onednn_forward_silu(bl_ctx *ctx, const bl_conv_geom *g, const bl_re
                                  int y_layout)
 {
     onednn_conv *c = onednn_get(g, 0);
-    if (c->wino5 && bl_wino5_applies(g, x_layout, y_layout)) {
+    if (onednn_wino5(c, x_layout, y_layout)) {
         bl_wino5_forward(ctx, g, x, x_layout, w, bias, y, y_layout, BL_WINO5_SILU);
         return;
     }
@@ -551,7 +561,7 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
     bl_arena *arena = bl_ctx_arena(ctx);
     const size_t mark = bl_arena_used(arena);
     const int want_w = dw || (has_bias && db);
-    const int dx_wino5 = dx && c->wino5 && bl_wino5_applies(g, x_layout, dy_layout);
+    const int wino5 = onednn_wino5(c, x_layout, dy_layout), dx_wino5 = dx && wino5;
     if (dx_wino5) {
         bl_wino5_backward_data(ctx, g, dy, dy_layout, w, dx, x_layout, dx_acc);
     } else if (dx) {
@@ -568,7 +578,7 @@ void bl_conv_onednn_backward(bl_ctx *ctx, const bl_conv_geom *g, int has_bias, c
         arg_out_finish(ctx, &c->d_dsrc, dx, x_layout, dx_acc);
         bl_arena_release(arena, mark_d);
     }
-    if (want_w && dw && !has_bias && c->wino5 && bl_wino5_applies(g, x_layout, dy_layout)) {
+    if (want_w && dw && !has_bias && wino5) {
         bl_wino5_backward_weights(ctx, g, x, x_layout, dy, dy_layout, dw);
     } else if (want_w) {
         /* dy in the layout backward weights wants: the copy made for backward data when the

@@ -31,6 +31,16 @@ typedef struct wino5_job {
     int acc, silu;
 } wino5_job;
 
+/* image b and output origin (oy, ox) of tile t, tiles numbered over images, tile rows and
+ * tile columns */
+static inline void wino5_tile(const wino5_job *j, int64_t t, int64_t *b, int64_t *oy,
+                              int64_t *ox)
+{
+    *b = t / (j->th * j->tw);
+    *oy = t / j->tw % j->th * WINO5_M;
+    *ox = t % j->tw * WINO5_M;
+}
+
 /* the variants (autograd/conv_wino5_kernel.inc) */
 #if defined(__x86_64__) || defined(__i386__)
 #define WINO_NAME(n) n##_avx512

@@ -109,8 +109,6 @@ bl_tensor *bl_batchnorm_silu(bl_ctx *ctx, bl_tensor *x, bl_tensor *weight, bl_te
  * NULL (the default): per-process statistics. Process-wide setting. */
 typedef void (*bl_batchnorm_reducer)(void *user, double *buf, int64_t n);
 void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first);
-/* 1 when a reducer is set (synchronised statistics, in the plain and the blocked layouts). */
-int bl_batchnorm_is_synced(void);
 /* nearest upsampling x2 of the last two dims: out[i][j] = in[i/2][j/2] */
 bl_tensor *bl_upsample2x(bl_ctx *ctx, bl_tensor *x);
 

@@ -45,7 +45,6 @@ void bl_batchnorm_set_reducer(bl_batchnorm_reducer fn, void *user, int first)
     bn_reducer_first = first;
 }
 
-int bl_batchnorm_is_synced(void) { return bn_reducer != NULL; }
 
 /* SiLU over one row of z = (x - mean) scale + shift:
  *   g == NULL: out = silu(z) = z sigmoid(z);   else: out = g silu'(z) = g s (1 + z (1 - s)).
