@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "autograd/conv_engine.h"
+#include "autograd/conv_onednn.h"
+#include "lib/sim/prior.h"
 #include "models/trainer.h"
 #include "experiment/data.h"
 #include "tools/ddp.h"
@@ -119,8 +121,10 @@ int main(int argc, char **argv)
 {
     bl_dist_init(&argc, &argv);
     const int rank = bl_dist_rank(), n_ranks = bl_dist_size();
-    if (argc != 2 || n_ranks != 2) {
-        fprintf(stderr, "usage: mpirun -np 2 test_ddp configs/quick.cfg (got %d processes)\n", n_ranks);
+    const int expect_wino5 = argc == 3 && !strcmp(argv[2], "--expect-wino5");
+    if ((argc != 2 && !expect_wino5) || n_ranks != 2) {
+        fprintf(stderr, "usage: mpirun -np 2 test_ddp configs/quick.cfg [--expect-wino5] (got %d "
+                        "processes)\n", n_ranks);
         bl_dist_abort(1);
     }
     const char *sets[] = {"prior.batch_size=4", "train.sync_batchnorm=true"};
@@ -189,6 +193,23 @@ int main(int argc, char **argv)
     CHECK(memcmp(ovl_loss, ddp_loss, sizeof ovl_loss) == 0, "overlap: losses differ from the plain all-reduce's");
     CHECK(bl_params_checksum(enc_ovl->params) == bl_params_checksum(enc_par->params),
           "overlap: parameters after %d steps differ from the plain all-reduce's", N_STEPS);
+#ifdef BL_CONV_HAVE_ONEDNN
+    /* --expect-wino5: the features net's 5x5 ConvBlocks at each rank's batch ran the project's
+     * Winograd for all three products (the point of mpi_ddp_wino5) */
+    if (expect_wino5) {
+        const bl_prior_params *pp = bl_prior_get_params(s->prior);
+        const int64_t fw = s->arch.features_width, H = pp->n_tiles_h * s->tile_slen,
+                      W = pp->n_tiles_w * s->tile_slen;
+        const bl_conv_geom g5 = {.B = s->batch_size / n_ranks, .C = fw, .H = H, .W = W, .M = fw,
+                                 .kh = 5, .kw = 5, .stride = 1, .pad_h = 2, .pad_w = 2, .Ho = H,
+                                 .Wo = W};
+        const char *impl = bl_conv_onednn_describe(&g5, 0, NULL);
+        CHECK(strncmp(impl, "wino5:", 6) == 0 && strstr(impl, "| wino5:") != NULL,
+              "the 5x5 ConvBlocks ran %s, not the 5x5 Winograd", impl);
+    }
+#else
+    CHECK(!expect_wino5, "--expect-wino5 in a build without oneDNN");
+#endif
     if (rank == 0)
         printf("step-1 gradient error %.3g (tol %.0e, %s convolutions); losses 1 process / 2 ranks:", grad_err,
                tol, bl_conv_engine_name(bl_conv_get_engine()));
